@@ -1,0 +1,95 @@
+"""`conveyor dev`: LocalStack + queues + writer + processor on this machine, stopped as one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from conveyor.localstack import LocalStack
+from conveyor.settings import DevSettings
+from conveyor.sqs.client import sqs_client
+from conveyor.sqs.queues import create_queues
+
+CHILD_STOP_SECONDS = 40.0
+
+
+def _script(name: str) -> str:
+    """A console script of this installation (next to the running interpreter)."""
+    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if path is None:
+        raise FileNotFoundError(f"console script {name} not found; is conveyor installed?")
+    return path
+
+
+async def _create(settings: DevSettings) -> tuple[str, str]:
+    async with sqs_client(settings) as client:
+        return await create_queues(client, settings.queue_name, settings.max_receive_count)
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(CHILD_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _supervise(children: list[subprocess.Popen[bytes]], stop: threading.Event) -> int:
+    """Wait for a stop signal or for a child to exit; returns the exit code for `conveyor dev`."""
+    while not stop.wait(0.2):
+        for child in children:
+            if child.poll() is not None:
+                name = Path(str(child.args[0])).name  # type: ignore[index]  # args is a list here
+                print(f"conveyor dev: {name} exited with code {child.returncode}; stopping")
+                return 1
+    return 0
+
+
+def run_dev(settings: DevSettings) -> int:
+    """Run the whole system until SIGINT/SIGTERM; leaves no child process behind."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stack: LocalStack | None = None
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        endpoint = settings.endpoint
+        if endpoint is None:
+            stack = LocalStack.start(
+                settings.localstack_python,
+                settings.state_dir / "localstack",
+                port=settings.localstack_port,
+                gateway_server=settings.localstack_gateway_server,
+            )
+            endpoint = stack.endpoint
+            print(f"conveyor dev: LocalStack SQS at {endpoint} (log: {stack.log_path})")
+        env = {**os.environ, "CONVEYOR_SQS_ENDPOINT_URL": endpoint}
+        url, dlq_url = asyncio.run(_create(settings.model_copy(update={"sqs_endpoint_url": endpoint})))
+        print(f"conveyor dev: queue {url}\nconveyor dev: dead-letter queue {dlq_url}")
+        for script in ("queue-writer", "queue-processor"):
+            children.append(subprocess.Popen([_script(script)], env=env, stdin=subprocess.DEVNULL))
+        print(
+            f"conveyor dev: queue-writer on http://{settings.writer_host}:{settings.writer_port}"
+            f" (POST /messages), queue-processor ops on http://127.0.0.1:{settings.processor_port}"
+            "\nconveyor dev: Ctrl-C stops everything"
+        )
+        return _supervise(children, stop)
+    finally:
+        _stop_children(children)
+        if stack is not None:
+            stack.stop()

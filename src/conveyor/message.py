@@ -1,0 +1,60 @@
+"""What a handler sees: :class:`Message`, and the two ways to say "not now" and "never"."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from conveyor.metadata import REQUEST_ID
+
+
+class PermanentError(Exception):
+    """Base of errors that must never be retried: the message goes to the dead-letter queue at once.
+
+    Subclass it (or raise :class:`Reject`) to mark your own errors permanent.
+    """
+
+
+class Reject(PermanentError):  # noqa: N818 - the handler API's verb, as in "reject this message"
+    """Raise to dead-letter the message at once, with ``reason`` recorded on it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Retry(Exception):  # noqa: N818 - the handler API's verb, as in "retry this message"
+    """Raise to have the message delivered again after ``after`` seconds (0 to 43,200)."""
+
+    def __init__(self, after: float = 0.0, reason: str = "") -> None:
+        super().__init__(reason or f"retry after {after} s")
+        self.after = after
+
+
+class InvalidJsonError(Reject):
+    """The body is not JSON; permanent, since it will never parse."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One SQS message as handed to the handler."""
+
+    message_id: str
+    body: str
+    attributes: dict[str, str] = field(default_factory=dict)
+    receive_count: int = 1
+    sent_at: datetime | None = None
+
+    @property
+    def request_id(self) -> str | None:
+        """The writer's request id, to follow a message from the HTTP request to the handler."""
+        return self.attributes.get(REQUEST_ID)
+
+    def json(self) -> Any:
+        """The body parsed as JSON; raises :class:`InvalidJsonError` (permanent) if it is not."""
+        try:
+            return json.loads(self.body)
+        except ValueError as exc:
+            raise InvalidJsonError(f"body is not JSON: {exc}") from exc

@@ -1,0 +1,14 @@
+"""Names of the message attributes Conveyor itself writes and reads."""
+
+REQUEST_ID = "conveyor.request_id"
+CONTENT_TYPE = "conveyor.content_type"
+IDEMPOTENCY_KEY = "conveyor.idempotency_key"
+TRACEPARENT = "traceparent"  # W3C trace context, the name OpenTelemetry's SQS propagation uses
+DEAD_LETTER = "conveyor.dead_letter"  # JSON: error type and message, original id, receive count
+RESERVED_PREFIX = "conveyor."
+RESERVED_NAMES = frozenset({TRACEPARENT})
+
+
+def is_reserved(name: str) -> bool:
+    """Attribute names users may not set: Conveyor's own metadata."""
+    return name.lower().startswith(RESERVED_PREFIX) or name.lower() in RESERVED_NAMES

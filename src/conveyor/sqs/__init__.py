@@ -1,0 +1,1 @@
+"""SQS plumbing shared by the writer and the processor."""

@@ -1,0 +1,127 @@
+"""One coalescer for SQS batch calls: SendMessageBatch, DeleteMessageBatch and
+ChangeMessageVisibilityBatch alike.
+
+Entries submitted concurrently are gathered into one call of up to ``max_entries`` and ``max_bytes``;
+a call is made when it is full, or ``linger`` seconds after its first entry arrived, so an entry with
+no company never waits longer than the linger. Each submitter gets its own entry's result. Flush
+calls run inside the batcher's task group: leaving ``async with`` flushes what is waiting and waits
+for every call in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+from conveyor.sqs.limits import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES
+
+type Outcome[R] = R | BaseException
+type FlushFn[E, R] = Callable[[Sequence[E]], Awaitable[Sequence[Outcome[R]]]]
+
+
+@dataclass(slots=True)
+class _Pending[E, R]:
+    entries: list[E] = field(default_factory=list)
+    futures: list[asyncio.Future[R]] = field(default_factory=list)
+    size: int = 0
+    timer: asyncio.TimerHandle | None = None
+
+
+class BatcherClosedError(RuntimeError):
+    """An entry was submitted after the batcher stopped accepting."""
+
+
+class Batcher[E, R]:
+    """Coalesce entries into batch calls made by ``flush`` (results in entry order)."""
+
+    def __init__(
+        self,
+        flush: FlushFn[E, R],
+        *,
+        linger: float,
+        max_entries: int = MAX_BATCH_ENTRIES,
+        max_bytes: int = MAX_BATCH_BYTES,
+        size_of: Callable[[E], int] = lambda _: 0,
+        on_flush: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self._flush = flush
+        self._linger = linger
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._size_of = size_of
+        self._on_flush = on_flush
+        self._pending: _Pending[E, R] = _Pending()
+        self._group: asyncio.TaskGroup | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._closed = True
+        self.flush_now()
+        if self._group is not None:
+            await self._group.__aexit__(et, e, tb)
+
+    def submit_nowait(self, entry: E) -> asyncio.Future[R]:
+        """Queue ``entry``; the returned future resolves to its own result (or its exception)."""
+        if self._closed or self._group is None:
+            raise BatcherClosedError("batcher is closed")
+        size = self._size_of(entry)
+        pending = self._pending
+        if pending.entries and pending.size + size > self._max_bytes:
+            self.flush_now()
+            pending = self._pending
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        pending.entries.append(entry)
+        pending.futures.append(future)
+        pending.size += size
+        if len(pending.entries) >= self._max_entries:
+            self.flush_now()
+        elif pending.timer is None:
+            pending.timer = asyncio.get_running_loop().call_later(self._linger, self.flush_now)
+        return future
+
+    async def submit(self, entry: E) -> R:
+        """Queue ``entry`` and wait for its result."""
+        return await self.submit_nowait(entry)
+
+    def flush_now(self) -> None:
+        """Send what is waiting now, without waiting for the linger."""
+        pending, self._pending = self._pending, _Pending()
+        if pending.timer is not None:
+            pending.timer.cancel()
+        if pending.entries and self._group is not None:
+            self._group.create_task(self._call(pending))
+
+    async def _call(self, pending: _Pending[E, R]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            try:
+                outcomes: Sequence[Outcome[R]] = await self._flush(pending.entries)
+            except Exception as exc:  # noqa: BLE001 - the whole call failed: each entry gets it
+                outcomes = [exc] * len(pending.entries)
+            if self._on_flush is not None:
+                self._on_flush(len(pending.entries), loop.time() - started)
+            for future, outcome in zip(pending.futures, outcomes, strict=True):
+                _resolve(future, outcome)
+        finally:
+            for future in pending.futures:
+                future.cancel()  # no-op for resolved futures; never leave a submitter hanging
+
+
+def _resolve[R](future: asyncio.Future[R], outcome: Outcome[R]) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

@@ -1,0 +1,82 @@
+"""The aiobotocore SQS client factory: one client per process, entered for the app's lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from conveyor.settings import SqsSettings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+# Long polls last up to 20 s: the read timeout must outlive them.
+READ_TIMEOUT_SECONDS = 40.0
+LOCAL_DUMMY_CREDENTIAL = "test"  # only ever sent to a local endpoint
+DEFAULT_LOCAL_REGION = "us-east-1"
+
+CallObserver = Callable[[str, str], None]
+"""Called once per SQS API call with (operation, outcome): outcome is "ok" or the error code."""
+
+
+class ConfigurationError(Exception):
+    """A setting that cannot work (no region, for instance); the message is one readable line."""
+
+
+def client_config(settings: SqsSettings) -> AioConfig:
+    """botocore config: explicit retry mode and pool size (the default pool of 10 caps concurrency)."""
+    return AioConfig(
+        max_pool_connections=settings.sqs_max_pool_connections,
+        retries={"mode": settings.sqs_retry_mode, "max_attempts": settings.sqs_max_attempts},
+        connect_timeout=settings.sqs_connect_timeout_seconds,
+        read_timeout=READ_TIMEOUT_SECONDS,
+    )
+
+
+@asynccontextmanager
+async def sqs_client(settings: SqsSettings, observer: CallObserver | None = None) -> AsyncIterator[SQSClient]:
+    """Create the process's SQS client. Dummy credentials are used only with a local endpoint."""
+    session = get_session()
+    kwargs: dict[str, Any] = {"config": client_config(settings)}
+    region = settings.aws_region or session.get_config_variable("region")
+    if settings.endpoint:
+        kwargs["endpoint_url"] = settings.endpoint
+        region = region or DEFAULT_LOCAL_REGION
+        if await session.get_credentials() is None:
+            kwargs["aws_access_key_id"] = LOCAL_DUMMY_CREDENTIAL
+            kwargs["aws_secret_access_key"] = LOCAL_DUMMY_CREDENTIAL
+    if not region:
+        raise ConfigurationError("no AWS region: set AWS_REGION or CONVEYOR_AWS_REGION")
+    async with session.create_client("sqs", region_name=region, **kwargs) as client:
+        if observer is not None:
+            watch_calls(client, observer)
+        yield client
+
+
+def watch_calls(client: SQSClient, observer: CallObserver) -> None:
+    """Report every API call's outcome to ``observer`` (used for the per-operation metrics).
+
+    The handlers never raise: an exception here would fail the SQS call itself.
+    """
+
+    def after_call(event_name: str, parsed: Any = None, **_: Any) -> None:
+        error = parsed.get("Error", {}) if isinstance(parsed, dict) else {}
+        _observe(observer, event_name, str(error.get("Code", "error")) if error else "ok")
+
+    def after_call_error(event_name: str, exception: BaseException | None = None, **_: Any) -> None:
+        _observe(observer, event_name, type(exception).__name__ if exception else "error")
+
+    client.meta.events.register("after-call.sqs", after_call)
+    client.meta.events.register("after-call-error.sqs", after_call_error)
+
+
+def _observe(observer: CallObserver, event_name: str, outcome: str) -> None:
+    operation = event_name.rsplit(".", 1)[-1]  # "after-call.sqs.SendMessageBatch"
+    try:
+        observer(operation, outcome)
+    except Exception:  # noqa: BLE001 - metrics must never fail an SQS call
+        return

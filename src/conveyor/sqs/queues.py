@@ -1,0 +1,87 @@
+"""Queue bootstrap and discovery: create the queue and its DLQ, resolve URLs, read attributes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from conveyor.settings import SqsSettings
+from conveyor.sqs.limits import MAX_MESSAGE_BYTES
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.literals import QueueAttributeNameType
+
+FIFO_SUFFIX = ".fifo"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """What the services need to know about the queue, read with GetQueueAttributes at start-up."""
+
+    url: str
+    arn: str
+    max_message_bytes: int
+    visibility_timeout: int
+    is_fifo: bool
+    content_based_dedup: bool
+    dlq_arn: str | None
+    max_receive_count: int | None
+
+
+def dlq_name(queue_name: str) -> str:
+    """``orders`` -> ``orders-dlq``; ``orders.fifo`` -> ``orders-dlq.fifo`` (same queue type)."""
+    if queue_name.endswith(FIFO_SUFFIX):
+        return queue_name.removesuffix(FIFO_SUFFIX) + "-dlq" + FIFO_SUFFIX
+    return queue_name + "-dlq"
+
+
+def queue_name_from_arn(arn: str) -> str:
+    return arn.rsplit(":", 1)[-1]
+
+
+async def create_queues(client: SQSClient, name: str, max_receive_count: int) -> tuple[str, str]:
+    """Create ``name`` and ``<name>-dlq`` with a redrive policy; idempotent. Returns both URLs."""
+    fifo: dict[QueueAttributeNameType, str] = {"FifoQueue": "true"} if name.endswith(FIFO_SUFFIX) else {}
+    dlq_url = (await client.create_queue(QueueName=dlq_name(name), Attributes=fifo))["QueueUrl"]
+    dlq_attrs = await client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
+    dlq_arn = dlq_attrs["Attributes"]["QueueArn"]
+    url = (await client.create_queue(QueueName=name, Attributes=fifo))["QueueUrl"]
+    policy = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
+    # Set separately so that re-running with another maxReceiveCount updates, not conflicts.
+    await client.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(policy)})
+    return url, dlq_url
+
+
+async def resolve_queue_url(client: SQSClient, settings: SqsSettings) -> str:
+    """The queue URL from CONVEYOR_QUEUE_URL, else looked up by CONVEYOR_QUEUE_NAME."""
+    if settings.queue_url is not None:
+        return str(settings.queue_url)
+    return (await client.get_queue_url(QueueName=settings.queue_name))["QueueUrl"]
+
+
+async def read_queue_config(client: SQSClient, url: str) -> QueueConfig:
+    """Read the attributes the services depend on (max size, visibility, redrive policy)."""
+    attrs = (await client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]))["Attributes"]
+    redrive = json.loads(attrs["RedrivePolicy"]) if attrs.get("RedrivePolicy") else {}
+    count = redrive.get("maxReceiveCount")
+    return QueueConfig(
+        url=url,
+        arn=attrs.get("QueueArn", ""),
+        max_message_bytes=int(attrs.get("MaximumMessageSize", MAX_MESSAGE_BYTES)),
+        visibility_timeout=int(attrs.get("VisibilityTimeout", 30)),
+        is_fifo=attrs.get("FifoQueue", "false") == "true",
+        content_based_dedup=attrs.get("ContentBasedDeduplication", "false") == "true",
+        dlq_arn=redrive.get("deadLetterTargetArn"),
+        max_receive_count=int(count) if count is not None else None,
+    )
+
+
+async def dlq_url_of(client: SQSClient, config: QueueConfig) -> str | None:
+    """The dead-letter queue's URL, found from the source queue's RedrivePolicy."""
+    if config.dlq_arn is None:
+        return None
+    account = config.dlq_arn.split(":")[4]
+    response = await client.get_queue_url(QueueName=queue_name_from_arn(config.dlq_arn), QueueOwnerAWSAccountId=account)
+    return response["QueueUrl"]

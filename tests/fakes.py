@@ -1,0 +1,272 @@
+"""An in-memory SQS with the semantics the services rely on: visibility timeouts, receipt handles
+that change on every receive, receive counts, redrive to a DLQ, long polls, partial batch failures.
+
+Faults are injected explicitly: ``fail_calls`` makes whole calls raise, ``fail_entries`` makes
+entries come back in ``Failed``. Time is the event loop's clock, so tests run in real time with
+short timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+ACCOUNT = "000000000000"
+BASE = "http://fake-sqs/queue/us-east-1/" + ACCOUNT + "/"
+
+
+def client_error(code: str, operation: str, status: int = 400, message: str = "injected") -> ClientError:
+    response: Any = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, operation)
+
+
+@dataclass
+class FakeMessage:
+    message_id: str
+    body: str
+    attributes: dict[str, Any]
+    sent_ms: int
+    group_id: str | None = None
+    receive_count: int = 0
+    visible_at: float = 0.0
+    receipt_handle: str | None = None
+    first_received: float | None = None
+
+
+@dataclass
+class FakeQueue:
+    name: str
+    attributes: dict[str, str]
+    messages: dict[str, FakeMessage] = field(default_factory=dict)
+    deleted: list[FakeMessage] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return BASE + self.name
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:sqs:us-east-1:{ACCOUNT}:{self.name}"
+
+
+class FakeSqs:
+    def __init__(self) -> None:
+        self.queues: dict[str, FakeQueue] = {}
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.fail_calls: dict[str, list[BaseException]] = defaultdict(list)
+        self.fail_entries: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {}
+        self.held_max = 0  # most messages received and not yet deleted or visible again
+        self.received_total = 0  # messages handed out by ReceiveMessage, redeliveries included
+        self._ids = itertools.count()
+
+    # --- set-up helpers -----------------------------------------------------------------------
+    def create(self, name: str, *, max_receive_count: int | None = 5, **attributes: str) -> FakeQueue:
+        attrs = {"MaximumMessageSize": "1048576", "VisibilityTimeout": "30"} | attributes
+        if name.endswith(".fifo"):
+            attrs["FifoQueue"] = "true"
+        queue = self.queues[name] = FakeQueue(name, attrs)
+        if max_receive_count is not None:
+            dlq_name = name.removesuffix(".fifo") + "-dlq" + (".fifo" if name.endswith(".fifo") else "")
+            dlq = self.queues.get(dlq_name) or self.create(dlq_name, max_receive_count=None)
+            policy = {"deadLetterTargetArn": dlq.arn, "maxReceiveCount": max_receive_count}
+            queue.attributes["RedrivePolicy"] = json.dumps(policy)
+        return queue
+
+    def put(self, name: str, body: str, attributes: dict[str, Any] | None = None) -> str:
+        return self._store(self.queues[name], body, attributes or {}, None, 0)
+
+    def queue(self, url: str) -> FakeQueue:
+        for queue in self.queues.values():
+            if queue.url == url:
+                return queue
+        raise client_error("AWS.SimpleQueueService.NonExistentQueue", "Any")
+
+    def count(self, operation: str) -> int:
+        return sum(1 for op, _ in self.calls if op == operation)
+
+    # --- plumbing -------------------------------------------------------------------------------
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
+    def _record(self, operation: str, kwargs: dict[str, Any]) -> None:
+        self.calls.append((operation, kwargs))
+        if self.fail_calls[operation]:
+            raise self.fail_calls[operation].pop(0)
+
+    def _store(self, queue: FakeQueue, body: str, attributes: dict[str, Any], group: str | None, delay: int) -> str:
+        message_id = str(uuid.UUID(int=next(self._ids)))
+        try:
+            visible_at = self._now() + delay
+        except RuntimeError:
+            visible_at = 0.0
+        queue.messages[message_id] = FakeMessage(
+            message_id, body, attributes, int(time.time() * 1000), group, visible_at=visible_at
+        )
+        return message_id
+
+    def _entry_failure(self, operation: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+        hook = self.fail_entries.get(operation)
+        failure = hook(entry) if hook else None
+        return {"Id": entry["Id"], **failure} if failure else None
+
+    def _by_handle(self, queue: FakeQueue, handle: str) -> FakeMessage | None:
+        for message in queue.messages.values():
+            if message.receipt_handle == handle:
+                return message
+        return None
+
+    def _held(self) -> int:
+        now = self._now()
+        return sum(
+            1
+            for q in self.queues.values()
+            for m in q.messages.values()
+            if m.receipt_handle is not None and m.visible_at > now
+        )
+
+    # --- the SQS API the services use -----------------------------------------------------------
+    async def get_queue_url(self, QueueName: str, **_: Any) -> dict[str, Any]:  # noqa: N803
+        self._record("GetQueueUrl", {"QueueName": QueueName})
+        if QueueName not in self.queues:
+            raise client_error("AWS.SimpleQueueService.NonExistentQueue", "GetQueueUrl")
+        return {"QueueUrl": self.queues[QueueName].url}
+
+    async def get_queue_attributes(self, QueueUrl: str, **kwargs: Any) -> dict[str, Any]:  # noqa: N803
+        self._record("GetQueueAttributes", {"QueueUrl": QueueUrl, **kwargs})
+        queue = self.queue(QueueUrl)
+        return {"Attributes": {"QueueArn": queue.arn, **queue.attributes}}
+
+    async def send_message(self, QueueUrl: str, MessageBody: str, **kwargs: Any) -> dict[str, Any]:  # noqa: N803
+        self._record("SendMessage", {"QueueUrl": QueueUrl, "MessageBody": MessageBody, **kwargs})
+        queue = self.queue(QueueUrl)
+        attributes = kwargs.get("MessageAttributes", {})
+        message_id = self._store(queue, MessageBody, attributes, kwargs.get("MessageGroupId"), 0)
+        return {"MessageId": message_id, "MD5OfMessageBody": hashlib.md5(MessageBody.encode()).hexdigest()}  # noqa: S324
+
+    async def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        self._record("SendMessageBatch", {"QueueUrl": QueueUrl, "Entries": Entries})
+        assert 1 <= len(Entries) <= 10, "SendMessageBatch takes 1 to 10 entries"
+        size = sum(len(e["MessageBody"].encode()) for e in Entries)
+        assert size <= 1_048_576, "SendMessageBatch payload over 1 MiB"
+        queue = self.queue(QueueUrl)
+        successful, failed = [], []
+        for entry in Entries:
+            failure = self._entry_failure("SendMessageBatch", entry)
+            if failure:
+                failed.append(failure)
+                continue
+            message_id = self._store(
+                queue,
+                entry["MessageBody"],
+                entry.get("MessageAttributes", {}),
+                entry.get("MessageGroupId"),
+                entry.get("DelaySeconds", 0),
+            )
+            successful.append({"Id": entry["Id"], "MessageId": message_id})
+        return {"Successful": successful, "Failed": failed}
+
+    async def receive_message(self, QueueUrl: str, **kwargs: Any) -> dict[str, Any]:  # noqa: N803
+        self._record("ReceiveMessage", {"QueueUrl": QueueUrl, **kwargs})
+        queue = self.queue(QueueUrl)
+        wanted = kwargs.get("MaxNumberOfMessages", 1)
+        assert 1 <= wanted <= 10, "ReceiveMessage takes 1 to 10"
+        deadline = self._now() + kwargs.get("WaitTimeSeconds", 0)
+        while True:
+            got = self._take(queue, wanted, kwargs.get("VisibilityTimeout", 30))
+            if got or self._now() >= deadline:
+                self.held_max = max(self.held_max, self._held())
+                return {"Messages": got} if got else {}
+            await asyncio.sleep(0.005)
+
+    def _take(self, queue: FakeQueue, wanted: int, visibility: float) -> list[dict[str, Any]]:
+        now = self._now()
+        policy = json.loads(queue.attributes.get("RedrivePolicy", "{}"))
+        taken: list[dict[str, Any]] = []
+        for message in list(queue.messages.values()):
+            if len(taken) >= wanted:
+                break
+            if message.visible_at > now:
+                continue
+            if policy and message.receive_count >= policy["maxReceiveCount"]:
+                dlq = next(q for q in self.queues.values() if q.arn == policy["deadLetterTargetArn"])
+                dlq.messages[message.message_id] = queue.messages.pop(message.message_id)
+                message.receipt_handle = None
+                continue
+            message.receive_count += 1
+            message.first_received = message.first_received or now
+            message.visible_at = now + visibility
+            message.receipt_handle = uuid.uuid4().hex
+            self.received_total += 1
+            taken.append(self._wire(message))
+        return taken
+
+    @staticmethod
+    def _wire(message: FakeMessage) -> dict[str, Any]:
+        system = {
+            "ApproximateReceiveCount": str(message.receive_count),
+            "SentTimestamp": str(message.sent_ms),
+        }
+        if message.group_id:
+            system["MessageGroupId"] = message.group_id
+        wire: dict[str, Any] = {
+            "MessageId": message.message_id,
+            "ReceiptHandle": message.receipt_handle,
+            "Body": message.body,
+            "Attributes": system,
+        }
+        if message.attributes:
+            wire["MessageAttributes"] = message.attributes
+        return wire
+
+    async def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        self._record("DeleteMessageBatch", {"QueueUrl": QueueUrl, "Entries": Entries})
+        assert 1 <= len(Entries) <= 10
+        queue = self.queue(QueueUrl)
+        successful, failed = [], []
+        for entry in Entries:
+            failure = self._entry_failure("DeleteMessageBatch", entry)
+            message = self._by_handle(queue, entry["ReceiptHandle"])
+            if failure or message is None:
+                failed.append(failure or {"Id": entry["Id"], "Code": "ReceiptHandleIsInvalid", "SenderFault": True})
+                continue
+            queue.deleted.append(queue.messages.pop(message.message_id))
+            successful.append({"Id": entry["Id"]})
+        return {"Successful": successful, "Failed": failed}
+
+    async def change_message_visibility_batch(
+        self,
+        QueueUrl: str,  # noqa: N803
+        Entries: list[dict[str, Any]],  # noqa: N803
+    ) -> dict[str, Any]:
+        self._record("ChangeMessageVisibilityBatch", {"QueueUrl": QueueUrl, "Entries": Entries})
+        assert 1 <= len(Entries) <= 10
+        queue = self.queue(QueueUrl)
+        successful, failed = [], []
+        for entry in Entries:
+            failure = self._entry_failure("ChangeMessageVisibilityBatch", entry)
+            message = self._by_handle(queue, entry["ReceiptHandle"])
+            if failure or message is None:
+                failed.append(failure or {"Id": entry["Id"], "Code": "MessageNotInflight", "SenderFault": True})
+                continue
+            message.visible_at = self._now() + entry["VisibilityTimeout"]
+            successful.append({"Id": entry["Id"]})
+        return {"Successful": successful, "Failed": failed}
+
+
+def as_client(fake: FakeSqs) -> Any:
+    """The fake where an aiobotocore SQSClient is expected (it implements the calls we make)."""
+    return fake
