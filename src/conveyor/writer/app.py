@@ -1,0 +1,195 @@
+"""The writer's FastAPI app: routes, lifespan (one SQS client, one batcher), error mapping."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
+
+import structlog
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from conveyor.settings import WriterSettings
+from conveyor.sqs.batcher import Batcher, BatcherClosedError
+from conveyor.sqs.client import sqs_client
+from conveyor.sqs.errors import SqsError, classify
+from conveyor.sqs.queues import QueueConfig, read_queue_config, resolve_queue_url
+from conveyor.writer.batch import send_batch, validation_problem
+from conveyor.writer.edge import EdgeMiddleware
+from conveyor.writer.metrics import WriterMetrics
+from conveyor.writer.outgoing import Outgoing, RequestMeta, build_outgoing
+from conveyor.writer.problems import EntryProblem, from_sqs, problem_response
+from conveyor.writer.request_meta import request_meta
+from conveyor.writer.schemas import (
+    Accepted,
+    BatchIn,
+    BatchResult,
+    Health,
+    MessageIn,
+    Problem,
+)
+from conveyor.writer.sender import Sender
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+log = structlog.get_logger("conveyor.writer")
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {"application/problem+json": {}}} for status in (400, 413, 415, 422, 500, 503)
+}
+
+
+@dataclass
+class WriterState:
+    settings: WriterSettings
+    client: SQSClient
+    queue: QueueConfig
+    batcher: Batcher[Outgoing, str]
+    metrics: WriterMetrics
+    ready_until: float = field(default=0.0)
+
+    async def send(self, outgoing: Outgoing) -> str:
+        """Send one message through the coalescing batcher; raise :class:`EntryProblem`."""
+        started = time.monotonic()
+        try:
+            message_id = await self.batcher.submit(outgoing)
+        except SqsError as exc:
+            self.metrics.messages.labels("sqs_error").inc()
+            problem = from_sqs(exc.failure)
+            if problem.status >= 500:
+                log.error(
+                    "sqs_send_failed",
+                    code=exc.failure.code,
+                    error=exc.failure.message,
+                )
+            raise problem from exc
+        except BatcherClosedError as exc:
+            raise EntryProblem(503, "Shutting down", "this writer is stopping", retryable=True) from exc
+        finally:
+            self.metrics.batch_wait.observe(time.monotonic() - started)
+        self.metrics.messages.labels("accepted").inc()
+        self.metrics.message_bytes.observe(outgoing.size)
+        return message_id
+
+
+def _state(request: Request) -> WriterState:
+    state: WriterState = request.app.state.writer
+    return state
+
+
+State = Annotated[WriterState, Depends(_state)]
+Meta = Annotated[RequestMeta, Depends(request_meta)]
+
+
+def create_app(settings: WriterSettings, client: SQSClient | None = None) -> FastAPI:
+    """Build the app. ``client`` injects an SQS client (tests); else one is made from settings."""
+    metrics = WriterMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            sqs: SQSClient = (
+                client
+                if client is not None
+                else await stack.enter_async_context(sqs_client(settings, metrics.observe_sqs_call))
+            )
+            queue = await read_queue_config(sqs, await resolve_queue_url(sqs, settings))
+            sender = Sender(sqs, queue.url, settings.send_retries)
+            batcher: Batcher[Outgoing, str] = await stack.enter_async_context(
+                Batcher(
+                    sender.send,  # SqsError results become the submitter's exception
+                    linger=settings.batch_linger_ms / 1000,
+                    size_of=lambda o: o.size,
+                    on_flush=metrics.observe_batch,
+                )
+            )
+            app.state.writer = WriterState(settings, sqs, queue, batcher, metrics)
+            log.info("writer_started", queue=queue.url, max_message_bytes=queue.max_message_bytes)
+            yield
+            log.info("writer_stopping")
+
+    app = FastAPI(
+        title="Conveyor queue-writer",
+        version="0.1.0",
+        description="Validates messages and writes them to an SQS queue.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(EdgeMiddleware, max_body=settings.max_request_bytes, metrics=metrics)
+    _add_error_handlers(app)
+    _add_routes(app, metrics)
+    return app
+
+
+def _add_routes(app: FastAPI, metrics: WriterMetrics) -> None:
+    @app.post("/messages", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES)
+    async def post_message(message: MessageIn, state: State, meta: Meta) -> JSONResponse:
+        """Validate one message and answer 202 once SQS has it."""
+        outgoing = build_outgoing(message, meta, state.queue)
+        message_id = await state.send(outgoing)
+        accepted = Accepted(message_id=message_id, request_id=meta.request_id)
+        return JSONResponse(accepted.model_dump(), status_code=202)
+
+    @app.post("/messages/batch", response_model=BatchResult, responses=ERROR_RESPONSES)
+    async def post_batch(batch: BatchIn, state: State, meta: Meta) -> Response:
+        """Send up to 100 messages; each entry succeeds or fails on its own."""
+        return await send_batch(batch, state, meta)
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        """The process is alive (no AWS call)."""
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, responses=ERROR_RESPONSES)
+    async def readyz(state: State, request: Request) -> Response:
+        """SQS answers for the queue (cached for a few seconds)."""
+        now = time.monotonic()
+        if now < state.ready_until:
+            return JSONResponse({"status": "ready"})
+        try:
+            await state.client.get_queue_attributes(QueueUrl=state.queue.url, AttributeNames=["QueueArn"])
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready; classified below
+            failure = classify(exc)
+            problem = from_sqs(failure).to_problem(request.state.request_id)
+            return problem_response(problem.model_copy(update={"status": 503}))
+        state.ready_until = now + state.settings.ready_cache_seconds
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(EntryProblem)
+    async def entry_problem(request: Request, exc: EntryProblem) -> Response:
+        state: WriterState = request.app.state.writer
+        state.metrics.messages.labels(str(exc.status)).inc()
+        headers = {"Retry-After": str(state.settings.retry_after_seconds)} if exc.retryable else None
+        return problem_response(exc.to_problem(request.state.request_id), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        return problem_response(validation_problem(exc, request.state.request_id))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        problem = Problem(
+            title=str(exc.detail), status=exc.status_code, detail=str(exc.detail),
+            request_id=request.state.request_id,
+        )  # fmt: skip
+        return problem_response(problem, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected_error", path=request.url.path)
+        problem = Problem(
+            title="Internal error", status=500, detail="an unexpected error; see the writer's log",
+            request_id=request.state.request_id,
+        )  # fmt: skip
+        return problem_response(problem)

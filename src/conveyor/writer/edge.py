@@ -1,0 +1,130 @@
+"""The writer's edge, as plain ASGI middleware: request ids, content type, body limit, metrics.
+
+The body is read here, up to the limit, before any route runs: an oversized request is answered 413
+as soon as the limit is crossed, without reading the rest.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from conveyor.writer.metrics import WriterMetrics
+from conveyor.writer.problems import PROBLEM_JSON
+from conveyor.writer.schemas import Problem
+
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json\s*(?:;.*)?$", re.IGNORECASE)
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+KNOWN_ROUTES = frozenset({"/messages", "/messages/batch", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
+
+
+def request_id_from(headers: dict[str, str]) -> str:
+    """The caller's X-Request-ID when it is valid, else a new one."""
+    given = headers.get(REQUEST_ID_HEADER, "")
+    return given if _VALID_REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body: int, metrics: WriterMetrics) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = request_id_from(headers)
+        scope.setdefault("state", {})["request_id"] = request_id
+        route = scope["path"] if scope["path"] in KNOWN_ROUTES else "other"
+        status_seen: list[int] = []
+        send = self._wrap_send(send, request_id, status_seen)
+        try:
+            if scope["method"] in BODY_METHODS:
+                problem = _content_type_problem(headers)
+                body = None if problem else await self._read_body(headers, receive)
+                if problem or body is None:
+                    problem = problem or _too_large(self.max_body)
+                    await _send_problem(send, problem, request_id)
+                    return
+                receive = _replay(body, receive)
+            await self.app(scope, receive, send)
+        finally:
+            self.metrics.requests.labels(route, str(status_seen[0] if status_seen else 500)).inc()
+
+    def _wrap_send(self, send: Send, request_id: str, seen: list[int]) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen.append(message["status"])
+                headers = [h for h in message.get("headers", []) if h[0] != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return wrapped
+
+    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes | None:
+        """The whole body, or None as soon as it is known to exceed the limit."""
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b"".join(chunks)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _content_type_problem(headers: dict[str, str]) -> Problem | None:
+    if _JSON_TYPE.match(headers.get("content-type", "")):
+        return None
+    return Problem(
+        title="Unsupported media type",
+        status=415,
+        detail="send the request body as Content-Type: application/json",
+    )
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(
+        title="Request too large",
+        status=413,
+        detail=f"the request body exceeds the limit of {limit} bytes",
+    )
+
+
+def _replay(body: bytes, original: Receive) -> Receive:
+    """Hand the app the body read already; after that, the real channel (for disconnects)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await original()
+
+    return receive
+
+
+async def _send_problem(send: Send, problem: Problem, request_id: str) -> None:
+    problem = problem.model_copy(update={"request_id": request_id})
+    payload = problem.model_dump_json(exclude_none=True).encode()
+    headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", b"%d" % len(payload))]
+    if problem.status == 413:
+        headers.append((b"connection", b"close"))  # the rest of the body was never read
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,57 @@
+"""The writer's Prometheus metrics, in a registry of its own (one per app)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no _created series: noise for counters
+
+BYTES_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576)
+WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class WriterMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "conveyor_writer_requests",
+            "HTTP requests by route and status.",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.sqs_calls = Counter(
+            "conveyor_sqs_requests",
+            "SQS API calls by operation and outcome (ok or the error code).",
+            ["operation", "outcome"],
+            registry=self.registry,
+        )
+        self.batch_entries = Histogram(
+            "conveyor_writer_batch_entries",
+            "Entries per SendMessageBatch call.",
+            buckets=tuple(range(1, 11)),
+            registry=self.registry,
+        )
+        self.batch_wait = Histogram(
+            "conveyor_writer_batch_wait_seconds",
+            "Time a message waited for its batch call to be answered (linger plus the call).",
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
+        )
+        self.message_bytes = Histogram(
+            "conveyor_writer_message_bytes",
+            "Size of accepted messages as SQS counts it (body plus attributes).",
+            buckets=BYTES_BUCKETS,
+            registry=self.registry,
+        )
+        self.messages = Counter(
+            "conveyor_writer_messages",
+            "Messages by result: accepted by SQS, or refused with an HTTP status.",
+            ["result"],
+            registry=self.registry,
+        )
+
+    def observe_sqs_call(self, operation: str, outcome: str) -> None:
+        self.sqs_calls.labels(operation, outcome).inc()
+
+    def observe_batch(self, entries: int, seconds: float) -> None:
+        self.batch_entries.observe(entries)

@@ -1,0 +1,169 @@
+"""Turn a validated request into exactly what SendMessageBatch gets, enforcing SQS's rules here:
+allowed characters, attribute names and count, exact byte size against the queue's limit, FIFO rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from conveyor import metadata
+from conveyor.sqs import limits
+from conveyor.sqs.queues import QueueConfig
+from conveyor.writer.problems import EntryProblem
+from conveyor.writer.schemas import AttributeValue, MessageIn
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs.type_defs import (
+        MessageAttributeValueTypeDef,
+        SendMessageBatchRequestEntryTypeDef,
+    )
+
+MAX_NUMBER_MAGNITUDE = 1e126
+MAX_NUMBER_DIGITS = 38
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMeta:
+    """What travels with every message of one HTTP request."""
+
+    request_id: str
+    traceparent: str | None = None
+    idempotency_key: str | None = None
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message ready for SQS, with its exact size."""
+
+    body: str
+    attributes: dict[str, MessageAttributeValueTypeDef]
+    size: int
+    delay_seconds: int | None = None
+    group_id: str | None = None
+    deduplication_id: str | None = None
+
+    def entry(self) -> SendMessageBatchRequestEntryTypeDef:
+        """The SendMessageBatch entry, without its ``Id`` (assigned per call)."""
+        entry: SendMessageBatchRequestEntryTypeDef = {  # type: ignore[typeddict-item]  # Id added per call
+            "MessageBody": self.body,
+            "MessageAttributes": self.attributes,
+        }
+        if self.delay_seconds is not None:
+            entry["DelaySeconds"] = self.delay_seconds
+        if self.group_id is not None:
+            entry["MessageGroupId"] = self.group_id
+        if self.deduplication_id is not None:
+            entry["MessageDeduplicationId"] = self.deduplication_id
+        return entry
+
+
+def _invalid(field: str, detail: str) -> EntryProblem:
+    return EntryProblem(422, "Invalid message", f"{field}: {detail}", field=field)
+
+
+def serialise_body(body: object) -> str:
+    try:
+        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise _invalid("body", "numbers must be finite (no NaN or Infinity)") from exc
+    _check_chars("body", text)
+    return text
+
+
+def _check_chars(field: str, text: str) -> None:
+    index = limits.first_refused_char(text)
+    if index is not None:
+        code = ord(text[index])
+        raise _invalid(field, f"character U+{code:04X} at {index} is not allowed by SQS")
+
+
+def _number(field: str, value: int | float) -> str:
+    if abs(value) > MAX_NUMBER_MAGNITUDE:
+        raise _invalid(field, "numbers must be between -1e126 and 1e126")
+    text = str(value) if isinstance(value, int) else repr(value)
+    if sum(ch.isdigit() for ch in text.split("e")[0]) > MAX_NUMBER_DIGITS:
+        raise _invalid(field, f"numbers may have at most {MAX_NUMBER_DIGITS} digits")
+    return text
+
+
+def _user_attribute(name: str, value: AttributeValue) -> MessageAttributeValueTypeDef:
+    field = f"attributes.{name}"
+    problem = limits.attribute_name_problem(name)
+    if problem:
+        raise _invalid(field, f"attribute name {problem}")
+    if metadata.is_reserved(name):
+        raise _invalid(field, "names starting with 'conveyor.' and 'traceparent' are reserved")
+    if isinstance(value, str):
+        if not value:
+            raise _invalid(field, "string values must not be empty")
+        _check_chars(field, value)
+        return {"DataType": "String", "StringValue": value}
+    return {"DataType": "Number", "StringValue": _number(field, value)}
+
+
+def _meta_attributes(meta: RequestMeta) -> dict[str, MessageAttributeValueTypeDef]:
+    found = {
+        metadata.REQUEST_ID: meta.request_id,
+        metadata.CONTENT_TYPE: meta.content_type,
+        metadata.TRACEPARENT: meta.traceparent,
+        metadata.IDEMPOTENCY_KEY: meta.idempotency_key,
+    }
+    return {k: {"DataType": "String", "StringValue": v} for k, v in found.items() if v}
+
+
+def _attributes(message: MessageIn, meta: RequestMeta) -> dict[str, MessageAttributeValueTypeDef]:
+    own = _meta_attributes(meta)
+    room = limits.MAX_ATTRIBUTES - len(own)
+    if len(message.attributes) > room:
+        raise _invalid(
+            "attributes",
+            f"at most {room} attributes with this request's metadata (SQS allows 10 in all)",
+        )
+    user = {name: _user_attribute(name, v) for name, v in message.attributes.items()}
+    return own | user
+
+
+def _fifo_ids(message: MessageIn, meta: RequestMeta, queue: QueueConfig) -> tuple[str | None, str | None]:
+    if not queue.is_fifo:
+        if message.deduplication_id is not None:
+            raise _invalid("deduplication_id", "only FIFO queues take a deduplication id")
+        return message.group_id, None
+    if message.delay_seconds is not None:
+        raise _invalid("delay_seconds", "FIFO queues do not take a per-message delay")
+    if message.group_id is None:
+        raise _invalid("group_id", "required on a FIFO queue")
+    dedup = message.deduplication_id
+    if dedup is None and meta.idempotency_key is not None:
+        key = meta.idempotency_key
+        dedup = key if limits.is_valid_dedup_id(key) else hashlib.sha256(key.encode()).hexdigest()
+    if dedup is None and not queue.content_based_dedup:
+        raise _invalid("deduplication_id", "required on this FIFO queue (or an Idempotency-Key)")
+    return message.group_id, dedup
+
+
+def _check_ids(message: MessageIn) -> None:
+    for field in ("group_id", "deduplication_id"):
+        value = getattr(message, field)
+        if value is not None and not limits.is_valid_dedup_id(value):
+            raise _invalid(field, "1 to 128 printable ASCII characters without spaces")
+
+
+def build_outgoing(message: MessageIn, meta: RequestMeta, queue: QueueConfig) -> Outgoing:
+    """Validate ``message`` against SQS's rules and this queue; raise :class:`EntryProblem`."""
+    body = serialise_body(message.body)
+    attributes = _attributes(message, meta)
+    _check_ids(message)
+    group_id, dedup_id = _fifo_ids(message, meta, queue)
+    size = limits.message_bytes(body, attributes)
+    if size > queue.max_message_bytes:
+        raise EntryProblem(
+            413,
+            "Message too large",
+            f"body and attributes are {size} bytes; this queue takes at most {queue.max_message_bytes}",
+            field="body",
+        )
+    return Outgoing(body, attributes, size, message.delay_seconds, group_id, dedup_id)

@@ -1,0 +1,81 @@
+"""Every error the writer returns, as RFC 9457 problem details. Never a stack trace."""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+
+from conveyor.sqs.errors import Kind, SqsFailure
+from conveyor.writer.schemas import BatchFailure, Problem
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://github.com/conveyor/conveyor/blob/main/docs/errors.md#"
+
+
+class EntryProblem(Exception):  # noqa: N818 - a problem document, raised where it is found
+    """Why a message cannot be accepted: an HTTP status, a title, a detail naming the field, and
+    for SQS failures the SQS code and whether retrying can help."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(f"{status} {title}: {detail}")
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.field = field
+        self.code = code
+        self.retryable = retryable
+
+    def to_problem(self, request_id: str | None) -> Problem:
+        slug = self.title.lower().replace(" ", "-")
+        return Problem(
+            type=TYPE_BASE + slug,
+            title=self.title,
+            status=self.status,
+            detail=self.detail,
+            request_id=request_id,
+            code=self.code,
+            retryable=self.retryable if self.code else None,
+            field=self.field,
+        )
+
+    def to_batch_failure(self, entry_id: str) -> BatchFailure:
+        return BatchFailure(
+            id=entry_id,
+            status=self.status,
+            title=self.title,
+            detail=self.detail,
+            code=self.code,
+            retryable=self.retryable,
+        )
+
+
+def from_sqs(failure: SqsFailure) -> EntryProblem:
+    """Map a classified SQS failure to what the client is told."""
+    if failure.kind is Kind.RETRYABLE:
+        return EntryProblem(
+            503, "SQS unavailable", "SQS did not take the message; retry later.",
+            code=failure.code, retryable=True,
+        )  # fmt: skip
+    if failure.kind is Kind.FATAL:
+        return EntryProblem(
+            500, "Queue unusable", "The queue is missing or not accessible to this service.",
+            code=failure.code,
+        )  # fmt: skip
+    return EntryProblem(422, "Message refused by SQS", failure.message or failure.code, code=failure.code)
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        problem.model_dump(exclude_none=True),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )

@@ -1,0 +1,83 @@
+"""Request and response bodies of the public API (the OpenAPI document is generated from these)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
+
+from conveyor.sqs.limits import MAX_DEDUP_ID_CHARS, MAX_DELAY_SECONDS
+
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+AttributeValue = StrictStr | StrictInt | FiniteFloat
+
+
+class MessageIn(BaseModel):
+    """One message: ``body`` becomes the SQS MessageBody as compact JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    body: JsonValue = Field(description="Any JSON value; sent as its compact JSON serialisation.")
+    attributes: dict[str, AttributeValue] = Field(
+        default_factory=dict,
+        description="Message attributes: strings or numbers. At most 10 with Conveyor's own.",
+    )
+    delay_seconds: Annotated[int, Field(strict=True, ge=0, le=MAX_DELAY_SECONDS)] | None = None
+    group_id: Annotated[str, Field(min_length=1, max_length=MAX_DEDUP_ID_CHARS)] | None = None
+    deduplication_id: Annotated[str, Field(min_length=1, max_length=MAX_DEDUP_ID_CHARS)] | None = None
+
+
+class BatchEntryIn(MessageIn):
+    """One entry of a batch: a message plus the client's id for it."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")] = Field(
+        description="The client's id for this entry, unique within the batch."
+    )
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    messages: Annotated[list[BatchEntryIn], Field(min_length=1, max_length=100)]
+
+
+class Accepted(BaseModel):
+    message_id: str = Field(description="The SQS MessageId.")
+    request_id: str
+
+
+class BatchSuccess(BaseModel):
+    id: str
+    message_id: str
+
+
+class BatchFailure(BaseModel):
+    id: str
+    status: int
+    title: str
+    detail: str
+    code: str | None = None
+    retryable: bool
+
+
+class BatchResult(BaseModel):
+    successful: list[BatchSuccess]
+    failed: list[BatchFailure]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    request_id: str | None = None
+    code: str | None = Field(default=None, description="The SQS error code, for SQS errors.")
+    retryable: bool | None = None
+    field: str | None = Field(default=None, description="The offending field, for 413 and 422.")
+    errors: list[dict[str, str]] | None = None
+
+
+class Health(BaseModel):
+    status: str

@@ -1,0 +1,43 @@
+"""Unit tests: in-memory fakes only, no network."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+
+from conveyor.settings import WriterSettings
+from conveyor.writer.app import create_app
+from tests.fakes import FakeSqs, as_client
+
+QUEUE = "conveyor-messages"
+
+
+@pytest.fixture
+def fake() -> FakeSqs:
+    sqs = FakeSqs()
+    sqs.create(QUEUE)
+    return sqs
+
+
+@pytest.fixture
+def writer_settings() -> WriterSettings:
+    return WriterSettings(queue_name=QUEUE, batch_linger_ms=5, send_retries=2)
+
+
+@asynccontextmanager
+async def running_writer(fake: FakeSqs, settings: WriterSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """The writer app over an in-memory SQS, with its lifespan running."""
+    app = create_app(settings, client=as_client(fake))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://writer") as client:
+            yield client
+
+
+@pytest.fixture
+async def api(fake: FakeSqs, writer_settings: WriterSettings) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_writer(fake, writer_settings) as client:
+        yield client
