@@ -1,0 +1,25 @@
+"""Handlers shipped with Conveyor. ``demo`` is what `conveyor dev` runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import structlog
+
+from conveyor.message import Message
+
+log = structlog.get_logger("conveyor.handlers")
+
+
+async def demo(message: Message) -> None:
+    """Parse the body as JSON (a body that is not JSON is dead-lettered), simulate a real job's
+    work (CONVEYOR_DEMO_WORK_SECONDS, default 0.1 s) and log the message."""
+    body = message.json()
+    await asyncio.sleep(float(os.environ.get("CONVEYOR_DEMO_WORK_SECONDS", "0.1")))
+    log.info(
+        "demo_handled",
+        body=str(body)[:200],
+        receive_count=message.receive_count,
+        attributes=message.attributes,
+    )

@@ -1,0 +1,76 @@
+"""One visibility loop for every message in flight.
+
+Each tick, every lease whose visibility ends within half a timeout is extended by a full timeout,
+through the coalescing acker (ChangeMessageVisibilityBatch): a slow handler is never delivered
+twice, at about one request per ten messages per extension. Extensions stop at SQS's cap of 12 hours
+since the receive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+
+from conveyor.processor.acker import Acker
+from conveyor.processor.lease import InFlight, Lease, Stage
+from conveyor.processor.metrics import ProcessorMetrics
+from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
+
+log = structlog.get_logger("conveyor.processor")
+CAP_MARGIN_SECONDS = 5  # stay clear of the 12 h cap: SQS rejects an extension that crosses it
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        inflight: InFlight,
+        acker: Acker,
+        metrics: ProcessorMetrics,
+        visibility_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._inflight = inflight
+        self._acker = acker
+        self._metrics = metrics
+        self._timeout = visibility_timeout
+        self._clock = clock
+
+    @property
+    def tick(self) -> float:
+        return max(self._timeout / 6, 0.05)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick)
+            self.beat()
+
+    def due(self, now: float) -> list[Lease]:
+        """Leases still being worked on whose visibility ends within half a timeout."""
+        horizon = now + self._timeout / 2
+        return [
+            lease for lease in self._inflight if lease.stage is not Stage.SETTLING and lease.visible_until <= horizon
+        ]
+
+    def extension(self, lease: Lease, now: float) -> int:
+        """Seconds to extend by: a full timeout, capped so the total stays under 12 hours."""
+        left = MAX_VISIBILITY_SECONDS - CAP_MARGIN_SECONDS - (now - lease.received_at)
+        return max(0, int(min(self._timeout, left)))
+
+    def beat(self) -> None:
+        now = self._clock()
+        for lease in self.due(now):
+            seconds = self.extension(lease, now)
+            if seconds <= 0:
+                continue  # at the 12 h cap: SQS will make it visible again; nothing more to do
+            self._acker.change_visibility(lease, seconds, release=False, on_ok=self._extended(lease, now, seconds))
+
+    def _extended(self, lease: Lease, sent_at: float, seconds: int) -> Callable[[], None]:
+        def done() -> None:
+            lease.visible_until = sent_at + seconds
+            lease.extensions += 1
+            self._metrics.extended.inc()
+
+        return done

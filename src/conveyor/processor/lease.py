@@ -1,0 +1,90 @@
+"""A received message while this process holds it, and the registry of all of them."""
+
+from __future__ import annotations
+
+import base64
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from conveyor.message import Message
+
+
+class Stage(enum.Enum):
+    BUFFERED = "buffered"  # received, handler not started: released at visibility 0 on shutdown
+    RUNNING = "running"  # the handler runs: the heartbeat keeps it invisible
+    SETTLING = "settling"  # outcome decided (delete, visibility change or dead-letter under way)
+
+
+@dataclass(slots=True)
+class Lease:
+    """A message received from SQS, with what is needed to extend, delete or release it."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    attributes: dict[str, Any]  # SQS MessageAttributes as received
+    system: dict[str, str]  # SQS system attributes (ApproximateReceiveCount, SentTimestamp, ...)
+    received_at: float  # monotonic time when the receive call started (a conservative bound)
+    visible_until: float  # monotonic time by which the heartbeat must have extended it
+    stage: Stage = Stage.BUFFERED
+    extensions: int = field(default=0)
+
+    @classmethod
+    def from_sqs(cls, raw: Mapping[str, Any], received_at: float, visibility: float) -> Lease:
+        return cls(
+            message_id=raw["MessageId"],
+            receipt_handle=raw["ReceiptHandle"],
+            body=raw.get("Body", ""),
+            attributes=dict(raw.get("MessageAttributes", {})),
+            system=dict(raw.get("Attributes", {})),
+            received_at=received_at,
+            visible_until=received_at + visibility,
+        )
+
+    @property
+    def receive_count(self) -> int:
+        return int(self.system.get("ApproximateReceiveCount", "1"))
+
+    @property
+    def sent_at(self) -> datetime | None:
+        sent = self.system.get("SentTimestamp")
+        return datetime.fromtimestamp(int(sent) / 1000, tz=UTC) if sent else None
+
+    def message(self) -> Message:
+        """The handler's view: string attributes as text, binary ones as base64."""
+        return Message(
+            message_id=self.message_id,
+            body=self.body,
+            attributes={name: _attribute_text(value) for name, value in self.attributes.items()},
+            receive_count=self.receive_count,
+            sent_at=self.sent_at,
+        )
+
+
+def _attribute_text(value: Mapping[str, Any]) -> str:
+    if "StringValue" in value:
+        return str(value["StringValue"])
+    binary = value.get("BinaryValue", b"")
+    return base64.b64encode(binary).decode() if isinstance(binary, bytes) else str(binary)
+
+
+class InFlight:
+    """Every lease this process holds, by receipt handle (a message received twice is two leases)."""
+
+    def __init__(self) -> None:
+        self._leases: dict[str, Lease] = {}
+
+    def add(self, lease: Lease) -> None:
+        self._leases[lease.receipt_handle] = lease
+
+    def discard(self, lease: Lease) -> None:
+        self._leases.pop(lease.receipt_handle, None)
+
+    def __len__(self) -> int:
+        return len(self._leases)
+
+    def __iter__(self) -> Iterator[Lease]:
+        return iter(list(self._leases.values()))

@@ -1,0 +1,58 @@
+"""The processor's Prometheus metrics, in a registry of its own (one per engine)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no _created series: noise for counters
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+LAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
+
+
+class ProcessorMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.received = Counter("conveyor_processor_received", "Messages received.", registry=r)
+        self.succeeded = Counter("conveyor_processor_succeeded", "Handler returned: deleted.", registry=r)
+        self.retried = Counter(
+            "conveyor_processor_retried", "Handler failed or asked to retry: made visible later.", registry=r
+        )
+        self.dead_lettered = Counter(
+            "conveyor_processor_dead_lettered",
+            "Messages sent to the dead-letter queue by the processor, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.released = Counter(
+            "conveyor_processor_released", "Messages never started, released at visibility 0.", registry=r
+        )
+        self.extended = Counter(
+            "conveyor_processor_visibility_extended", "Heartbeat visibility extensions.", registry=r
+        )
+        self.lost = Counter(
+            "conveyor_processor_lease_lost",
+            "Deletes or extensions SQS refused (the message may be delivered again).",
+            ["operation"],
+            registry=r,
+        )
+        self.handler_seconds = Histogram(
+            "conveyor_processor_handler_seconds", "Handler duration.", buckets=DURATION_BUCKETS, registry=r
+        )
+        self.lag_seconds = Histogram(
+            "conveyor_processor_queue_lag_seconds",
+            "Time from SentTimestamp to receive.",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge("conveyor_processor_in_flight", "Messages held by this process.", registry=r)
+        self.running = Gauge("conveyor_processor_running", "Handlers running now.", registry=r)
+        self.sqs_calls = Counter(
+            "conveyor_sqs_requests",
+            "SQS API calls by operation and outcome (ok or the error code).",
+            ["operation", "outcome"],
+            registry=r,
+        )
+
+    def observe_sqs_call(self, operation: str, outcome: str) -> None:
+        self.sqs_calls.labels(operation, outcome).inc()

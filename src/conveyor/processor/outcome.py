@@ -1,0 +1,67 @@
+"""The ack decision, made in one place from the handler's result or exception."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from conveyor.message import PermanentError, Retry
+from conveyor.processor.backoff import retry_delay
+from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
+
+MAX_ERROR_MESSAGE_CHARS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Success: delete the message."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAfter:
+    """Make the message visible again after ``seconds`` (a visibility change, not a new message,
+    so the receive count keeps growing and the redrive policy still applies)."""
+
+    seconds: int
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Send to the dead-letter queue with the error recorded, then delete."""
+
+    error: BaseException
+    exhausted: bool  # True: a retryable error on the last receive the redrive policy allows
+
+    @property
+    def error_type(self) -> str:
+        return f"{type(self.error).__module__}.{type(self.error).__qualname__}"
+
+    @property
+    def error_message(self) -> str:
+        return str(self.error)[:MAX_ERROR_MESSAGE_CHARS]
+
+
+type Outcome = Ack | RetryAfter | DeadLetter
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_seconds: float
+    max_seconds: float
+    max_receive_count: int | None  # from the queue's redrive policy; None: no dead-letter queue
+
+
+def decide(error: BaseException | None, receive_count: int, policy: RetryPolicy) -> Outcome:
+    """Success -> Ack; Reject/permanent -> DeadLetter; Retry(after) -> RetryAfter(after); any
+    other error -> RetryAfter(backoff). A message on its last allowed receive is dead-lettered by
+    us, with its error, rather than silently by the redrive policy on the next receive."""
+    if error is None:
+        return Ack()
+    if isinstance(error, PermanentError):
+        return DeadLetter(error, exhausted=False)
+    if policy.max_receive_count is not None and receive_count >= policy.max_receive_count:
+        return DeadLetter(error, exhausted=True)
+    if isinstance(error, Retry):
+        seconds = round(min(max(error.after, 0), MAX_VISIBILITY_SECONDS))
+        return RetryAfter(seconds, error)
+    return RetryAfter(retry_delay(receive_count, policy.base_seconds, policy.max_seconds), error)

@@ -1,0 +1,114 @@
+"""The receive loop: long polls, 10 at a time, only for slots that are free (back-pressure).
+
+Each poller reserves slots before it asks SQS, so that all pollers together never hold more than
+the capacity (concurrency + prefetch). Waiting for a full batch of free slots keeps the cost near
+one ReceiveMessage per ten messages. Poll errors back off with jitter and keep going; errors that
+cannot heal (queue missing, access denied) stop the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from conveyor.processor.backoff import poll_backoff
+from conveyor.processor.health import Health
+from conveyor.processor.lease import InFlight, Lease
+from conveyor.processor.metrics import ProcessorMetrics
+from conveyor.processor.slots import Slots
+from conveyor.sqs.errors import Kind, SqsError, classify
+from conveyor.sqs.limits import MAX_BATCH_ENTRIES
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.type_defs import ReceiveMessageResultTypeDef
+
+log = structlog.get_logger("conveyor.processor")
+
+
+class Poller:
+    def __init__(
+        self,
+        client: SQSClient,
+        queue_url: str,
+        *,
+        slots: Slots,
+        buffer: asyncio.Queue[Lease],
+        inflight: InFlight,
+        health: Health,
+        metrics: ProcessorMetrics,
+        wait_time_seconds: int,
+        visibility_timeout: float,
+        error_backoff_max: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._queue_url = queue_url
+        self._slots = slots
+        self._buffer = buffer
+        self._inflight = inflight
+        self._health = health
+        self._metrics = metrics
+        self._wait = wait_time_seconds
+        self._visibility = visibility_timeout
+        self._backoff_max = error_backoff_max
+        self._clock = clock
+
+    async def run(self) -> None:
+        """Poll until cancelled; raises :class:`SqsError` for errors that cannot heal."""
+        while True:
+            want = min(MAX_BATCH_ENTRIES, self._slots.capacity)
+            await self._slots.reserve(want)
+            got = 0
+            try:
+                got = await self._poll_once(want)
+            finally:
+                await self._slots.give_back(want - got)
+
+    async def _poll_once(self, want: int) -> int:
+        started = self._clock()
+        try:
+            response = await self._receive(want)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified: fatal ones stop the engine
+            await self._failed(exc)
+            return 0
+        self._health.poll_succeeded()
+        messages = response.get("Messages", [])
+        for raw in messages:
+            lease = Lease.from_sqs(raw, started, self._visibility)
+            self._inflight.add(lease)
+            self._buffer.put_nowait(lease)
+            self._observe(lease)
+        self._metrics.in_flight.set(len(self._inflight))
+        return len(messages)
+
+    async def _receive(self, n: int) -> ReceiveMessageResultTypeDef:
+        return await self._client.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=n,
+            WaitTimeSeconds=self._wait,
+            VisibilityTimeout=int(self._visibility),
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+        )
+
+    async def _failed(self, exc: BaseException) -> None:
+        failure = classify(exc)
+        if failure.kind is Kind.FATAL:
+            raise SqsError(failure) from exc
+        failures = self._health.poll_failed()
+        delay = poll_backoff(failures, self._backoff_max)
+        log.warning("poll_failed", code=failure.code, error=failure.message, retry_in=round(delay, 2))
+        await asyncio.sleep(delay)
+
+    def _observe(self, lease: Lease) -> None:
+        self._metrics.received.inc()
+        if lease.sent_at is not None:
+            lag = time.time() - lease.sent_at.timestamp()
+            self._metrics.lag_seconds.observe(max(lag, 0.0))

@@ -1,0 +1,205 @@
+"""The processor against a real LocalStack, each test asserting what happens on the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, closing
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from conveyor import Message, Reject, metadata
+from conveyor.localstack import LocalStack
+from conveyor.processor.config import EngineConfig
+from conveyor.processor.engine import Engine
+from conveyor.settings import SqsSettings
+from conveyor.sqs.client import sqs_client
+from tests.localstack_fixtures import Queues, count, drain, make_queues, wait_for
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+BIN = Path(sys.executable).parent
+
+
+@asynccontextmanager
+async def engine_on(
+    queues: Queues,
+    handler: Callable[[Message], Awaitable[None]],
+    max_receive_count: int = 5,
+    **overrides: object,
+) -> AsyncIterator[Engine]:
+    settings = SqsSettings(sqs_endpoint_url=queues.endpoint, queue_name=queues.name)
+    async with sqs_client(settings) as client:
+        config = EngineConfig(
+            queue_url=queues.url, dlq_url=queues.dlq_url, concurrency=5, prefetch=10, pollers=1,
+            wait_time_seconds=1, visibility_timeout=5, max_receive_count=max_receive_count,
+            retry_base_seconds=0, retry_max_seconds=0, delete_linger=0.01, shutdown_grace=5,
+            poll_error_backoff_max=0.2,
+        )  # fmt: skip
+        for key, value in overrides.items():
+            object.__setattr__(config, key, value)
+        engine = Engine(client, config, handler)
+        task = asyncio.create_task(engine.run())
+        try:
+            yield engine
+        finally:
+            engine.stop()
+            await asyncio.wait_for(task, 30)
+
+
+async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:  # noqa: ASYNC109 - a deadline
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.1)
+
+
+def send(sqs: SQSClient, url: str, bodies: list[str]) -> None:
+    for start in range(0, len(bodies), 10):
+        chunk = bodies[start : start + 10]
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(chunk)])
+
+
+def dead_letter_record(message: dict[str, object]) -> dict[str, object]:
+    attributes = message["MessageAttributes"]
+    assert isinstance(attributes, dict)
+    return json.loads(attributes[metadata.DEAD_LETTER]["StringValue"])  # type: ignore[no-any-return]
+
+
+async def test_failures_are_retried_then_dead_lettered_after_max_receive_count(
+    localstack: LocalStack, sqs: SQSClient
+) -> None:
+    queues = make_queues(localstack.endpoint, max_receive_count=3)
+    send(sqs, queues.url, ['{"n": 1}'])
+    receive_counts: list[int] = []
+
+    async def handler(message: Message) -> None:
+        receive_counts.append(message.receive_count)
+        raise RuntimeError("boom")
+
+    async with engine_on(queues, handler, max_receive_count=3):
+        await until(lambda: len(receive_counts) >= 3 and count(sqs, queues.url) == (0, 0), 20, "3 tries, queue empty")
+    [dead] = drain(sqs, queues.dlq_url, 1)
+    assert receive_counts == [1, 2, 3]
+    assert dead["Body"] == '{"n": 1}'
+    record = dead_letter_record(dead)
+    assert record["error_message"] == "boom"
+    assert record["receive_count"] == 3
+    assert record["retries_exhausted"] is True
+
+
+async def test_reject_goes_to_the_dlq_at_once_with_metadata(queues: Queues, sqs: SQSClient) -> None:
+    sqs.send_message(
+        QueueUrl=queues.url, MessageBody='{"order": 9}',
+        MessageAttributes={"tenant": {"DataType": "String", "StringValue": "acme"}},
+    )  # fmt: skip
+    calls = 0
+
+    async def handler(message: Message) -> None:
+        nonlocal calls
+        calls += 1
+        raise Reject("customer unknown")
+
+    async with engine_on(queues, handler):
+        [dead] = await asyncio.to_thread(drain, sqs, queues.dlq_url, 1)
+    assert calls == 1
+    assert dead["MessageAttributes"]["tenant"]["StringValue"] == "acme"
+    record = dead_letter_record(dead)
+    assert record["error_type"] == "conveyor.message.Reject"
+    assert record["error_message"] == "customer unknown"
+    assert record["receive_count"] == 1
+    assert count(sqs, queues.url) == (0, 0)
+
+
+async def test_body_that_is_not_json_is_dead_lettered(queues: Queues, sqs: SQSClient) -> None:
+    send(sqs, queues.url, ["not json at all", '{"fine": true}'])
+    handled: list[object] = []
+
+    async def handler(message: Message) -> None:
+        handled.append(message.json())
+
+    async with engine_on(queues, handler):
+        [dead] = await asyncio.to_thread(drain, sqs, queues.dlq_url, 1)
+        await until(lambda: count(sqs, queues.url) == (0, 0), 10, "queue empty")
+    assert dead["Body"] == "not json at all"
+    assert dead_letter_record(dead)["error_type"] == "conveyor.message.InvalidJsonError"
+    assert handled == [{"fine": True}]
+
+
+async def test_a_handler_slower_than_the_visibility_timeout_is_not_delivered_twice(
+    queues: Queues, sqs: SQSClient
+) -> None:
+    send(sqs, queues.url, ['"slow"'])
+    deliveries = 0
+
+    async def handler(message: Message) -> None:
+        nonlocal deliveries
+        deliveries += 1
+        await asyncio.sleep(6)  # three visibility timeouts
+
+    async with engine_on(queues, handler, visibility_timeout=2, pollers=2) as engine:
+        await until(
+            lambda: engine.metrics.registry.get_sample_value("conveyor_processor_succeeded_total") == 1,
+            15,
+            "done",
+        )
+        await asyncio.sleep(0)
+    assert deliveries == 1
+    await until(lambda: count(sqs, queues.url) == (0, 0), 10, "deleted")
+
+
+async def test_the_concurrency_bound_is_never_exceeded(queues: Queues, sqs: SQSClient) -> None:
+    send(sqs, queues.url, [json.dumps(i) for i in range(40)])
+    running = peak = done = 0
+
+    async def handler(message: Message) -> None:
+        nonlocal running, peak, done
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+        done += 1
+
+    async with engine_on(queues, handler, concurrency=3):
+        await until(lambda: done >= 40, 30, "40 handled")
+    assert peak == 3
+
+
+def test_sigterm_releases_buffered_messages_within_seconds(queues: Queues, sqs: SQSClient, tmp_path: Path) -> None:
+    # GIVEN a processor with one slow worker and 9 more messages prefetched (one receive of 10)
+    send(sqs, queues.url, [json.dumps(i) for i in range(10)])
+    record = tmp_path / "deliveries.sqlite"
+    env = queues.env(
+        CONVEYOR_HANDLER="tests.handlers:work", CONVEYOR_TEST_SLEEP="4", CONVEYOR_TEST_RECORD=str(record),
+        CONVEYOR_CONCURRENCY="1", CONVEYOR_PREFETCH="10", CONVEYOR_POLLERS="1",
+        CONVEYOR_VISIBILITY_TIMEOUT_SECONDS="60", CONVEYOR_PROCESSOR_PORT="18431",
+    )  # fmt: skip
+    log = tmp_path / "processor.log"
+    with log.open("w") as log_file:
+        process = subprocess.Popen([str(BIN / "queue-processor")], env=env, stderr=log_file)
+    try:
+        wait_for(lambda: count(sqs, queues.url)[1] == 10, 15, "10 messages received")
+        # WHEN it is told to stop
+        process.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        # THEN the 9 not started are visible again within seconds, not after the 60 s timeout
+        wait_for(lambda: count(sqs, queues.url)[0] == 9, 5, "9 released messages visible")
+        released_after = time.monotonic() - stopped_at
+        # and the running one finishes, is deleted, and the process exits 0
+        assert process.wait(20) == 0
+    finally:
+        process.kill()
+        process.wait()
+    assert released_after < 3
+    with closing(sqlite3.connect(record)) as db:
+        assert db.execute("SELECT count(*) FROM deliveries").fetchone() == (1,)
+    assert count(sqs, queues.url) == (9, 0)
+    assert "processor_stopped" in log.read_text()

@@ -1,0 +1,59 @@
+"""Helpers to run the processor engine against the in-memory SQS."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from conveyor.message import Message
+from conveyor.processor.config import EngineConfig
+from conveyor.processor.engine import Engine
+from tests.fakes import FakeSqs, as_client
+
+QUEUE = "work"
+DLQ = "work-dlq"
+
+
+def config_for(fake: FakeSqs, **overrides: object) -> EngineConfig:
+    base = EngineConfig(
+        queue_url=fake.queues[QUEUE].url,
+        dlq_url=fake.queues[DLQ].url if DLQ in fake.queues else None,
+        concurrency=5,
+        prefetch=10,
+        pollers=1,
+        wait_time_seconds=1,
+        visibility_timeout=2.0,
+        max_receive_count=5,
+        retry_base_seconds=0.1,
+        retry_max_seconds=1,
+        delete_linger=0.01,
+        shutdown_grace=5,
+        poll_error_backoff_max=0.05,
+    )
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def running(
+    fake: FakeSqs, handler: Callable[[Message], Awaitable[None]], **overrides: object
+) -> AsyncIterator[Engine]:
+    """Run an engine in the background; stop it gracefully on exit."""
+    engine = Engine(as_client(fake), config_for(fake, **overrides), handler)
+    task = asyncio.create_task(engine.run())
+    try:
+        yield engine
+    finally:
+        engine.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109 - a deadline, not a cancel scope
+    """Poll ``condition`` with a deadline (never a bare sleep)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.01)

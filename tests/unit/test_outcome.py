@@ -1,0 +1,66 @@
+"""The ack decision and the backoff schedules."""
+
+from __future__ import annotations
+
+import pytest
+
+from conveyor import Reject, Retry
+from conveyor.message import InvalidJsonError, Message, PermanentError
+from conveyor.processor.backoff import poll_backoff, retry_delay
+from conveyor.processor.outcome import Ack, DeadLetter, RetryAfter, RetryPolicy, decide
+
+POLICY = RetryPolicy(base_seconds=1, max_seconds=300, max_receive_count=5)
+
+
+def test_success_is_ack() -> None:
+    assert decide(None, 1, POLICY) == Ack()
+
+
+@pytest.mark.parametrize("error", [Reject("bad order"), InvalidJsonError("nope"), PermanentError("x")])
+def test_permanent_errors_dead_letter_at_once(error: Exception) -> None:
+    outcome = decide(error, 1, POLICY)
+    assert isinstance(outcome, DeadLetter)
+    assert not outcome.exhausted
+
+
+def test_retry_after_is_honoured_and_clamped() -> None:
+    assert isinstance(short := decide(Retry(after=7.4), 1, POLICY), RetryAfter)
+    assert short.seconds == 7
+    assert isinstance(outcome := decide(Retry(after=99_999), 1, POLICY), RetryAfter)
+    assert outcome.seconds == 43_200
+
+
+def test_other_errors_back_off() -> None:
+    outcome = decide(RuntimeError("db down"), 3, POLICY)
+    assert isinstance(outcome, RetryAfter)
+    assert 2 <= outcome.seconds <= 4  # base 1 s * 2^(3-1) = 4, equal jitter: between 2 and 4
+
+
+def test_last_allowed_receive_dead_letters_with_the_error() -> None:
+    outcome = decide(RuntimeError("db down"), 5, POLICY)
+    assert isinstance(outcome, DeadLetter)
+    assert outcome.exhausted
+    assert outcome.error_type == "builtins.RuntimeError"
+
+
+def test_without_a_redrive_policy_errors_keep_backing_off() -> None:
+    policy = RetryPolicy(1, 300, None)
+    assert isinstance(decide(RuntimeError(), 50, policy), RetryAfter)
+
+
+def test_retry_schedule_doubles_with_equal_jitter_up_to_the_cap() -> None:
+    low = [retry_delay(n, 1, 60, rand=lambda: 0.0) for n in range(1, 9)]
+    high = [retry_delay(n, 1, 60, rand=lambda: 1.0) for n in range(1, 9)]
+    assert high == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert low == [0, 1, 2, 4, 8, 16, 30, 30]
+
+
+def test_poll_backoff_is_capped() -> None:
+    assert poll_backoff(1, 20, rand=lambda: 1.0) == pytest.approx(0.2)
+    assert poll_backoff(100, 20, rand=lambda: 1.0) == 20
+
+
+def test_message_json_raises_permanent_error() -> None:
+    with pytest.raises(PermanentError):
+        Message(message_id="m", body="not json").json()
+    assert Message(message_id="m", body='{"a":1}').json() == {"a": 1}
