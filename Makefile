@@ -28,8 +28,8 @@ test: install lint types  ## everything CI checks: lint, types, unit, integratio
 	$(PY) -m pytest -m "integration or e2e" -q tests
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 
 types: $(VENV)/.installed
 	$(VENV)/bin/mypy
