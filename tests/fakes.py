@@ -70,6 +70,7 @@ class FakeSqs:
         self.fail_entries: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {}
         self.held_max = 0  # most messages received and not yet deleted or visible again
         self.received_total = 0  # messages handed out by ReceiveMessage, redeliveries included
+        self.receive_delay = 0.0  # seconds between taking messages and answering (a slow response)
         self._ids = itertools.count()
 
     # --- set-up helpers -----------------------------------------------------------------------
@@ -189,6 +190,8 @@ class FakeSqs:
             got = self._take(queue, wanted, kwargs.get("VisibilityTimeout", 30))
             if got or self._now() >= deadline:
                 self.held_max = max(self.held_max, self._held())
+                if got and self.receive_delay:
+                    await asyncio.sleep(self.receive_delay)
                 return {"Messages": got} if got else {}
             await asyncio.sleep(0.005)
 

@@ -31,6 +31,7 @@ class SqsSettings(BaseSettings):
     sqs_retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
     sqs_max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     sqs_connect_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 3.0
+    sqs_read_timeout_seconds: Annotated[float, Field(gt=0, le=120)] | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -42,6 +43,8 @@ class SqsSettings(BaseSettings):
 
 class WriterSettings(SqsSettings):
     """queue-writer: the HTTP API that puts messages on the queue."""
+
+    sqs_read_timeout_seconds: Annotated[float, Field(gt=0, le=120)] | None = 5.0
 
     writer_host: str = "127.0.0.1"
     writer_port: Port = 8000
@@ -73,7 +76,10 @@ class ProcessorSettings(SqsSettings):
     demo_work_seconds: Annotated[float, Field(ge=0, le=3600)] = 0.1
 
     @model_validator(mode="after")
-    def _retry_bounds(self) -> Self:
+    def _bounds(self) -> Self:
+        read_timeout = self.sqs_read_timeout_seconds
+        if read_timeout is not None and read_timeout <= self.wait_time_seconds:
+            raise ValueError("CONVEYOR_SQS_READ_TIMEOUT_SECONDS must exceed CONVEYOR_WAIT_TIME_SECONDS")
         if self.retry_base_seconds > self.retry_max_seconds:
             raise ValueError("CONVEYOR_RETRY_BASE_SECONDS must not exceed CONVEYOR_RETRY_MAX_SECONDS")
         return self

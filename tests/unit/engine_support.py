@@ -31,6 +31,7 @@ def config_for(fake: FakeSqs, **overrides: object) -> EngineConfig:
         delete_linger=0.01,
         shutdown_grace=5,
         poll_error_backoff_max=0.05,
+        poll_drain_seconds=0.2,
     )
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 

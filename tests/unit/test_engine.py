@@ -246,6 +246,26 @@ async def test_shutdown_releases_unstarted_messages_at_once(fake: FakeSqs) -> No
     assert all(m.receive_count == 1 for m in fake.queues[QUEUE].messages.values())
 
 
+async def test_messages_a_receive_brings_in_during_shutdown_are_released(fake: FakeSqs) -> None:
+    # GIVEN SQS has handed out messages but its answer is still on the way when the stop comes
+    fake.receive_delay = 0.1
+    for _ in range(5):
+        fake.put(QUEUE, "x")
+
+    async def handler(message: Message) -> None:
+        raise AssertionError("nothing starts after the stop")
+
+    engine = Engine(as_client(fake), config_for(fake), handler)
+    task = asyncio.create_task(engine.run())
+    await until(lambda: fake.received_total == 5)
+    engine.stop()
+    await asyncio.wait_for(task, 5)
+    # THEN they are visible again now, not after the visibility timeout
+    now = asyncio.get_running_loop().time()
+    assert all(m.visible_at <= now for m in fake.queues[QUEUE].messages.values())
+    assert sample(engine, "conveyor_processor_released_total") == 5
+
+
 async def test_grace_period_cancels_and_releases_a_stuck_handler(fake: FakeSqs) -> None:
     fake.put(QUEUE, "x")
     started = asyncio.Event()

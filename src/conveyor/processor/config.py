@@ -25,6 +25,7 @@ class EngineConfig:
     retry_max_seconds: float = 300.0
     delete_linger: float = 0.02
     shutdown_grace: float = 30.0
+    poll_drain_seconds: float = 1.0  # on shutdown, how long a receive under way may take to answer
     poll_error_backoff_max: float = 20.0
     entry_retries: int = 2
     dlq_is_fifo: bool = False

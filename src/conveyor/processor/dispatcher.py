@@ -49,6 +49,7 @@ class Dispatcher:
         self._acker = acker
         self._metrics = metrics
         # Without a dead-letter queue nothing is dead-lettered by us: permanent errors back off.
+        self.stopping = False
         self._policy = RetryPolicy(
             config.retry_base_seconds,
             config.retry_max_seconds,
@@ -56,13 +57,23 @@ class Dispatcher:
         )
 
     async def worker(self) -> None:
-        """Take buffered messages one at a time until cancelled."""
+        """Take buffered messages one at a time until cancelled; once stopping, start none."""
         while True:
             lease = await self._buffer.get()
             try:
-                await self.process(lease)
+                if self.stopping:
+                    self.release(lease)
+                else:
+                    await self.process(lease)
             finally:
                 await self._slots.give_back(1)
+
+    def release(self, lease: Lease) -> None:
+        """Visibility 0: delivered again at once, to this or another processor, without waiting
+        out the timeout (the receive it cost is not counted as a failure by us)."""
+        lease.stage = Stage.SETTLING
+        self._metrics.released.inc()
+        self._acker.change_visibility(lease, 0, release=True)
 
     async def process(self, lease: Lease) -> None:
         lease.stage = Stage.RUNNING

@@ -1,7 +1,9 @@
 """The consumer engine: pollers, workers, acker and heartbeat in one task group, and the graceful
 shutdown that loses nothing.
 
-Shutdown, in three steps: (1) stop polling at once (an open long poll is cancelled, not waited out);
+Shutdown, in three steps: (1) stop polling at once (an open long poll is cancelled, not waited out;
+a receive that is answering gets up to a second, so that messages SQS already handed out are not lost
+to the visibility timeout);
 (2) release every message received but not started at visibility 0, so it is delivered again now
 rather than after the timeout; (3) let running handlers finish within the grace period, then cancel
 what remains and release those messages too. Pending deletes are flushed before ``run`` returns.
@@ -56,6 +58,7 @@ class Engine:
         self.buffer: asyncio.Queue[Lease] = asyncio.Queue()
         self.fatal: SqsError | None = None
         self._stop = asyncio.Event()
+        self._pollers: list[Poller] = []
 
     def stop(self) -> None:
         """Begin the graceful shutdown (idempotent, safe from a signal handler)."""
@@ -76,10 +79,11 @@ class Engine:
             async with asyncio.TaskGroup() as group:
                 beat = group.create_task(heartbeat.run())
                 workers = [group.create_task(dispatcher.worker()) for _ in range(config.concurrency)]
-                pollers = [group.create_task(self._poll(self._poller())) for _ in range(config.pollers)]
+                self._pollers = [self._poller() for _ in range(config.pollers)]
+                pollers = [group.create_task(self._poll(poller)) for poller in self._pollers]
                 log.info("processor_started", queue=config.queue_url, concurrency=config.concurrency)
                 await self._stop.wait()
-                await self._shutdown(acker, pollers, workers)
+                await self._shutdown(dispatcher, pollers, workers)
                 beat.cancel()
         if self.fatal is not None:
             raise self.fatal
@@ -102,14 +106,14 @@ class Engine:
             self.stop()
 
     async def _shutdown(
-        self, acker: Acker, pollers: list[asyncio.Task[None]], workers: list[asyncio.Task[None]]
+        self, dispatcher: Dispatcher, pollers: list[asyncio.Task[None]], workers: list[asyncio.Task[None]]
     ) -> None:
         self.health.stopping = True
+        dispatcher.stopping = True
         log.info("processor_stopping", in_flight=len(self.inflight))
-        for task in pollers:
-            task.cancel()
-        await asyncio.gather(*pollers, return_exceptions=True)
-        await self._release_buffered(acker)
+        await self._release_buffered(dispatcher)
+        await self._stop_polling(pollers)
+        await self._release_buffered(dispatcher)  # what a receive under way brought in meanwhile
         try:
             async with asyncio.timeout(self.config.shutdown_grace):
                 await self.slots.wait_empty()
@@ -120,18 +124,25 @@ class Engine:
         await asyncio.gather(*workers, return_exceptions=True)
         for lease in self.inflight:
             if lease.stage is Stage.RUNNING:  # cancelled mid-handler: not processed, give it back
-                self._release(acker, lease)
+                dispatcher.release(lease)
         log.info("processor_stopped")
 
-    async def _release_buffered(self, acker: Acker) -> None:
+    async def _stop_polling(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Idle pollers stop at once. A receive under way gets a moment to return, because SQS may
+        already have handed it messages (cancelled, they would stay invisible for the whole timeout);
+        one still open after that is a long poll on an empty queue, and is cancelled."""
+        for poller, task in zip(self._pollers, tasks, strict=True):
+            poller.stopping = True
+            if not poller.receiving:
+                task.cancel()
+        _, still_open = await asyncio.wait(tasks, timeout=self.config.poll_drain_seconds)
+        for task in still_open:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _release_buffered(self, dispatcher: Dispatcher) -> None:
         released = 0
         while not self.buffer.empty():
-            self._release(acker, self.buffer.get_nowait())
+            dispatcher.release(self.buffer.get_nowait())
             released += 1
         await self.slots.give_back(released)
-
-    def _release(self, acker: Acker, lease: Lease) -> None:
-        """Visibility 0: delivered again at once, to this or another processor."""
-        lease.stage = Stage.SETTLING
-        self.metrics.released.inc()
-        acker.change_visibility(lease, 0, release=True)

@@ -57,10 +57,12 @@ class Poller:
         self._visibility = visibility_timeout
         self._backoff_max = error_backoff_max
         self._clock = clock
+        self.stopping = False  # set by the engine: finish the receive under way, start no other
+        self.receiving = False  # a ReceiveMessage call is under way
 
     async def run(self) -> None:
-        """Poll until cancelled; raises :class:`SqsError` for errors that cannot heal."""
-        while True:
+        """Poll until stopped or cancelled; raises :class:`SqsError` for errors that cannot heal."""
+        while not self.stopping:
             want = min(MAX_BATCH_ENTRIES, self._slots.capacity)
             await self._slots.reserve(want)
             got = 0
@@ -71,6 +73,7 @@ class Poller:
 
     async def _poll_once(self, want: int) -> int:
         started = self._clock()
+        self.receiving = True
         try:
             response = await self._receive(want)
         except asyncio.CancelledError:
@@ -78,6 +81,8 @@ class Poller:
         except Exception as exc:  # noqa: BLE001 - classified: fatal ones stop the engine
             await self._failed(exc)
             return 0
+        finally:
+            self.receiving = False
         self._health.poll_succeeded()
         messages = response.get("Messages", [])
         for raw in messages:

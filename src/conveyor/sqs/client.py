@@ -14,8 +14,9 @@ from conveyor.settings import SqsSettings
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
-# Long polls last up to 20 s: the read timeout must outlive them.
-READ_TIMEOUT_SECONDS = 40.0
+# Long polls last up to 20 s: the default read timeout outlives them. The writer never long-polls
+# and uses a short one, so that a hung SQS becomes a 503 in seconds (see WriterSettings).
+READ_TIMEOUT_SECONDS = 30.0
 LOCAL_DUMMY_CREDENTIAL = "test"  # only ever sent to a local endpoint
 DEFAULT_LOCAL_REGION = "us-east-1"
 
@@ -33,7 +34,7 @@ def client_config(settings: SqsSettings) -> AioConfig:
         max_pool_connections=settings.sqs_max_pool_connections,
         retries={"mode": settings.sqs_retry_mode, "max_attempts": settings.sqs_max_attempts},
         connect_timeout=settings.sqs_connect_timeout_seconds,
-        read_timeout=READ_TIMEOUT_SECONDS,
+        read_timeout=settings.sqs_read_timeout_seconds or READ_TIMEOUT_SECONDS,
         # Conveyor validates every request against SQS's rules itself (sqs/limits.py); botocore's
         # second, generic validation cost about a fifth of the CPU of a SendMessageBatch call.
         parameter_validation=False,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,7 +25,7 @@ from conveyor.writer.batch import send_batch, validation_problem
 from conveyor.writer.edge import EdgeMiddleware
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.outgoing import Outgoing, build_outgoing
-from conveyor.writer.problems import EntryProblem, from_sqs, problem_response
+from conveyor.writer.problems import PROBLEM_JSON, EntryProblem, from_sqs, problem_response
 from conveyor.writer.request_meta import request_meta
 from conveyor.writer.schemas import (
     Accepted,
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("conveyor.writer")
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {"application/problem+json": {}}} for status in (400, 413, 415, 422, 500, 503)
+    status: {"model": Problem} for status in (400, 413, 415, 422, 500, 503)
 }
 
 
@@ -118,10 +119,24 @@ def create_app(settings: WriterSettings, client: SQSClient | None = None) -> Fas
         description="Validates messages and writes them to an SQS queue.",
         lifespan=lifespan,
     )
+    app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
     app.add_middleware(EdgeMiddleware, max_body=settings.max_request_bytes, metrics=metrics)
     _add_error_handlers(app)
     _add_routes(app, metrics)
     return app
+
+
+def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
+    """FastAPI documents every model as application/json; errors are application/problem+json."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for operation in (op for path in schema["paths"].values() for op in path.values()):
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if int(status) >= 400 and "application/json" in content:
+                    content[PROBLEM_JSON] = content.pop("application/json")
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def _add_routes(app: FastAPI, metrics: WriterMetrics) -> None:
@@ -144,7 +159,7 @@ def _add_routes(app: FastAPI, metrics: WriterMetrics) -> None:
         """The process is alive (no AWS call)."""
         return Health(status="ok")
 
-    @app.get("/readyz", response_model=Health, responses=ERROR_RESPONSES)
+    @app.get("/readyz", response_model=Health, responses={503: {"model": Problem}})
     async def readyz(request: Request) -> Response:
         """SQS answers for the queue (cached for a few seconds)."""
         state = _state(request)

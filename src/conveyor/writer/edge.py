@@ -18,7 +18,7 @@ from conveyor.writer.schemas import Problem
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json\s*(?:;.*)?$", re.IGNORECASE)
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+BODY_ROUTES = frozenset({("POST", "/messages"), ("POST", "/messages/batch")})  # others: the router answers
 KNOWN_ROUTES = frozenset({"/messages", "/messages/batch", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
 
 
@@ -45,7 +45,7 @@ class EdgeMiddleware:
         status_seen: list[int] = []
         send = self._wrap_send(send, request_id, status_seen)
         try:
-            if scope["method"] in BODY_METHODS:
+            if (scope["method"], scope["path"]) in BODY_ROUTES:
                 problem = _content_type_problem(headers)
                 body = None if problem else await self._read_body(headers, receive)
                 if problem or body is None:

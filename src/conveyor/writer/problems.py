@@ -8,7 +8,6 @@ from conveyor.sqs.errors import Kind, SqsFailure
 from conveyor.writer.schemas import BatchFailure, Problem
 
 PROBLEM_JSON = "application/problem+json"
-TYPE_BASE = "https://github.com/conveyor/conveyor/blob/main/docs/errors.md#"
 
 
 class EntryProblem(Exception):  # noqa: N818 - a problem document, raised where it is found
@@ -34,9 +33,7 @@ class EntryProblem(Exception):  # noqa: N818 - a problem document, raised where 
         self.retryable = retryable
 
     def to_problem(self, request_id: str | None) -> Problem:
-        slug = self.title.lower().replace(" ", "-")
         return Problem(
-            type=TYPE_BASE + slug,
             title=self.title,
             status=self.status,
             detail=self.detail,

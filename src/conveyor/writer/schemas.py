@@ -66,9 +66,10 @@ class BatchResult(BaseModel):
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details (``application/problem+json``)."""
+    """RFC 9457 problem details (``application/problem+json``). ``type`` names the kind of
+    problem (``urn:conveyor:problem:<title>``, listed in docs/errors.md)."""
 
-    type: str = "about:blank"
+    type: str = ""
     title: str
     status: int
     detail: str
@@ -77,6 +78,10 @@ class Problem(BaseModel):
     retryable: bool | None = None
     field: str | None = Field(default=None, description="The offending field, for 413 and 422.")
     errors: list[dict[str, str]] | None = None
+
+    def model_post_init(self, context: object, /) -> None:
+        if not self.type:
+            self.type = "urn:conveyor:problem:" + self.title.lower().replace(" ", "-")
 
 
 class Health(BaseModel):

@@ -1,0 +1,90 @@
+"""Property-based tests of the writer's validation: exact byte limit, refused characters, attribute
+counts and types, delay bounds, batch sizes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from conveyor import metadata
+from conveyor.sqs.queues import QueueConfig
+from conveyor.writer.outgoing import RequestMeta, build_outgoing
+from conveyor.writer.problems import EntryProblem
+from conveyor.writer.schemas import BatchIn, MessageIn
+
+META = RequestMeta(request_id="r1")
+META_BYTES = (len(metadata.REQUEST_ID) + 6 + 2) + (len(metadata.CONTENT_TYPE) + 6 + len("application/json"))
+REFUSED = st.sampled_from(["\x00", "\x01", "\x08", "\x0b", "\x1f", "\ufffe", "\uffff"])
+TEXT = st.text(st.characters(codec="utf-8", categories=["L", "N", "P", "S", "Zs"]), max_size=50)
+NAMES = st.from_regex(r"[a-z][a-z0-9_-]{0,15}", fullmatch=True)
+
+
+def queue(max_bytes: int = 1_048_576, fifo: bool = False) -> QueueConfig:
+    return QueueConfig("url", "arn", max_bytes, 30, fifo, False, None, None)
+
+
+@given(body=TEXT, attributes=st.dictionaries(NAMES, TEXT.filter(bool), max_size=8), limit=st.integers(40, 400))
+def test_size_is_exact_and_the_limit_is_inclusive(body: str, attributes: dict[str, str], limit: int) -> None:
+    message = MessageIn(body=body, attributes=attributes)
+    expected = len(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()) + META_BYTES
+    expected += sum(len(k.encode()) + 6 + len(v.encode()) for k, v in attributes.items())
+    if expected > limit:
+        with pytest.raises(EntryProblem) as raised:
+            build_outgoing(message, META, queue(limit))
+        assert raised.value.status == 413
+    else:
+        assert build_outgoing(message, META, queue(limit)).size == expected
+
+
+@given(prefix=TEXT, bad=REFUSED, suffix=TEXT, where=st.sampled_from(["body", "attribute"]))
+def test_characters_sqs_refuses_are_422_naming_the_field(prefix: str, bad: str, suffix: str, where: str) -> None:
+    text = prefix + bad + suffix
+    message = MessageIn(body={"nested": [text]}) if where == "body" else MessageIn(body=1, attributes={"a": text})
+    if where == "body" and bad < "\x20":
+        build_outgoing(message, META, queue())  # JSON escapes control characters: \\u0000 is allowed text
+        return
+    with pytest.raises(EntryProblem) as raised:
+        build_outgoing(message, META, queue())
+    assert raised.value.status == 422
+    assert raised.value.field == ("body" if where == "body" else "attributes.a")
+
+
+@given(count=st.integers(0, 12), traced=st.booleans())
+def test_attribute_count_shares_the_limit_of_ten_with_metadata(count: int, traced: bool) -> None:
+    meta = RequestMeta(request_id="r", traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01" if traced else None)
+    message = MessageIn(body=1, attributes={f"a{i}": i for i in range(count)})
+    room = 10 - (3 if traced else 2)
+    if count <= room:
+        assert len(build_outgoing(message, meta, queue()).attributes) == count + 10 - room
+    else:
+        with pytest.raises(EntryProblem, match="at most"):
+            build_outgoing(message, meta, queue())
+
+
+@given(value=st.one_of(st.booleans(), st.none(), st.lists(st.integers(), max_size=2), st.dictionaries(NAMES, NAMES)))
+def test_attribute_values_are_strings_or_numbers_only(value: object) -> None:
+    with pytest.raises(ValidationError):
+        MessageIn.model_validate({"body": 1, "attributes": {"a": value}})
+
+
+@given(delay=st.integers(-100, 2000))
+def test_delay_bounds(delay: int) -> None:
+    if 0 <= delay <= 900:
+        assert MessageIn(body=1, delay_seconds=delay).delay_seconds == delay
+    else:
+        with pytest.raises(ValidationError):
+            MessageIn(body=1, delay_seconds=delay)
+
+
+@given(size=st.integers(0, 130))
+def test_batch_sizes(size: int) -> None:
+    payload = {"messages": [{"id": f"e{i}", "body": i} for i in range(size)]}
+    if 1 <= size <= 100:
+        assert len(BatchIn.model_validate(payload).messages) == size
+    else:
+        with pytest.raises(ValidationError):
+            BatchIn.model_validate(payload)
