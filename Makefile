@@ -5,12 +5,15 @@ VENV := .venv
 LS_VENV := .venv-localstack
 PY := $(VENV)/bin/python
 
-.PHONY: run install test lint types unit integration bench lock clean openapi
+.PHONY: run install nginx test lint types deploy-check unit integration bench lock clean openapi
 
 run: install  ## install what is missing, then run LocalStack + queues + writer + processor
 	$(VENV)/bin/conveyor dev
 
-install: $(VENV)/.installed $(LS_VENV)/.installed
+install: $(VENV)/.installed $(LS_VENV)/.installed nginx
+
+nginx:  ## Debian's nginx, for the gateway tests (installed if missing, never started as a service)
+	bash deploy/nginx/install.sh
 
 $(VENV)/.installed: pyproject.toml requirements/dev.lock
 	test -x $(PY) || $(PYTHON313) -m venv $(VENV)
@@ -23,7 +26,7 @@ $(LS_VENV)/.installed: requirements/localstack.lock
 	$(LS_VENV)/bin/python -m pip install --quiet -r requirements/localstack.lock
 	touch $@
 
-test: install lint types  ## everything CI checks: lint, types, unit, integration, e2e
+test: install lint types deploy-check  ## everything CI checks: lint, types, configs, unit, integration, e2e
 	$(PY) -m pytest -m "not integration and not e2e" -q tests
 	$(PY) -m pytest -m "integration or e2e" -q tests
 
@@ -34,6 +37,9 @@ lint: $(VENV)/.installed
 types: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
+deploy-check: $(VENV)/.installed  ## the deployable reference: cfn-lint on the CloudFormation template
+	$(VENV)/bin/cfn-lint deploy/aws/conveyor.yaml
+
 unit: $(VENV)/.installed
 	$(PY) -m pytest -m "not integration and not e2e" -q tests
 
@@ -41,8 +47,8 @@ integration: install
 	$(PY) -m pytest -m "integration or e2e" -q tests
 
 bench: install
-	$(PY) bench/writer.py
-	$(PY) bench/processor.py
+	$(PY) -m bench.writer
+	$(PY) -m bench.processor --rss
 
 lock:  ## rebuild both lock files from scratch
 	rm -rf /tmp/conveyor-lock && $(PYTHON313) -m venv /tmp/conveyor-lock/dev && $(PYTHON313) -m venv /tmp/conveyor-lock/ls

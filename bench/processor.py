@@ -1,6 +1,6 @@
 """Processor benchmark: preload N messages, drain them with a 0.1 s handler, compare with the ideal.
 
-    .venv/bin/python bench/processor.py [--messages-per-slot 60] [--concurrency 10 50 100] [--rss]
+    .venv/bin/python -m bench.processor [--concurrency 10 50 100] [--seconds 20] [--rss]
 
 For each concurrency: drain throughput (steady state, between the 10th and 90th percentile of
 completions) against the ideal concurrency / 0.1 s, SQS requests per message (counted at the

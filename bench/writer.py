@@ -1,6 +1,6 @@
 """Writer benchmark: N concurrent HTTP clients posting single messages against the real stack.
 
-    .venv/bin/python bench/writer.py [--clients 1 16 64] [--seconds 10]
+    .venv/bin/python -m bench.writer [--clients 1 16 64] [--seconds 10] [--workers 1]
 
 For each client count: accepted requests/s, p50/p99 latency, SQS requests per accepted message
 (counted at the writer's client), and in the same run the throughput of a no-op endpoint

@@ -1,0 +1,155 @@
+"""The layer in front: a real nginx (Debian's package) with deploy/nginx/conveyor.conf.template, in
+front of the real writer, in front of LocalStack. Each duty of the gateway, checked from outside."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from conveyor import metadata
+from conveyor.localstack import LocalStack, free_port
+from tests.e2e.services import writer
+from tests.localstack_fixtures import REPO, Queues, count, drain, make_queues, wait_for
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+TEMPLATE = REPO / "deploy" / "nginx" / "conveyor.conf.template"
+KEY = "test-key-1"
+PROBLEM = "application/problem+json"
+
+
+@dataclass
+class Gateway:
+    url: str
+    queues: Queues
+    access_log: Path
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if found is None:
+        pytest.fail("nginx is not installed: `make test` installs Debian's nginx (make nginx)")
+    return found
+
+
+def render(state: Path, listen: int, writer_port: int) -> Path:
+    keys = state / "api-keys"
+    keys.write_text(f'"{KEY}" client-one;\n"other-key" client-two;\n')
+    values = {
+        "LISTEN": f"127.0.0.1:{listen}", "WRITER": f"127.0.0.1:{writer_port}", "STATE_DIR": str(state),
+        "API_KEYS": str(keys), "RATE": "20r/s", "BURST": "20",
+    }  # fmt: skip
+    # Only ${UPPER_CASE} placeholders are ours; nginx's own $variables stay as they are.
+    text = re.sub(r"\$\{([A-Z_]+)\}", lambda m: values[m.group(1)], TEMPLATE.read_text())
+    config = state / "nginx.conf"
+    config.write_text(text)
+    return config
+
+
+@pytest.fixture(scope="module")
+def gateway(localstack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    nginx = nginx_binary()
+    state = Path(tmp_path_factory.mktemp("nginx"))
+    queues = make_queues(localstack.endpoint)
+    with writer(queues, state) as api:
+        listen = free_port()
+        config = render(state, listen, api.port)
+        checked = subprocess.run([nginx, "-t", "-c", str(config)], capture_output=True, text=True, check=False)
+        assert checked.returncode == 0, checked.stderr  # `nginx -t` passes on the rendered config
+        process = subprocess.Popen([nginx, "-c", str(config), "-g", "daemon off;"], stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: _answers(f"http://127.0.0.1:{listen}/healthz"), 15, "nginx up")
+            yield Gateway(f"http://127.0.0.1:{listen}", queues, state / "access.log")
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def post(gateway: Gateway, path: str = "/messages", **kwargs: object) -> httpx.Response:
+    headers = {"X-Api-Key": KEY, **kwargs.pop("headers", {})}  # type: ignore[dict-item]
+    return httpx.post(gateway.url + path, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_request_id_reaches_the_message_on_the_queue(gateway: Gateway, sqs: SQSClient) -> None:
+    given = post(gateway, json={"body": {"n": 1}}, headers={"X-Request-ID": "gw-given-1"})
+    invalid = post(gateway, json={"body": {"n": 2}}, headers={"X-Request-ID": "no spaces allowed"})
+    assert given.status_code == invalid.status_code == 202
+    assert given.headers["x-request-id"] == "gw-given-1"
+    generated = invalid.headers["x-request-id"]
+    assert generated != "no spaces allowed"
+    assert len(generated) == 32  # nginx's $request_id
+    messages = {json.loads(m["Body"])["n"]: m for m in drain(sqs, gateway.queues.url, 2)}
+    assert messages[1]["MessageAttributes"][metadata.REQUEST_ID]["StringValue"] == "gw-given-1"
+    assert messages[2]["MessageAttributes"][metadata.REQUEST_ID]["StringValue"] == generated
+    assert given.json()["request_id"] == "gw-given-1"
+    # the access log is JSON and carries the request id
+    wait_for(lambda: "gw-given-1" in gateway.access_log.read_text(), 5, "access log written")
+    lines = [json.loads(line) for line in gateway.access_log.read_text().splitlines()]
+    entry = next(line for line in lines if line["request_id"] == "gw-given-1")
+    assert (entry["status"], entry["client"], entry["uri"]) == (202, "client-one", "/messages")
+
+
+def test_an_oversized_body_is_413_from_the_proxy(gateway: Gateway, sqs: SQSClient) -> None:
+    response = post(gateway, content=b'{"body": "' + b"x" * (3 * 1024 * 1024) + b'"}',
+                    headers={"Content-Type": "application/json"})  # fmt: skip
+    assert response.status_code == 413
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["title"] == "Request too large"
+    assert count(sqs, gateway.queues.url) == (0, 0)
+
+
+def test_a_burst_is_limited_with_429(gateway: Gateway) -> None:
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gateway.url, headers={"X-Api-Key": "other-key"}) as client:
+            return list(await asyncio.gather(*(client.get("/healthz") for _ in range(80))))
+
+    time.sleep(1.5)  # a fresh second of budget for this client (the limit is 20/s, burst 20)
+    statuses = [r.status_code for r in asyncio.run(burst())]
+    assert statuses.count(429) > 0
+    assert statuses.count(200) >= 20
+    limited = next(r for r in asyncio.run(burst()) if r.status_code == 429)
+    assert limited.headers["content-type"] == PROBLEM
+    assert limited.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/readyz", "/docs", "/openapi.json", "/anything"])
+def test_internal_routes_are_404_from_outside(gateway: Gateway, path: str) -> None:
+    response = httpx.get(gateway.url + path, headers={"X-Api-Key": KEY})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+
+
+def test_a_key_is_required_and_must_be_known(gateway: Gateway, sqs: SQSClient) -> None:
+    missing = httpx.post(gateway.url + "/messages", json={"body": 1})
+    unknown = httpx.post(gateway.url + "/messages", json={"body": 1}, headers={"X-Api-Key": "nope"})
+    assert (missing.status_code, unknown.status_code) == (401, 403)
+    assert missing.headers["content-type"] == unknown.headers["content-type"] == PROBLEM
+    assert missing.json()["request_id"] == missing.headers["x-request-id"]
+    assert httpx.get(gateway.url + "/messages", headers={"X-Api-Key": KEY}).status_code == 405
+    assert count(sqs, gateway.queues.url) == (0, 0)
+
+
+def test_writer_errors_pass_through_unchanged(gateway: Gateway) -> None:
+    response = post(gateway, json={"body": 1, "unknown": 2})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["field"] == "unknown"
