@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 run: install  ## install what is missing, then run LocalStack + queues + writer + processor
 	$(VENV)/bin/conveyor dev
 
-install: $(VENV)/.installed $(LS_VENV)/.installed nginx
+install: $(VENV)/.installed $(LS_VENV)/.installed
 
 nginx:  ## Debian's nginx, for the gateway tests (installed if missing, never started as a service)
 	bash deploy/nginx/install.sh
@@ -26,7 +26,7 @@ $(LS_VENV)/.installed: requirements/localstack.lock
 	$(LS_VENV)/bin/python -m pip install --quiet -r requirements/localstack.lock
 	touch $@
 
-test: install lint types deploy-check  ## everything CI checks: lint, types, configs, unit, integration, e2e
+test: install nginx lint types deploy-check  ## everything CI checks: lint, types, configs, unit, integration, e2e
 	$(PY) -m pytest -m "not integration and not e2e" -q tests
 	$(PY) -m pytest -m "integration or e2e" -q tests
 
@@ -43,7 +43,7 @@ deploy-check: $(VENV)/.installed  ## the deployable reference: cfn-lint on the C
 unit: $(VENV)/.installed
 	$(PY) -m pytest -m "not integration and not e2e" -q tests
 
-integration: install
+integration: install nginx
 	$(PY) -m pytest -m "integration or e2e" -q tests
 
 bench: install

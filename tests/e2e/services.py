@@ -87,8 +87,10 @@ def writer(queues: Queues, tmp: Path, **extra: str) -> Iterator[Proc]:
     proc = start("queue-writer", env, port, tmp / f"writer-{port}.log")
     try:
         yield proc
-    finally:
+    except BaseException:
         proc.stop()
+        raise
+    assert proc.stop() == 0, "queue-writer did not exit 0 on SIGTERM"
 
 
 def processor_env(queues: Queues, record: Path, handler: str = "tests.handlers:work", **extra: str) -> dict[str, str]:

@@ -3,14 +3,17 @@ clients, every delivery recorded by the handler. Nothing accepted is lost; nothi
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
+
 from tests.e2e.figures import report
-from tests.e2e.services import Record, duplicates, elapsed, post_messages, start_processor, writer
-from tests.localstack_fixtures import Queues, count, wait_for
+from tests.e2e.services import Proc, Record, duplicates, elapsed, post_messages, start_processor, writer
+from tests.localstack_fixtures import Queues, count, drain, wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -102,3 +105,34 @@ def test_sigterm_under_load_exits_in_grace_and_loses_nothing(queues: Queues, sqs
     assert duplicates(seen) == 0
     report("sigterm_under_load", messages=300, stop_seconds=stop_seconds, grace=grace,
            processed_before_stop=done_by_first, duplicates=0)  # fmt: skip
+
+
+def test_writer_sigterm_answers_what_waits_for_a_batch(queues: Queues, sqs: SQSClient, tmp_path: Path) -> None:
+    # GIVEN a writer that waits up to 1 s for company before each SendMessageBatch
+    with writer(queues, tmp_path, CONVEYOR_BATCH_LINGER_MS="1000") as api:
+
+        async def post_while_stopping() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+                posts = [asyncio.create_task(client.post("/messages", json={"body": i})) for i in range(5)]
+                await until_waiting(api)
+                api.signal(signal.SIGTERM)  # WHEN it is stopped while they wait
+                return list(await asyncio.gather(*posts))
+
+        responses = asyncio.run(post_while_stopping())
+        code = api.process.wait(30)
+    # THEN every caller is answered 202, the messages are on the queue, and the writer exits 0
+    assert [r.status_code for r in responses] == [202] * 5
+    assert code == 0
+    bodies = sorted(int(m["Body"]) for m in drain(sqs, queues.url, 5))
+    assert bodies == [0, 1, 2, 3, 4]
+
+
+async def until_waiting(api: Proc) -> None:
+    """Until the writer's metrics show the five posts in progress (waiting for their batch)."""
+    deadline = time.monotonic() + 10
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        while time.monotonic() < deadline:
+            if 'conveyor_writer_requests_in_progress{route="/messages"} 5.0' in (await client.get("/metrics")).text:
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError("the posts never reached the writer")

@@ -44,6 +44,8 @@ class EdgeMiddleware:
         route = scope["path"] if scope["path"] in KNOWN_ROUTES else "other"
         status_seen: list[int] = []
         send = self._wrap_send(send, request_id, status_seen)
+        in_progress = self.metrics.in_progress.labels(route)
+        in_progress.inc()
         try:
             if (scope["method"], scope["path"]) in BODY_ROUTES:
                 problem = _content_type_problem(headers)
@@ -55,6 +57,7 @@ class EdgeMiddleware:
                 receive = _replay(body, receive)
             await self.app(scope, receive, send)
         finally:
+            in_progress.dec()
             self.metrics.requests.labels(route, str(status_seen[0] if status_seen else 500)).inc()
 
     def _wrap_send(self, send: Send, request_id: str, seen: list[int]) -> Send:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no _created series: noise for counters
 
@@ -17,6 +17,12 @@ class WriterMetrics:
             "conveyor_writer_requests",
             "HTTP requests by route and status.",
             ["route", "status"],
+            registry=self.registry,
+        )
+        self.in_progress = Gauge(
+            "conveyor_writer_requests_in_progress",
+            "HTTP requests being handled now, by route (those waiting for their batch included).",
+            ["route"],
             registry=self.registry,
         )
         self.sqs_calls = Counter(

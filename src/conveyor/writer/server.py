@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 
@@ -12,6 +17,7 @@ from conveyor.sqs.errors import Kind, SqsError, classify
 from conveyor.sqs.queues import read_queue_config, resolve_queue_url
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
+APP = "conveyor.writer.asgi:app"
 
 
 async def preflight(settings: WriterSettings) -> None:
@@ -26,17 +32,39 @@ async def preflight(settings: WriterSettings) -> None:
             raise SqsError(failure) from exc
 
 
+class WriterServer(uvicorn.Server):
+    """uvicorn's server, minus one step: after a graceful stop on SIGTERM/SIGINT uvicorn raises the
+    signal again, so the process dies of it (exit -15). The writer has handled it: it exits 0."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+
+
 def serve(settings: WriterSettings) -> int:
+    """Serve until SIGTERM/SIGINT: stop accepting, answer what is in flight (requests waiting for
+    their batch are flushed when the app shuts down), exit 0."""
     asyncio.run(preflight(settings))
-    uvicorn.run(
-        "conveyor.writer.asgi:app",
-        factory=True,
-        host=settings.writer_host,
-        port=settings.writer_port,
-        workers=settings.writer_workers,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        lifespan="on",
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": settings.writer_host,
+        "port": settings.writer_port,
+        "workers": settings.writer_workers,
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+        "lifespan": "on",
+    }
+    if settings.writer_workers > 1:  # uvicorn's supervisor forks the workers and handles signals
+        uvicorn.run(APP, **options)
+    else:
+        WriterServer(uvicorn.Config(APP, **options)).run()
     return 0
