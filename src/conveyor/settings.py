@@ -70,7 +70,6 @@ class ProcessorSettings(SqsSettings):
     delete_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 20.0
     shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
     poll_error_backoff_max_seconds: Annotated[float, Field(gt=0, le=300)] = 20.0
-    ready_after_poll_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
     processor_host: str = "127.0.0.1"
     processor_port: Port = 8001
     demo_work_seconds: Annotated[float, Field(ge=0, le=3600)] = 0.1

@@ -203,3 +203,25 @@ def test_sigterm_releases_buffered_messages_within_seconds(queues: Queues, sqs: 
         assert db.execute("SELECT count(*) FROM deliveries").fetchone() == (1,)
     assert count(sqs, queues.url) == (9, 0)
     assert "processor_stopped" in log.read_text()
+
+
+def test_a_second_signal_stops_at_once(queues: Queues, sqs: SQSClient, tmp_path: Path) -> None:
+    send(sqs, queues.url, ["1"])
+    env = queues.env(
+        CONVEYOR_HANDLER="tests.handlers:work", CONVEYOR_TEST_SLEEP="60", CONVEYOR_SHUTDOWN_GRACE_SECONDS="60",
+        CONVEYOR_PROCESSOR_PORT="18432",
+    )  # fmt: skip
+    log = tmp_path / "processor.log"
+    with log.open("w") as log_file:
+        process = subprocess.Popen([str(BIN / "queue-processor")], env=env, stderr=log_file)
+    try:
+        wait_for(lambda: count(sqs, queues.url)[1] == 1, 15, "the message is being handled")
+        process.send_signal(signal.SIGTERM)  # graceful: would wait up to 60 s for the handler
+        wait_for(lambda: "processor_stopping" in log.read_text(), 10, "the graceful stop began")
+        process.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        assert process.wait(10) == 130
+        assert time.monotonic() - stopped < 5
+    finally:
+        process.kill()
+        process.wait()
