@@ -68,7 +68,6 @@ class FakeSqs:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.fail_calls: dict[str, list[BaseException]] = defaultdict(list)
         self.fail_entries: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {}
-        self.held_max = 0  # most messages received and not yet deleted or visible again
         self.received_total = 0  # messages handed out by ReceiveMessage, redeliveries included
         self.receive_delay = 0.0  # seconds between taking messages and answering (a slow response)
         self._ids = itertools.count()
@@ -130,15 +129,6 @@ class FakeSqs:
                 return message
         return None
 
-    def _held(self) -> int:
-        now = self._now()
-        return sum(
-            1
-            for q in self.queues.values()
-            for m in q.messages.values()
-            if m.receipt_handle is not None and m.visible_at > now
-        )
-
     # --- the SQS API the services use -----------------------------------------------------------
     async def get_queue_url(self, QueueName: str, **_: Any) -> dict[str, Any]:  # noqa: N803
         self._record("GetQueueUrl", {"QueueName": QueueName})
@@ -189,7 +179,6 @@ class FakeSqs:
         while True:
             got = self._take(queue, wanted, kwargs.get("VisibilityTimeout", 30))
             if got or self._now() >= deadline:
-                self.held_max = max(self.held_max, self._held())
                 if got and self.receive_delay:
                     await asyncio.sleep(self.receive_delay)
                 return {"Messages": got} if got else {}

@@ -12,6 +12,8 @@ from typing import Annotated, Literal, Self
 from pydantic import AnyHttpUrl, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -63,10 +65,10 @@ class ProcessorSettings(SqsSettings):
     concurrency: Annotated[int, Field(ge=1, le=10_000)] = 50
     prefetch: Annotated[int, Field(ge=10, le=10_000)] = 10
     pollers: Annotated[int, Field(ge=1, le=64)] = 2
-    wait_time_seconds: Annotated[int, Field(ge=0, le=20)] = 20
-    visibility_timeout_seconds: Annotated[int, Field(ge=5, le=43_200)] = 30
+    wait_time_seconds: Annotated[int, Field(ge=0, le=MAX_WAIT_SECONDS)] = 20
+    visibility_timeout_seconds: Annotated[int, Field(ge=5, le=MAX_VISIBILITY_SECONDS)] = 30
     retry_base_seconds: Annotated[float, Field(ge=0, le=3600)] = 1.0
-    retry_max_seconds: Annotated[float, Field(ge=0, le=43_200)] = 300.0
+    retry_max_seconds: Annotated[float, Field(ge=0, le=MAX_VISIBILITY_SECONDS)] = 300.0
     delete_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 20.0
     shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
     poll_error_backoff_max_seconds: Annotated[float, Field(gt=0, le=300)] = 20.0

@@ -8,7 +8,7 @@ counted, never hidden).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -42,8 +42,12 @@ class Acker:
         self._inflight = inflight
         self._metrics = metrics
         self._retries = entry_retries
-        self._deletes: Batcher[Mapping[str, Any], EntryResult] = Batcher(self._delete_batch, linger=linger)
-        self._changes: Batcher[Mapping[str, Any], EntryResult] = Batcher(self._change_batch, linger=linger)
+        self._deletes: Batcher[Mapping[str, Any], EntryResult] = Batcher(
+            self._flush("delete_message_batch"), linger=linger
+        )
+        self._changes: Batcher[Mapping[str, Any], EntryResult] = Batcher(
+            self._flush("change_message_visibility_batch"), linger=linger
+        )
 
     async def __aenter__(self) -> Self:
         await self._deletes.__aenter__()
@@ -58,17 +62,17 @@ class Acker:
         finally:
             await self._deletes.__aexit__(et, e, tb)
 
-    async def _delete_batch(self, entries: Sequence[Mapping[str, Any]]) -> list[EntryResult]:
+    def _flush(self, operation: str) -> Callable[[Sequence[Mapping[str, Any]]], Awaitable[list[EntryResult]]]:
+        """The batch call behind one of the batchers (DeleteMessageBatch, ChangeMessageVisibilityBatch)."""
+        method = getattr(self._client, operation)
+
         async def call(batch: list[Any]) -> Any:
-            return await self._client.delete_message_batch(QueueUrl=self._queue_url, Entries=batch)
+            return await method(QueueUrl=self._queue_url, Entries=batch)
 
-        return await call_batch(call, entries, self._retries)
+        async def flush(entries: Sequence[Mapping[str, Any]]) -> list[EntryResult]:
+            return await call_batch(call, entries, self._retries)
 
-    async def _change_batch(self, entries: Sequence[Mapping[str, Any]]) -> list[EntryResult]:
-        async def call(batch: list[Any]) -> Any:
-            return await self._client.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=batch)
-
-        return await call_batch(call, entries, self._retries)
+        return flush
 
     def delete(self, lease: Lease) -> asyncio.Future[EntryResult]:
         """Delete the message; the lease leaves the in-flight set once SQS answered."""

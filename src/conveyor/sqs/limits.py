@@ -21,7 +21,7 @@ MAX_BATCH_ID_CHARS = 80
 # #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF
 _REFUSED_CHAR = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-_BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+BATCH_ID_PATTERN = rf"^[A-Za-z0-9_-]{{1,{MAX_BATCH_ID_CHARS}}}$"  # a batch entry's Id
 _DEDUP_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # alphanumeric and punctuation
 
 
@@ -42,10 +42,6 @@ def attribute_name_problem(name: str) -> str | None:
     if name.lower().startswith(("aws.", "amazon.")):
         return "must not start with AWS. or Amazon."
     return None
-
-
-def is_valid_batch_id(entry_id: str) -> bool:
-    return bool(_BATCH_ID.match(entry_id))
 
 
 def is_valid_dedup_id(value: str) -> bool:

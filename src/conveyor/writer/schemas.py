@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
 
-from conveyor.sqs.limits import MAX_DEDUP_ID_CHARS, MAX_DELAY_SECONDS
+from conveyor.sqs.limits import BATCH_ID_PATTERN, MAX_DEDUP_ID_CHARS, MAX_DELAY_SECONDS
 
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 AttributeValue = StrictStr | StrictInt | FiniteFloat
@@ -30,7 +30,7 @@ class MessageIn(BaseModel):
 class BatchEntryIn(MessageIn):
     """One entry of a batch: a message plus the client's id for it."""
 
-    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")] = Field(
+    id: Annotated[str, Field(pattern=BATCH_ID_PATTERN)] = Field(
         description="The client's id for this entry, unique within the batch."
     )
 
