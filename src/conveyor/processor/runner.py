@@ -6,6 +6,7 @@ First SIGTERM/SIGINT: graceful stop. A second: stop at once (exit code 130).
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from conveyor.sqs.queues import dlq_url_of, read_queue_config, resolve_queue_url
 
 log = structlog.get_logger("conveyor.processor")
 EXIT_HARD_STOP = 130
+HARD_STOP_SECONDS = 2.0  # after a second signal, the longest the process lives on
 
 
 def bind_ops_socket(host: str, port: int) -> socket.socket:
@@ -87,6 +89,8 @@ def _handle_signals(engine: Engine, work: asyncio.Task[None]) -> None:
         else:
             log.warning("signal_received", action="stop at once")
             work.cancel()
+            # Cancelling waits for calls under way; if SQS hangs, they could outlast "at once".
+            loop.call_later(HARD_STOP_SECONDS, os._exit, EXIT_HARD_STOP)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
