@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -58,3 +59,17 @@ class Message:
             return json.loads(self.body)
         except ValueError as exc:
             raise InvalidJsonError(f"body is not JSON: {exc}") from exc
+
+
+BATCH_MARK = "__conveyor_batch__"
+
+type BatchFailures = Mapping[str, BaseException] | None
+"""What a batch handler returns: the failed messages (message id -> the error, decided on as if a
+single handler had raised it), or None when every message succeeded."""
+
+
+def batch_handler[F: Callable[..., Any]](func: F) -> F:
+    """Mark ``func`` as a batch handler: it takes ``list[Message]`` (up to 10, as received) and
+    returns :data:`BatchFailures`. Raising fails every message of the batch with that error."""
+    setattr(func, BATCH_MARK, True)
+    return func

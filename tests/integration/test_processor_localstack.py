@@ -10,14 +10,16 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conveyor import Message, Reject, metadata
+from conveyor import BatchFailures, InvalidJsonError, Message, Reject, batch_handler, metadata
 from conveyor.localstack import LocalStack
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.engine import Engine
+from conveyor.processor.handler import BatchHandler, adapt
 from conveyor.settings import SqsSettings
 from conveyor.sqs.client import sqs_client
 from tests.localstack_fixtures import Queues, count, drain, make_queues, wait_for
@@ -31,7 +33,7 @@ BIN = Path(sys.executable).parent
 @asynccontextmanager
 async def engine_on(
     queues: Queues,
-    handler: Callable[[Message], Awaitable[None]],
+    handler: Callable[[Message], Awaitable[None]] | BatchHandler,
     max_receive_count: int = 5,
     **overrides: object,
 ) -> AsyncIterator[Engine]:
@@ -225,3 +227,25 @@ def test_a_second_signal_stops_at_once(queues: Queues, sqs: SQSClient, tmp_path:
     finally:
         process.kill()
         process.wait()
+
+
+async def test_a_batch_handler_on_a_real_queue(queues: Queues, sqs: SQSClient) -> None:
+    send(sqs, queues.url, [json.dumps(i) for i in range(30)] + ["not json"])
+    seen: list[int] = []
+
+    @batch_handler
+    async def handle(messages: list[Message]) -> BatchFailures:
+        failures: dict[str, BaseException] = {}
+        for message in messages:
+            try:
+                seen.append(message.json())
+            except InvalidJsonError as exc:
+                failures[message.message_id] = exc
+        return failures
+
+    with ThreadPoolExecutor(1) as pool:
+        async with engine_on(queues, adapt(handle, pool)):
+            [dead] = await asyncio.to_thread(drain, sqs, queues.dlq_url, 1)
+            await until(lambda: count(sqs, queues.url) == (0, 0), 15, "queue empty")
+    assert sorted(seen) == list(range(30))
+    assert dead["Body"] == "not json"

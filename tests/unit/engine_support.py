@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from conveyor.message import Message
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.engine import Engine
+from conveyor.processor.handler import BatchHandler
 from tests.fakes import FakeSqs, as_client
 
 QUEUE = "work"
@@ -38,7 +39,7 @@ def config_for(fake: FakeSqs, **overrides: object) -> EngineConfig:
 
 @asynccontextmanager
 async def running(
-    fake: FakeSqs, handler: Callable[[Message], Awaitable[None]], **overrides: object
+    fake: FakeSqs, handler: Callable[[Message], Awaitable[None]] | BatchHandler, **overrides: object
 ) -> AsyncIterator[Engine]:
     """Run an engine in the background; stop it gracefully on exit."""
     engine = Engine(as_client(fake), config_for(fake, **overrides), handler)

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conveyor import Message, Reject, Retry, metadata
+from conveyor import BatchFailures, Message, Reject, Retry, batch_handler, metadata
 from conveyor.processor.engine import Engine
 from conveyor.processor.handler import adapt
 from conveyor.sqs.errors import SqsError
@@ -338,3 +338,81 @@ async def test_plain_functions_run_in_the_thread_pool(fake: FakeSqs) -> None:
         async with running(fake, adapt(handler, pool)):
             await until(lambda: left(fake) == 0)
     assert threads[0].startswith("handler")
+
+
+async def test_a_batch_handler_gets_messages_as_received_and_all_are_deleted(fake: FakeSqs) -> None:
+    for i in range(25):
+        fake.put(QUEUE, str(i))
+    sizes: list[int] = []
+
+    @batch_handler
+    async def handle(messages: list[Message]) -> BatchFailures:
+        sizes.append(len(messages))
+        return None
+
+    with ThreadPoolExecutor(2) as pool:
+        async with running(fake, adapt(handle, pool), concurrency=2):
+            await until(lambda: left(fake) == 0)
+    assert sum(sizes) == 25
+    assert max(sizes) == 10  # a receive of ten is handled as one call
+    assert len(fake.queues[QUEUE].deleted) == 25
+
+
+async def test_a_batch_handler_reports_failures_per_message(fake: FakeSqs) -> None:
+    for body in ("ok-1", "reject", "flaky", "ok-2"):
+        fake.put(QUEUE, body)
+    calls: list[list[str]] = []
+
+    @batch_handler
+    async def handle(messages: list[Message]) -> BatchFailures:
+        calls.append([m.body for m in messages])
+        failures: dict[str, BaseException] = {}
+        for message in messages:
+            if message.body == "reject":
+                failures[message.message_id] = Reject("bad")
+            elif message.body == "flaky" and message.receive_count == 1:
+                failures[message.message_id] = RuntimeError("try again")
+        return failures
+
+    with ThreadPoolExecutor(2) as pool:
+        async with running(fake, adapt(handle, pool)):
+            await until(lambda: left(fake) == 0 and left(fake, DLQ) == 1)
+    # THEN the rejected one is dead-lettered, the flaky one came back alone and then succeeded
+    assert sorted(calls[0]) == ["flaky", "ok-1", "ok-2", "reject"]
+    assert calls[1:] == [["flaky"]]
+    assert [m.body for m in fake.queues[DLQ].messages.values()] == ["reject"]
+    assert sorted(m.body for m in fake.queues[QUEUE].deleted) == ["flaky", "ok-1", "ok-2", "reject"]
+
+
+async def test_a_batch_handler_that_raises_fails_the_whole_batch(fake: FakeSqs) -> None:
+    for i in range(3):
+        fake.put(QUEUE, str(i))
+    counts: list[list[int]] = []
+
+    @batch_handler
+    def handle(messages: list[Message]) -> BatchFailures:  # a plain function: run in the pool
+        counts.append(sorted(m.receive_count for m in messages))
+        if len(counts) == 1:
+            raise ConnectionError("database down")
+        return {}
+
+    with ThreadPoolExecutor(2) as pool:
+        async with running(fake, adapt(handle, pool)):
+            await until(lambda: left(fake) == 0)
+    assert counts[0] == [1, 1, 1]
+    assert sum(len(c) for c in counts[1:]) == 3
+    assert all(c == 2 for batch in counts[1:] for c in batch)
+
+
+async def test_a_malformed_batch_result_is_retried_not_acked(fake: FakeSqs) -> None:
+    fake.put(QUEUE, "x")
+    results: list[object] = [["not", "a", "mapping"], None]
+
+    @batch_handler
+    async def handle(messages: list[Message]) -> BatchFailures:
+        return results.pop(0)  # type: ignore[return-value]  # the wrong type is the point
+
+    with ThreadPoolExecutor(1) as pool:
+        async with running(fake, adapt(handle, pool)):
+            await until(lambda: left(fake) == 0)
+    assert fake.queues[QUEUE].deleted[0].receive_count == 2

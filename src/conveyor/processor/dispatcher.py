@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import structlog
@@ -16,12 +17,13 @@ import structlog
 from conveyor.processor.acker import Acker
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.dead_letter import send_to_dlq
-from conveyor.processor.handler import Handler
+from conveyor.processor.handler import BatchHandler, Handler
 from conveyor.processor.lease import Lease, Stage
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.outcome import Ack, DeadLetter, RetryAfter, RetryPolicy, decide
 from conveyor.processor.slots import Slots
 from conveyor.sqs.errors import classify
+from conveyor.sqs.limits import MAX_BATCH_ENTRIES
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -34,7 +36,7 @@ class Dispatcher:
         self,
         client: SQSClient,
         config: EngineConfig,
-        handler: Handler,
+        handler: Handler | BatchHandler,
         *,
         buffer: asyncio.Queue[Lease],
         slots: Slots,
@@ -57,16 +59,21 @@ class Dispatcher:
         )
 
     async def worker(self) -> None:
-        """Take buffered messages one at a time until cancelled; once stopping, start none."""
+        """Take buffered messages until cancelled (one at a time, or up to 10 for a batch handler);
+        once stopping, start none."""
+        batch = isinstance(self._handler, BatchHandler)
         while True:
-            lease = await self._buffer.get()
+            leases = [await self._buffer.get()]
+            while batch and len(leases) < MAX_BATCH_ENTRIES and not self._buffer.empty():
+                leases.append(self._buffer.get_nowait())
             try:
                 if self.stopping:
-                    self.release(lease)
+                    for lease in leases:
+                        self.release(lease)
                 else:
-                    await self.process(lease)
+                    await self._process(leases)
             finally:
-                await self._slots.give_back(1)
+                await self._slots.give_back(len(leases))
 
     def release(self, lease: Lease) -> None:
         """Visibility 0: delivered again at once, to this or another processor, without waiting
@@ -75,11 +82,24 @@ class Dispatcher:
         self._metrics.released.inc()
         self._acker.change_visibility(lease, 0, release=True)
 
-    async def process(self, lease: Lease) -> None:
-        lease.stage = Stage.RUNNING
+    async def _process(self, leases: list[Lease]) -> None:
+        for lease in leases:
+            lease.stage = Stage.RUNNING
+        if isinstance(self._handler, BatchHandler):
+            errors = await self._run_batch(self._handler, leases)
+            for lease in leases:
+                await self._settle(lease, errors.get(lease.message_id))
+        else:
+            [lease] = leases
+            request_id = lease.message().request_id
+            with structlog.contextvars.bound_contextvars(message_id=lease.message_id, request_id=request_id):
+                error = await self._run_handler(self._handler, lease)
+            await self._settle(lease, error)
+
+    async def _settle(self, lease: Lease, error: BaseException | None) -> None:
+        """Decide the outcome of one message and act on it."""
         request_id = lease.message().request_id
         with structlog.contextvars.bound_contextvars(message_id=lease.message_id, request_id=request_id):
-            error = await self._run_handler(lease)
             outcome = decide(error, lease.receive_count, self._policy)
             lease.stage = Stage.SETTLING if not isinstance(outcome, DeadLetter) else Stage.RUNNING
             match outcome:
@@ -96,17 +116,30 @@ class Dispatcher:
                 case DeadLetter():
                     await self._dead_letter(lease, outcome)
 
-    async def _run_handler(self, lease: Lease) -> BaseException | None:
+    async def _run_handler(self, handler: Handler, lease: Lease) -> BaseException | None:
         started = time.perf_counter()
         self._metrics.running.inc()
         try:
-            await self._handler(lease.message())
+            await handler(lease.message())
         except Exception as exc:  # noqa: BLE001 - every handler error becomes an outcome
             return exc
         finally:
             self._metrics.running.dec()
             self._metrics.handler_seconds.observe(time.perf_counter() - started)
         return None
+
+    async def _run_batch(self, handler: BatchHandler, leases: list[Lease]) -> dict[str, BaseException]:
+        """Each message's error: the one the handler reported for it, or the one it raised for all."""
+        started = time.perf_counter()
+        self._metrics.running.inc(len(leases))
+        try:
+            failures = await handler.call([lease.message() for lease in leases])
+        except Exception as exc:  # noqa: BLE001 - every handler error becomes an outcome
+            return {lease.message_id: exc for lease in leases}
+        finally:
+            self._metrics.running.dec(len(leases))
+            self._metrics.handler_seconds.observe(time.perf_counter() - started)
+        return _failures_of(failures, leases)
 
     def _no_dlq(self, lease: Lease, outcome: DeadLetter) -> None:
         """A permanent error on a queue without a DLQ: never delete it, keep it out of the way."""
@@ -147,3 +180,18 @@ class Dispatcher:
             receive_count=lease.receive_count,
         )
         self._acker.delete(lease)
+
+
+def _failures_of(failures: object, leases: list[Lease]) -> dict[str, BaseException]:
+    """Check what a batch handler returned; a malformed answer fails the whole batch (retried)."""
+    if failures is None:
+        return {}
+    if not isinstance(failures, Mapping) or not all(isinstance(e, BaseException) for e in failures.values()):
+        error = TypeError(f"a batch handler must return a mapping of message id to exception or None, not {failures!r}")
+        log.error("batch_handler_bad_result", error=str(error)[:200])
+        return {lease.message_id: error for lease in leases}
+    ids = {lease.message_id for lease in leases}
+    unknown = [key for key in failures if key not in ids]
+    if unknown:
+        log.warning("batch_handler_unknown_ids", ids=unknown[:10])
+    return {key: error for key, error in failures.items() if key in ids}

@@ -21,7 +21,7 @@ import structlog
 from conveyor.processor.acker import Acker
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.dispatcher import Dispatcher
-from conveyor.processor.handler import Handler
+from conveyor.processor.handler import BatchHandler, Handler
 from conveyor.processor.health import Health
 from conveyor.processor.heartbeat import Heartbeat
 from conveyor.processor.lease import InFlight, Lease, Stage
@@ -41,7 +41,7 @@ class Engine:
         self,
         client: SQSClient,
         config: EngineConfig,
-        handler: Handler,
+        handler: Handler | BatchHandler,
         *,
         metrics: ProcessorMetrics | None = None,
         health: Health | None = None,

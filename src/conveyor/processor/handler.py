@@ -9,9 +9,10 @@ import importlib
 import inspect
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from conveyor.message import Message
+from conveyor.message import BATCH_MARK, BatchFailures, Message
 
 type Handler = Callable[[Message], Awaitable[None]]
 
@@ -36,17 +37,30 @@ def import_handler(spec: str) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
-def adapt(func: Callable[..., Any], executor: ThreadPoolExecutor) -> Handler:
+@dataclass(frozen=True, slots=True)
+class BatchHandler:
+    """A handler marked with :func:`conveyor.batch_handler`, made async."""
+
+    call: Callable[[list[Message]], Awaitable[BatchFailures]]
+
+
+def adapt(func: Callable[..., Any], executor: ThreadPoolExecutor) -> Handler | BatchHandler:
     """An async handler is awaited; a plain function runs in ``executor`` (sized to the concurrency),
     with the caller's context variables (so log context follows the message into the thread)."""
+    runner = _as_async(func, executor)
+    return BatchHandler(runner) if getattr(func, BATCH_MARK, False) else runner
+
+
+def _as_async(func: Callable[..., Any], executor: ThreadPoolExecutor) -> Callable[[Any], Awaitable[Any]]:
     if inspect.iscoroutinefunction(func):
         return func
 
-    async def in_thread(message: Message) -> None:
+    async def in_thread(argument: Any) -> Any:
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        result = await loop.run_in_executor(executor, functools.partial(context.run, func, message))
+        result = await loop.run_in_executor(executor, functools.partial(context.run, func, argument))
         if inspect.isawaitable(result):
-            await result
+            return await result
+        return result
 
     return in_thread
