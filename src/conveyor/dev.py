@@ -82,7 +82,10 @@ def run_dev(settings: DevSettings) -> int:
         url, dlq_url = asyncio.run(_create(settings.model_copy(update={"sqs_endpoint_url": endpoint})))
         print(f"conveyor dev: queue {url}\nconveyor dev: dead-letter queue {dlq_url}")
         for script in ("queue-writer", "queue-processor"):
-            children.append(subprocess.Popen([_script(script)], env=env, stdin=subprocess.DEVNULL))
+            # A process group of its own: Ctrl-C in the terminal reaches `conveyor dev` only, which
+            # then sends each child one SIGTERM (two signals would make the processor stop at once).
+            child = subprocess.Popen([_script(script)], env=env, stdin=subprocess.DEVNULL, process_group=0)
+            children.append(child)
         print(
             f"conveyor dev: queue-writer on http://{settings.writer_host}:{settings.writer_port}"
             f" (POST /messages), queue-processor ops on http://127.0.0.1:{settings.processor_port}"

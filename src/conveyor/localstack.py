@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Self
 
 READY_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 10.0
+# LocalStack's own shutdown waits for open long polls (up to 20 s). It keeps no state here that a
+# kill could lose, so it gets a short grace, then SIGKILL.
+STOP_TIMEOUT_SECONDS = 3.0
 HEALTH_PATH = "/_localstack/health"
 
 
