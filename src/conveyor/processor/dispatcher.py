@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 import structlog
@@ -50,8 +51,8 @@ class Dispatcher:
         self._slots = slots
         self._acker = acker
         self._metrics = metrics
-        # Without a dead-letter queue nothing is dead-lettered by us: permanent errors back off.
         self.stopping = False
+        # Without a dead-letter queue nothing is dead-lettered by us: permanent errors back off.
         self._policy = RetryPolicy(
             config.retry_base_seconds,
             config.retry_max_seconds,
@@ -88,33 +89,30 @@ class Dispatcher:
         if isinstance(self._handler, BatchHandler):
             errors = await self._run_batch(self._handler, leases)
             for lease in leases:
-                await self._settle(lease, errors.get(lease.message_id))
+                with _log_context(lease):
+                    await self._settle(lease, errors.get(lease.message_id))
         else:
             [lease] = leases
-            request_id = lease.message().request_id
-            with structlog.contextvars.bound_contextvars(message_id=lease.message_id, request_id=request_id):
-                error = await self._run_handler(self._handler, lease)
-            await self._settle(lease, error)
+            with _log_context(lease):  # the handler's own log lines carry the ids too
+                await self._settle(lease, await self._run_handler(self._handler, lease))
 
     async def _settle(self, lease: Lease, error: BaseException | None) -> None:
         """Decide the outcome of one message and act on it."""
-        request_id = lease.message().request_id
-        with structlog.contextvars.bound_contextvars(message_id=lease.message_id, request_id=request_id):
-            outcome = decide(error, lease.receive_count, self._policy)
-            lease.stage = Stage.SETTLING if not isinstance(outcome, DeadLetter) else Stage.RUNNING
-            match outcome:
-                case Ack():
-                    self._metrics.succeeded.inc()
-                    self._acker.delete(lease)
-                case RetryAfter(seconds=seconds, error=err):
-                    self._metrics.retried.inc()
-                    log.warning("handler_failed_retrying", error=repr(err), retry_in=seconds,
-                                receive_count=lease.receive_count)  # fmt: skip
-                    self._acker.change_visibility(lease, seconds, release=True)
-                case DeadLetter() if self._config.dlq_url is None:
-                    self._no_dlq(lease, outcome)
-                case DeadLetter():
-                    await self._dead_letter(lease, outcome)
+        outcome = decide(error, lease.receive_count, self._policy)
+        lease.stage = Stage.SETTLING if not isinstance(outcome, DeadLetter) else Stage.RUNNING
+        match outcome:
+            case Ack():
+                self._metrics.succeeded.inc()
+                self._acker.delete(lease)
+            case RetryAfter(seconds=seconds, error=err):
+                self._metrics.retried.inc()
+                log.warning("handler_failed_retrying", error=repr(err), retry_in=seconds,
+                            receive_count=lease.receive_count)  # fmt: skip
+                self._acker.change_visibility(lease, seconds, release=True)
+            case DeadLetter() if self._config.dlq_url is None:
+                self._no_dlq(lease, outcome)
+            case DeadLetter():
+                await self._dead_letter(lease, outcome)
 
     async def _run_handler(self, handler: Handler, lease: Lease) -> BaseException | None:
         started = time.perf_counter()
@@ -195,3 +193,8 @@ def _failures_of(failures: object, leases: list[Lease]) -> dict[str, BaseExcepti
     if unknown:
         log.warning("batch_handler_unknown_ids", ids=unknown[:10])
     return {key: error for key, error in failures.items() if key in ids}
+
+
+def _log_context(lease: Lease) -> AbstractContextManager[None]:
+    """Every log line about one message carries its id and the writer's request id."""
+    return structlog.contextvars.bound_contextvars(message_id=lease.message_id, request_id=lease.message().request_id)

@@ -31,6 +31,7 @@ class Lease:
     visible_until: float  # monotonic time by which the heartbeat must have extended it
     stage: Stage = Stage.BUFFERED
     extensions: int = field(default=0)
+    _view: Message | None = field(default=None, repr=False)  # built once, on first use
 
     @classmethod
     def from_sqs(cls, raw: Mapping[str, Any], received_at: float, visibility: float) -> Lease:
@@ -55,6 +56,11 @@ class Lease:
 
     def message(self) -> Message:
         """The handler's view: string attributes as text, binary ones as base64."""
+        if self._view is None:
+            self._view = self._build_message()
+        return self._view
+
+    def _build_message(self) -> Message:
         return Message(
             message_id=self.message_id,
             body=self.body,
