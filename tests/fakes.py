@@ -43,7 +43,7 @@ class FakeMessage:
     receive_count: int = 0
     visible_at: float = 0.0
     receipt_handle: str | None = None
-    first_received: float | None = None
+    received_at: float | None = None  # when the current receive handed it out (the 12 h cap counts from it)
 
 
 @dataclass
@@ -70,6 +70,7 @@ class FakeSqs:
         self.fail_entries: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {}
         self.received_total = 0  # messages handed out by ReceiveMessage, redeliveries included
         self.receive_delay = 0.0  # seconds between taking messages and answering (a slow response)
+        self.call_delay: dict[str, float] = {}  # operation -> seconds before it answers (a slow SQS)
         self._ids = itertools.count()
 
     # --- set-up helpers -----------------------------------------------------------------------
@@ -106,6 +107,22 @@ class FakeSqs:
         self.calls.append((operation, kwargs))
         if self.fail_calls[operation]:
             raise self.fail_calls[operation].pop(0)
+
+    async def _answer_later(self, operation: str) -> None:
+        if self.call_delay.get(operation):
+            await asyncio.sleep(self.call_delay[operation])
+
+    @staticmethod
+    def _check_size(queue: FakeQueue, body: str, attributes: dict[str, Any], operation: str) -> None:
+        """What AWS refuses: more than 10 attributes, or a message over the queue's MaximumMessageSize."""
+        if len(attributes) > 10:
+            raise client_error("InvalidParameterValue", operation, message="more than 10 attributes")
+        size = len(body.encode()) + sum(
+            len(name.encode()) + len(str(a["DataType"]).encode()) + len(_value_bytes(a))
+            for name, a in attributes.items()
+        )
+        if size > int(queue.attributes["MaximumMessageSize"]):
+            raise client_error("InvalidParameterValue", operation, message="Message must be shorter than the limit")
 
     def _store(self, queue: FakeQueue, body: str, attributes: dict[str, Any], group: str | None, delay: int) -> str:
         message_id = str(uuid.UUID(int=next(self._ids)))
@@ -145,6 +162,7 @@ class FakeSqs:
         self._record("SendMessage", {"QueueUrl": QueueUrl, "MessageBody": MessageBody, **kwargs})
         queue = self.queue(QueueUrl)
         attributes = kwargs.get("MessageAttributes", {})
+        self._check_size(queue, MessageBody, attributes, "SendMessage")
         message_id = self._store(queue, MessageBody, attributes, kwargs.get("MessageGroupId"), 0)
         return {"MessageId": message_id, "MD5OfMessageBody": hashlib.md5(MessageBody.encode()).hexdigest()}  # noqa: S324
 
@@ -199,7 +217,7 @@ class FakeSqs:
                 message.receipt_handle = None
                 continue
             message.receive_count += 1
-            message.first_received = message.first_received or now
+            message.received_at = now
             message.visible_at = now + visibility
             message.receipt_handle = uuid.uuid4().hex
             self.received_total += 1
@@ -224,8 +242,14 @@ class FakeSqs:
             wire["MessageAttributes"] = message.attributes
         return wire
 
+    def _past_the_cap(self, message: FakeMessage, seconds: int) -> bool:
+        """SQS refuses a visibility that would end more than 12 hours after the receive."""
+        held = self._now() - (message.received_at or self._now())
+        return seconds < 0 or seconds > 43_200 or held + seconds > 43_200
+
     async def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
         self._record("DeleteMessageBatch", {"QueueUrl": QueueUrl, "Entries": Entries})
+        await self._answer_later("DeleteMessageBatch")
         assert 1 <= len(Entries) <= 10
         queue = self.queue(QueueUrl)
         successful, failed = [], []
@@ -245,6 +269,7 @@ class FakeSqs:
         Entries: list[dict[str, Any]],  # noqa: N803
     ) -> dict[str, Any]:
         self._record("ChangeMessageVisibilityBatch", {"QueueUrl": QueueUrl, "Entries": Entries})
+        await self._answer_later("ChangeMessageVisibilityBatch")
         assert 1 <= len(Entries) <= 10
         queue = self.queue(QueueUrl)
         successful, failed = [], []
@@ -254,9 +279,17 @@ class FakeSqs:
             if failure or message is None:
                 failed.append(failure or {"Id": entry["Id"], "Code": "MessageNotInflight", "SenderFault": True})
                 continue
+            if self._past_the_cap(message, entry["VisibilityTimeout"]):
+                failed.append({"Id": entry["Id"], "Code": "InvalidParameterValue", "SenderFault": True})
+                continue
             message.visible_at = self._now() + entry["VisibilityTimeout"]
             successful.append({"Id": entry["Id"]})
         return {"Successful": successful, "Failed": failed}
+
+
+def _value_bytes(attribute: dict[str, Any]) -> bytes:
+    value = attribute.get("StringValue", attribute.get("BinaryValue", b""))
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def as_client(fake: FakeSqs) -> Any:

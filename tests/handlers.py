@@ -48,3 +48,9 @@ async def flaky(message: Message) -> None:
 
 async def always_fail(message: Message) -> None:
     raise RuntimeError("this handler always fails")
+
+
+def blocking(message: Message) -> None:
+    """A plain function (run in a thread): block CONVEYOR_TEST_SLEEP seconds (default 0.1), record."""
+    time.sleep(float(os.environ.get("CONVEYOR_TEST_SLEEP", "0.1")))
+    record(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,11 +28,23 @@ class Reject(PermanentError):  # noqa: N818 - the handler API's verb, as in "rej
 
 
 class Retry(Exception):  # noqa: N818 - the handler API's verb, as in "retry this message"
-    """Raise to have the message delivered again after ``after`` seconds (0 to 43,200)."""
+    """Raise to have the message delivered again after ``after`` seconds.
+
+    ``after`` is a finite number of seconds, 0 or more (anything else raises :class:`ValueError`,
+    which the processor treats like any other handler error: retried with backoff). SQS holds a
+    message at most 12 hours from its receive, so a longer delay is cut to what is left of that.
+    """
 
     def __init__(self, after: float = 0.0, reason: str = "") -> None:
+        if not is_delay(after):
+            raise ValueError(f"Retry(after=...) takes a finite number of seconds, 0 or more; not {after!r}")
         super().__init__(reason or f"retry after {after} s")
         self.after = after
+
+
+def is_delay(value: object) -> bool:
+    """A usable number of seconds: an int or float (not a bool), finite, not negative."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 class InvalidJsonError(Reject):

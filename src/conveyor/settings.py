@@ -70,7 +70,9 @@ class ProcessorSettings(SqsSettings):
     retry_base_seconds: Annotated[float, Field(ge=0, le=3600)] = 1.0
     retry_max_seconds: Annotated[float, Field(ge=0, le=MAX_VISIBILITY_SECONDS)] = 300.0
     delete_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 20.0
-    shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    # With the 1 s poll drain and the final flush, a stop ends within about grace + 5 s: inside the
+    # 30 s that Kubernetes (terminationGracePeriodSeconds) and ECS (stopTimeout) give by default.
+    shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 20.0
     poll_error_backoff_max_seconds: Annotated[float, Field(gt=0, le=300)] = 20.0
     processor_host: str = "127.0.0.1"
     processor_port: Port = 8001

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import signal
 import sqlite3
 import subprocess
@@ -15,8 +16,8 @@ from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conveyor import BatchFailures, InvalidJsonError, Message, Reject, batch_handler, metadata
-from conveyor.localstack import LocalStack
+from conveyor import BatchFailures, InvalidJsonError, Message, Reject, Retry, batch_handler, metadata
+from conveyor.localstack import LocalStack, free_port
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.engine import Engine
 from conveyor.processor.handler import BatchHandler, adapt
@@ -224,6 +225,82 @@ def test_a_second_signal_stops_at_once(queues: Queues, sqs: SQSClient, tmp_path:
         stopped = time.monotonic()
         assert process.wait(10) == 130
         assert time.monotonic() - stopped < 5
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def test_hostile_handler_results_neither_lose_nor_stop_anything(queues: Queues, sqs: SQSClient) -> None:
+    # GIVEN handlers that raise CancelledError, a Retry with NaN, and a batch-style result of the
+    # wrong ids are all covered elsewhere one by one; here a mix runs on a real queue
+    send(sqs, queues.url, [json.dumps(kind) for kind in ("cancelled", "nan", "fine", "reject")])
+    done: list[str] = []
+
+    async def handler(message: Message) -> None:
+        kind = message.json()
+        first = message.receive_count == 1
+        if kind == "cancelled" and first:
+            raise asyncio.CancelledError
+        if kind == "nan" and first:
+            raise Retry(after=math.nan)
+        if kind == "reject":
+            raise Reject("no")
+        done.append(kind)
+
+    async with engine_on(queues, handler) as engine:
+        [dead] = await asyncio.to_thread(drain, sqs, queues.dlq_url, 1)
+        await until(lambda: sorted(done) == ["cancelled", "fine", "nan"], 20, "all handled")
+        await until(lambda: count(sqs, queues.url) == (0, 0), 10, "queue empty")
+        assert engine.health.ready
+    assert json.loads(dead["Body"]) == "reject"
+
+
+def start_processor(queues: Queues, tmp_path: Path, **extra: str) -> subprocess.Popen[bytes]:
+    env = queues.env(CONVEYOR_PROCESSOR_PORT=str(free_port()), **extra)
+    with (tmp_path / "processor.log").open("w") as log_file:
+        return subprocess.Popen([str(BIN / "queue-processor")], env=env, stderr=log_file)
+
+
+def test_a_thread_outliving_the_grace_keeps_its_message_and_does_not_hold_the_exit(
+    queues: Queues, sqs: SQSClient, tmp_path: Path
+) -> None:
+    # GIVEN a plain-function handler (a thread) that runs far longer than the grace
+    send(sqs, queues.url, ["1"])
+    process = start_processor(
+        queues, tmp_path, CONVEYOR_HANDLER="tests.handlers:blocking", CONVEYOR_TEST_SLEEP="25",
+        CONVEYOR_SHUTDOWN_GRACE_SECONDS="1", CONVEYOR_VISIBILITY_TIMEOUT_SECONDS="60",
+    )  # fmt: skip
+    try:
+        wait_for(lambda: count(sqs, queues.url) == (0, 1), 15, "the message is being handled")
+        # WHEN it is stopped
+        process.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        # THEN it exits after the grace without waiting for the thread
+        assert process.wait(15) == 0
+        assert time.monotonic() - stopped < 8
+    finally:
+        process.kill()
+        process.wait()
+    # and the message was not made visible while its handler may still run: it waits out its timeout
+    assert count(sqs, queues.url) == (0, 1)
+
+
+def test_a_second_signal_stops_at_once_even_with_a_thread_running(
+    queues: Queues, sqs: SQSClient, tmp_path: Path
+) -> None:
+    send(sqs, queues.url, ["1"])
+    process = start_processor(
+        queues, tmp_path, CONVEYOR_HANDLER="tests.handlers:blocking", CONVEYOR_TEST_SLEEP="25",
+        CONVEYOR_SHUTDOWN_GRACE_SECONDS="60",
+    )  # fmt: skip
+    try:
+        wait_for(lambda: count(sqs, queues.url) == (0, 1), 15, "the message is being handled")
+        process.send_signal(signal.SIGTERM)
+        wait_for(lambda: "processor_stopping" in (tmp_path / "processor.log").read_text(), 10, "graceful stop began")
+        process.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        assert process.wait(15) == 130
+        assert time.monotonic() - stopped < 4
     finally:
         process.kill()
         process.wait()

@@ -1,13 +1,25 @@
 """Deletes and visibility changes, coalesced across handlers into batch calls.
 
 Callers do not wait: they hand over a lease and the outcome is settled when the batch call answers
-(``Failed`` is read; a refused delete means SQS may deliver the message again, which is logged and
-counted, never hidden).
+(``Failed`` is read). Three operations, one word each:
+
+- ``delete``: the message is done. A delete that fails for a reason that can heal (throttling, SQS
+  down) is sent again with backoff until the message's visibility deadline: a lost delete means the
+  message is handled again (and a dead-letter copy would be made twice).
+- ``extend``: the heartbeat keeps a message invisible. One extension per lease at a time; a failed
+  one is tried again on the next tick, unless SQS says the message is no longer held.
+- ``make_visible``: the message goes back to the queue after some seconds (a retry, or a message
+  never started); the lease leaves the in-flight set.
+
+A refused delete or visibility change means SQS may deliver the message again: logged and counted,
+never hidden.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -18,12 +30,16 @@ from conveyor.processor.lease import InFlight, Lease
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.sqs.batch_call import EntryResult, call_batch
 from conveyor.sqs.batcher import Batcher
-from conveyor.sqs.errors import SqsError
+from conveyor.sqs.errors import SqsError, receipt_gone
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
 log = structlog.get_logger("conveyor.processor")
+DELETE_RETRY_BASE_SECONDS = 0.2
+DELETE_RETRY_MAX_SECONDS = 5.0
+
+type Entry = Mapping[str, Any]
 
 
 class Acker:
@@ -36,84 +52,133 @@ class Acker:
         *,
         linger: float,
         entry_retries: int = 2,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._queue_url = queue_url
         self._inflight = inflight
         self._metrics = metrics
         self._retries = entry_retries
-        self._deletes: Batcher[Mapping[str, Any], EntryResult] = Batcher(
-            self._flush("delete_message_batch"), linger=linger
-        )
-        self._changes: Batcher[Mapping[str, Any], EntryResult] = Batcher(
+        self._clock = clock
+        self._deletes: Batcher[Entry, EntryResult] = Batcher(self._flush("delete_message_batch"), linger=linger)
+        self._changes: Batcher[Entry, EntryResult] = Batcher(
             self._flush("change_message_visibility_batch"), linger=linger
         )
+        self._again = asyncio.TaskGroup()  # deletes waiting to be sent again
+        self._closing = asyncio.Event()
 
     async def __aenter__(self) -> Self:
         await self._deletes.__aenter__()
         await self._changes.__aenter__()
+        await self._again.__aenter__()
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        # Deletes waiting to be sent again go now, once more; then what is pending is flushed.
+        self._closing.set()
         try:
-            await self._changes.__aexit__(et, e, tb)
+            await self._again.__aexit__(et, e, tb)
         finally:
-            await self._deletes.__aexit__(et, e, tb)
+            try:
+                await self._changes.__aexit__(et, e, tb)
+            finally:
+                await self._deletes.__aexit__(et, e, tb)
 
-    def _flush(self, operation: str) -> Callable[[Sequence[Mapping[str, Any]]], Awaitable[list[EntryResult]]]:
+    def _flush(self, operation: str) -> Callable[[Sequence[Entry]], Awaitable[list[EntryResult]]]:
         """The batch call behind one of the batchers (DeleteMessageBatch, ChangeMessageVisibilityBatch)."""
         method = getattr(self._client, operation)
 
         async def call(batch: list[Any]) -> Any:
             return await method(QueueUrl=self._queue_url, Entries=batch)
 
-        async def flush(entries: Sequence[Mapping[str, Any]]) -> list[EntryResult]:
+        async def flush(entries: Sequence[Entry]) -> list[EntryResult]:
             return await call_batch(call, entries, self._retries)
 
         return flush
 
-    def delete(self, lease: Lease) -> asyncio.Future[EntryResult]:
-        """Delete the message; the lease leaves the in-flight set once SQS answered."""
+    # --- delete ---------------------------------------------------------------------------------
+    def delete(self, lease: Lease, attempt: int = 0) -> None:
+        """Delete the message; the lease leaves the in-flight set once SQS answered for good."""
         future = self._deletes.submit_nowait({"ReceiptHandle": lease.receipt_handle})
-        future.add_done_callback(lambda f: self._settled(lease, f, "delete", release=True))
-        return future
+        future.add_done_callback(lambda f: self._deleted(lease, f, attempt))
 
-    def change_visibility(
-        self, lease: Lease, seconds: int, *, release: bool, on_ok: Callable[[], None] | None = None
-    ) -> asyncio.Future[EntryResult]:
-        """Set the message's visibility timeout to ``seconds`` from now. ``release``: the message is
-        given back to the queue (retry later, or never started), so it leaves the in-flight set."""
-        entry = {"ReceiptHandle": lease.receipt_handle, "VisibilityTimeout": seconds}
-        future = self._changes.submit_nowait(entry)
-        future.add_done_callback(lambda f: self._settled(lease, f, "change_visibility", release=release, on_ok=on_ok))
-        return future
-
-    def _settled(
-        self,
-        lease: Lease,
-        future: asyncio.Future[EntryResult],
-        operation: str,
-        *,
-        release: bool,
-        on_ok: Callable[[], None] | None = None,
-    ) -> None:
+    def _deleted(self, lease: Lease, future: asyncio.Future[EntryResult], attempt: int) -> None:
         error = _error_of(future)
-        if error is None and on_ok is not None:
-            on_ok()
-        if release or error is not None:
-            self._inflight.discard(lease)
-            self._metrics.in_flight.set(len(self._inflight))
         if error is not None:
-            self._metrics.lost.labels(operation).inc()
-            log.warning(
-                "sqs_entry_failed",
-                operation=operation,
-                message_id=lease.message_id,
-                code=error.failure.code,
-                error=error.failure.message,
-            )
+            delay = _backoff(attempt)
+            if self._may_delete_again(lease, error, delay):
+                log.warning("delete_failed_retrying", message_id=lease.message_id, code=error.failure.code)
+                self._again.create_task(self._delete_again(lease, attempt + 1, delay))
+                return
+            self._lost(lease, "delete", error)
+        self._inflight.discard(lease)
+
+    def _may_delete_again(self, lease: Lease, error: SqsError, delay: float) -> bool:
+        """Worth another try: a failure that can heal, before SQS gives the message to someone else."""
+        in_time = self._clock() + delay < lease.visible_until
+        return error.failure.retryable and in_time and not self._closing.is_set()
+
+    async def _delete_again(self, lease: Lease, attempt: int, delay: float) -> None:
+        try:
+            async with asyncio.timeout(delay):
+                await self._closing.wait()  # shutting down: send it now
+        except TimeoutError:
+            pass
+        self.delete(lease, attempt)
+
+    # --- visibility -----------------------------------------------------------------------------
+    def extend(self, lease: Lease, seconds: int, on_ok: Callable[[], None]) -> None:
+        """Keep the message invisible ``seconds`` from now (capped at what SQS accepts)."""
+        lease.extending = True
+        future = self._change(lease, seconds)
+        future.add_done_callback(lambda f: self._extended(lease, f, on_ok))
+
+    def _extended(self, lease: Lease, future: asyncio.Future[EntryResult], on_ok: Callable[[], None]) -> None:
+        lease.extending = False
+        error = _error_of(future)
+        if error is None:
+            on_ok()
+        elif receipt_gone(error.failure):
+            self._lost(lease, "change_visibility", error)
+            self._inflight.discard(lease)
+        else:  # throttling, a timeout: the next heartbeat tick tries again
+            log.warning("extension_failed", message_id=lease.message_id, code=error.failure.code)
+
+    def make_visible(self, lease: Lease, seconds: int) -> None:
+        """Give the message back to the queue, visible again in ``seconds`` (0: at once)."""
+        future = self._change(lease, seconds)
+        future.add_done_callback(lambda f: self._made_visible(lease, f))
+
+    def _made_visible(self, lease: Lease, future: asyncio.Future[EntryResult]) -> None:
+        error = _error_of(future)
+        if error is not None:
+            self._lost(lease, "change_visibility", error)
+        self._inflight.discard(lease)
+
+    def _change(self, lease: Lease, seconds: int) -> asyncio.Future[EntryResult]:
+        seconds = max(0, min(seconds, lease.visibility_cap(self._clock())))
+        return self._changes.submit_nowait({"ReceiptHandle": lease.receipt_handle, "VisibilityTimeout": seconds})
+
+    def forget(self, lease: Lease) -> None:
+        """Stop holding the message without telling SQS: it comes back when its visibility ends."""
+        self._inflight.discard(lease)
+
+    def _lost(self, lease: Lease, operation: str, error: SqsError) -> None:
+        self._metrics.lost.labels(operation).inc()
+        log.warning(
+            "sqs_entry_failed",
+            operation=operation,
+            message_id=lease.message_id,
+            code=error.failure.code,
+            error=error.failure.message,
+        )
+
+
+def _backoff(attempt: int) -> float:
+    ceiling = min(DELETE_RETRY_MAX_SECONDS, DELETE_RETRY_BASE_SECONDS * 2.0 ** min(attempt, 16))
+    return ceiling * (0.5 + random.random() / 2)
 
 
 def _error_of(future: asyncio.Future[EntryResult]) -> SqsError | None:

@@ -29,7 +29,7 @@ class EngineConfig:
     poll_error_backoff_max: float = 20.0
     entry_retries: int = 2
     dlq_is_fifo: bool = False
-    max_message_bytes: int = 1_048_576
+    dlq_max_message_bytes: int = 1_048_576  # the dead-letter queue's own MaximumMessageSize
 
     @property
     def capacity(self) -> int:
@@ -37,10 +37,10 @@ class EngineConfig:
         return self.concurrency + self.prefetch
 
     @classmethod
-    def build(cls, settings: ProcessorSettings, queue: QueueConfig, dlq_url: str | None) -> EngineConfig:
+    def build(cls, settings: ProcessorSettings, queue: QueueConfig, dlq: QueueConfig | None) -> EngineConfig:
         return cls(
             queue_url=queue.url,
-            dlq_url=dlq_url,
+            dlq_url=dlq.url if dlq else None,
             concurrency=settings.concurrency,
             prefetch=settings.prefetch,
             pollers=settings.pollers,
@@ -53,5 +53,5 @@ class EngineConfig:
             shutdown_grace=settings.shutdown_grace_seconds,
             poll_error_backoff_max=settings.poll_error_backoff_max_seconds,
             dlq_is_fifo=queue.is_fifo,
-            max_message_bytes=queue.max_message_bytes,
+            dlq_max_message_bytes=dlq.max_message_bytes if dlq else queue.max_message_bytes,
         )

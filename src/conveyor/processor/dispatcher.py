@@ -3,6 +3,8 @@
 Concurrency is the number of workers, independent of the receive batch size: one slow message
 never holds up the others of its batch. A worker frees its slot as soon as the handler returns;
 the delete or visibility change is coalesced by the acker and settled without blocking the worker.
+A worker never dies of what a handler does: every exception (``CancelledError`` included, unless the
+worker itself is being cancelled) becomes an outcome.
 """
 
 from __future__ import annotations
@@ -11,23 +13,19 @@ import asyncio
 import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
 
 import structlog
 
 from conveyor.processor.acker import Acker
 from conveyor.processor.config import EngineConfig
-from conveyor.processor.dead_letter import send_to_dlq
-from conveyor.processor.handler import BatchHandler, Handler
-from conveyor.processor.lease import Lease, Stage
+from conveyor.processor.dead_letter import DeadLetterQueue, DeadLetterTooLargeError
+from conveyor.processor.handler import BatchHandler, Handler, StillRunningError
+from conveyor.processor.lease import Lease
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.outcome import Ack, DeadLetter, RetryAfter, RetryPolicy, decide
 from conveyor.processor.slots import Slots
-from conveyor.sqs.errors import classify
+from conveyor.sqs.errors import SQS_ERRORS, classify
 from conveyor.sqs.limits import MAX_BATCH_ENTRIES
-
-if TYPE_CHECKING:
-    from types_aiobotocore_sqs import SQSClient
 
 log = structlog.get_logger("conveyor.processor")
 
@@ -35,28 +33,28 @@ log = structlog.get_logger("conveyor.processor")
 class Dispatcher:
     def __init__(
         self,
-        client: SQSClient,
         config: EngineConfig,
         handler: Handler | BatchHandler,
         *,
         buffer: asyncio.Queue[Lease],
         slots: Slots,
         acker: Acker,
+        dead_letters: DeadLetterQueue | None,
         metrics: ProcessorMetrics,
     ) -> None:
-        self._client = client
         self._config = config
         self._handler = handler
         self._buffer = buffer
         self._slots = slots
         self._acker = acker
+        self._dead_letters = dead_letters
         self._metrics = metrics
         self.stopping = False
         # Without a dead-letter queue nothing is dead-lettered by us: permanent errors back off.
         self._policy = RetryPolicy(
             config.retry_base_seconds,
             config.retry_max_seconds,
-            config.max_receive_count if config.dlq_url else None,
+            config.max_receive_count if dead_letters else None,
         )
 
     async def worker(self) -> None:
@@ -73,19 +71,30 @@ class Dispatcher:
                         self.release(lease)
                 else:
                     await self._process(leases)
+            except Exception:
+                log.exception("dispatch_failed")
+                self._forget_held(leases)
             finally:
                 await self._slots.give_back(len(leases))
 
     def release(self, lease: Lease) -> None:
-        """Visibility 0: delivered again at once, to this or another processor, without waiting
-        out the timeout (the receive it cost is not counted as a failure by us)."""
-        lease.stage = Stage.SETTLING
+        """Visibility 0 for a message never started: delivered again at once, to this or another
+        processor, without waiting out the timeout (SQS has counted the receive all the same)."""
+        lease.settle()
         self._metrics.released.inc()
-        self._acker.change_visibility(lease, 0, release=True)
+        self._acker.make_visible(lease, 0)
+
+    def _forget_held(self, leases: list[Lease]) -> None:
+        """After an error of ours: stop holding what has no outcome yet; it comes back when its
+        visibility ends (never deleted unprocessed, never lost)."""
+        for lease in leases:
+            if lease.held_by_handler:
+                lease.settle()
+                self._acker.forget(lease)
 
     async def _process(self, leases: list[Lease]) -> None:
         for lease in leases:
-            lease.stage = Stage.RUNNING
+            lease.start()
         if isinstance(self._handler, BatchHandler):
             errors = await self._run_batch(self._handler, leases)
             for lease in leases:
@@ -99,26 +108,29 @@ class Dispatcher:
     async def _settle(self, lease: Lease, error: BaseException | None) -> None:
         """Decide the outcome of one message and act on it."""
         outcome = decide(error, lease.receive_count, self._policy)
-        lease.stage = Stage.SETTLING if not isinstance(outcome, DeadLetter) else Stage.RUNNING
         match outcome:
             case Ack():
+                lease.settle()
                 self._metrics.succeeded.inc()
                 self._acker.delete(lease)
             case RetryAfter(seconds=seconds, error=err):
+                lease.settle()
                 self._metrics.retried.inc()
                 log.warning("handler_failed_retrying", error=repr(err), retry_in=seconds,
                             receive_count=lease.receive_count)  # fmt: skip
-                self._acker.change_visibility(lease, seconds, release=True)
-            case DeadLetter() if self._config.dlq_url is None:
+                self._acker.make_visible(lease, seconds)
+            case DeadLetter() if self._dead_letters is None:
                 self._no_dlq(lease, outcome)
             case DeadLetter():
-                await self._dead_letter(lease, outcome)
+                await self._dead_letter(self._dead_letters, lease, outcome)
 
     async def _run_handler(self, handler: Handler, lease: Lease) -> BaseException | None:
         started = time.perf_counter()
         self._metrics.running.inc()
         try:
             await handler(lease.message())
+        except asyncio.CancelledError as exc:
+            return _cancelled([lease], exc)
         except Exception as exc:  # noqa: BLE001 - every handler error becomes an outcome
             return exc
         finally:
@@ -132,6 +144,9 @@ class Dispatcher:
         self._metrics.running.inc(len(leases))
         try:
             failures = await handler.call([lease.message() for lease in leases])
+        except asyncio.CancelledError as exc:
+            error = _cancelled(leases, exc)
+            return {lease.message_id: error for lease in leases}
         except Exception as exc:  # noqa: BLE001 - every handler error becomes an outcome
             return {lease.message_id: exc for lease in leases}
         finally:
@@ -142,32 +157,29 @@ class Dispatcher:
     def _no_dlq(self, lease: Lease, outcome: DeadLetter) -> None:
         """A permanent error on a queue without a DLQ: never delete it, keep it out of the way."""
         log.error("permanent_error_without_dlq", error_type=outcome.error_type, error=outcome.error_message)
-        lease.stage = Stage.SETTLING
+        lease.settle()
         self._metrics.retried.inc()
-        self._acker.change_visibility(lease, int(self._config.retry_max_seconds), release=True)
+        self._acker.make_visible(lease, int(self._config.retry_max_seconds))
 
-    async def _dead_letter(self, lease: Lease, outcome: DeadLetter) -> None:
-        """Copy to the DLQ, then delete. If the copy fails, nothing is deleted: the message comes
-        back after a backoff and the redrive policy still stands behind it."""
+    async def _dead_letter(self, dlq: DeadLetterQueue, lease: Lease, outcome: DeadLetter) -> None:
+        """Copy to the DLQ, then delete. The lease stays held while the copy is sent (the heartbeat
+        keeps it invisible). If the copy fails, nothing is deleted: the message comes back after a
+        backoff and the redrive policy still stands behind it."""
         reason = "exhausted" if outcome.exhausted else "rejected"
-        dlq_url = self._config.dlq_url or ""
         try:
-            dlq_id = await send_to_dlq(
-                self._client,
-                dlq_url,
-                lease,
-                outcome,
-                source_queue=self._config.queue_url,
-                fifo=self._config.dlq_is_fifo,
-                max_bytes=self._config.max_message_bytes,
-            )
-        except Exception as exc:  # noqa: BLE001 - classified; the message is retried instead
+            dlq_id = await dlq.send(lease, outcome)
+        except DeadLetterTooLargeError as exc:
+            log.error("dead_letter_failed", code="TooLarge", error=str(exc))
+            lease.settle()
+            self._acker.make_visible(lease, int(self._config.retry_max_seconds))  # SQS's redrive moves it
+            return
+        except SQS_ERRORS as exc:  # classified; the message is retried instead
             failure = classify(exc)
             log.error("dead_letter_failed", code=failure.code, error=failure.message)
-            lease.stage = Stage.SETTLING
-            self._acker.change_visibility(lease, int(self._config.retry_base_seconds), release=True)
+            lease.settle()
+            self._acker.make_visible(lease, int(self._config.retry_base_seconds))
             return
-        lease.stage = Stage.SETTLING
+        lease.settle()
         self._metrics.dead_lettered.labels(reason).inc()
         log.warning(
             "dead_lettered",
@@ -180,19 +192,39 @@ class Dispatcher:
         self._acker.delete(lease)
 
 
+def _cancelled(leases: list[Lease], exc: asyncio.CancelledError) -> BaseException:
+    """A ``CancelledError`` out of the handler. The worker is being cancelled (shutdown): let it
+    through, and mark the messages whose thread still runs so they are never released. Otherwise
+    the handler raised it itself (awaiting a task someone else cancelled, say): a failure."""
+    if isinstance(exc, StillRunningError):
+        for lease in leases:
+            lease.abandon()
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() > 0:
+        raise exc
+    return exc
+
+
 def _failures_of(failures: object, leases: list[Lease]) -> dict[str, BaseException]:
-    """Check what a batch handler returned; a malformed answer fails the whole batch (retried)."""
+    """Check what a batch handler returned; a malformed answer fails the whole batch (retried).
+
+    Naming an id that is not a message id of this batch (the user's own ids, say) is malformed:
+    taking it at its word would delete as succeeded the messages it meant to fail."""
     if failures is None:
         return {}
     if not isinstance(failures, Mapping) or not all(isinstance(e, BaseException) for e in failures.values()):
-        error = TypeError(f"a batch handler must return a mapping of message id to exception or None, not {failures!r}")
-        log.error("batch_handler_bad_result", error=str(error)[:200])
-        return {lease.message_id: error for lease in leases}
+        return _malformed(leases, f"a mapping of message id to exception or None, not {failures!r}")
     ids = {lease.message_id for lease in leases}
-    unknown = [key for key in failures if key not in ids]
+    unknown = [str(key) for key in failures if key not in ids]
     if unknown:
-        log.warning("batch_handler_unknown_ids", ids=unknown[:10])
-    return {key: error for key, error in failures.items() if key in ids}
+        return _malformed(leases, f"ids of this batch's messages; these are not: {', '.join(unknown[:10])}")
+    return dict(failures)
+
+
+def _malformed(leases: list[Lease], expected: str) -> dict[str, BaseException]:
+    error = TypeError(f"a batch handler must return {expected}")
+    log.error("batch_handler_bad_result", error=str(error)[:300])
+    return {lease.message_id: error for lease in leases}
 
 
 def _log_context(lease: Lease) -> AbstractContextManager[None]:

@@ -20,6 +20,7 @@ import structlog
 
 from conveyor.processor.acker import Acker
 from conveyor.processor.config import EngineConfig
+from conveyor.processor.dead_letter import DeadLetterQueue
 from conveyor.processor.dispatcher import Dispatcher
 from conveyor.processor.handler import BatchHandler, Handler
 from conveyor.processor.health import Health
@@ -53,7 +54,7 @@ class Engine:
         self.metrics = metrics or ProcessorMetrics()
         self.health = health or Health(clock)
         self.clock = clock
-        self.inflight = InFlight()
+        self.inflight = InFlight(self.metrics.in_flight.set)
         self.slots = Slots(config.capacity)
         self.buffer: asyncio.Queue[Lease] = asyncio.Queue()
         self.fatal: SqsError | None = None
@@ -69,11 +70,11 @@ class Engine:
         config = self.config
         async with Acker(
             self.client, config.queue_url, self.inflight, self.metrics,
-            linger=config.delete_linger, entry_retries=config.entry_retries,
+            linger=config.delete_linger, entry_retries=config.entry_retries, clock=self.clock,
         ) as acker:  # fmt: skip
             dispatcher = Dispatcher(
-                self.client, config, self.handler,
-                buffer=self.buffer, slots=self.slots, acker=acker, metrics=self.metrics,
+                config, self.handler, buffer=self.buffer, slots=self.slots, acker=acker,
+                dead_letters=self._dead_letter_queue(), metrics=self.metrics,
             )  # fmt: skip
             heartbeat = Heartbeat(self.inflight, acker, self.metrics, config.visibility_timeout, self.clock)
             async with asyncio.TaskGroup() as group:
@@ -83,10 +84,22 @@ class Engine:
                 pollers = [group.create_task(self._poll(poller)) for poller in self._pollers]
                 log.info("processor_started", queue=config.queue_url, concurrency=config.concurrency)
                 await self._stop.wait()
-                await self._shutdown(dispatcher, pollers, workers)
+                await self._shutdown(dispatcher, acker, pollers, workers)
                 beat.cancel()
         if self.fatal is not None:
             raise self.fatal
+
+    def _dead_letter_queue(self) -> DeadLetterQueue | None:
+        config = self.config
+        if config.dlq_url is None:
+            return None
+        return DeadLetterQueue(
+            self.client,
+            config.dlq_url,
+            config.queue_url,
+            fifo=config.dlq_is_fifo,
+            max_bytes=config.dlq_max_message_bytes,
+        )
 
     def _poller(self) -> Poller:
         return Poller(
@@ -106,7 +119,11 @@ class Engine:
             self.stop()
 
     async def _shutdown(
-        self, dispatcher: Dispatcher, pollers: list[asyncio.Task[None]], workers: list[asyncio.Task[None]]
+        self,
+        dispatcher: Dispatcher,
+        acker: Acker,
+        pollers: list[asyncio.Task[None]],
+        workers: list[asyncio.Task[None]],
     ) -> None:
         self.health.stopping = True
         dispatcher.stopping = True
@@ -125,6 +142,9 @@ class Engine:
         for lease in self.inflight:
             if lease.stage is Stage.RUNNING:  # cancelled mid-handler: not processed, give it back
                 dispatcher.release(lease)
+            elif lease.stage is Stage.ABANDONED:  # its thread still runs: let its visibility run out
+                log.warning("handler_abandoned", message_id=lease.message_id)
+                acker.forget(lease)
         log.info("processor_stopped")
 
     async def _stop_polling(self, tasks: list[asyncio.Task[None]]) -> None:

@@ -7,6 +7,7 @@ import contextvars
 import functools
 import importlib
 import inspect
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +20,35 @@ type Handler = Callable[[Message], Awaitable[None]]
 
 class HandlerLoadError(Exception):
     """CONVEYOR_HANDLER does not name a usable callable; the message is one readable line."""
+
+
+class StillRunningError(asyncio.CancelledError):
+    """A plain function's call was cancelled but its thread had started and goes on (a thread cannot
+    be stopped): its message must not be given back to the queue while it runs."""
+
+
+class _ThreadCount:
+    """Handler calls running in threads now, so the process knows not to wait for them at exit."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+
+    def __call__(self, func: Callable[[Any], Any], argument: Any) -> Any:
+        with self._lock:
+            self._running += 1
+        try:
+            return func(argument)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+
+THREADS = _ThreadCount()
 
 
 def import_handler(spec: str) -> Callable[..., Any]:
@@ -56,9 +86,14 @@ def _as_async(func: Callable[..., Any], executor: ThreadPoolExecutor) -> Callabl
         return func
 
     async def in_thread(argument: Any) -> Any:
-        loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        result = await loop.run_in_executor(executor, functools.partial(context.run, func, argument))
+        call = executor.submit(context.run, functools.partial(THREADS, func), argument)
+        try:
+            result = await asyncio.wrap_future(call)
+        except asyncio.CancelledError as exc:
+            if not call.cancel() and not call.done():
+                raise StillRunningError from exc
+            raise
         if inspect.isawaitable(result):
             return await result
         return result

@@ -3,7 +3,8 @@
 Each tick, every lease whose visibility ends within half a timeout is extended by a full timeout,
 through the coalescing acker (ChangeMessageVisibilityBatch): a slow handler is never delivered
 twice, at about one request per ten messages per extension. Extensions stop at SQS's cap of 12 hours
-since the receive.
+since the receive. A lease has at most one extension under way: while SQS throttles, the heartbeat
+does not pile up more; a failed one is sent again on a later tick.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ from collections.abc import Callable
 import structlog
 
 from conveyor.processor.acker import Acker
-from conveyor.processor.lease import InFlight, Lease, Stage
+from conveyor.processor.lease import InFlight, Lease
 from conveyor.processor.metrics import ProcessorMetrics
-from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
 
 log = structlog.get_logger("conveyor.processor")
-CAP_MARGIN_SECONDS = 5  # stay clear of the 12 h cap: SQS rejects an extension that crosses it
 
 
 class Heartbeat:
@@ -48,16 +47,18 @@ class Heartbeat:
             self.beat()
 
     def due(self, now: float) -> list[Lease]:
-        """Leases still being worked on whose visibility ends within half a timeout."""
+        """Leases still being worked on whose visibility ends within half a timeout (and that have
+        no extension under way)."""
         horizon = now + self._timeout / 2
         return [
-            lease for lease in self._inflight if lease.stage is not Stage.SETTLING and lease.visible_until <= horizon
+            lease
+            for lease in self._inflight
+            if lease.held_by_handler and not lease.extending and lease.visible_until <= horizon
         ]
 
     def extension(self, lease: Lease, now: float) -> int:
         """Seconds to extend by: a full timeout, capped so the total stays under 12 hours."""
-        left = MAX_VISIBILITY_SECONDS - CAP_MARGIN_SECONDS - (now - lease.received_at)
-        return max(0, int(min(self._timeout, left)))
+        return min(int(self._timeout), lease.visibility_cap(now))
 
     def beat(self) -> None:
         now = self._clock()
@@ -65,12 +66,11 @@ class Heartbeat:
             seconds = self.extension(lease, now)
             if seconds <= 0:
                 continue  # at the 12 h cap: SQS will make it visible again; nothing more to do
-            self._acker.change_visibility(lease, seconds, release=False, on_ok=self._extended(lease, now, seconds))
+            self._acker.extend(lease, seconds, on_ok=self._extended(lease, now, seconds))
 
     def _extended(self, lease: Lease, sent_at: float, seconds: int) -> Callable[[], None]:
         def done() -> None:
             lease.visible_until = sent_at + seconds
-            lease.extensions += 1
             self._metrics.extended.inc()
 
         return done

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import base64
 import enum
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.message import Message
+from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
+
+CAP_MARGIN_SECONDS = 5  # stay clear of the 12 h cap: SQS rejects a visibility that crosses it
 
 
 class Stage(enum.Enum):
     BUFFERED = "buffered"  # received, handler not started: released at visibility 0 on shutdown
     RUNNING = "running"  # the handler runs: the heartbeat keeps it invisible
     SETTLING = "settling"  # outcome decided (delete, visibility change or dead-letter under way)
+    ABANDONED = "abandoned"  # stopped waiting for a handler whose thread still runs: never released
 
 
 @dataclass(slots=True)
@@ -30,7 +34,7 @@ class Lease:
     received_at: float  # monotonic time when the receive call started (a conservative bound)
     visible_until: float  # monotonic time by which the heartbeat must have extended it
     stage: Stage = Stage.BUFFERED
-    extensions: int = field(default=0)
+    extending: bool = False  # an extension was sent and SQS has not answered yet
     _view: Message | None = field(default=None, repr=False)  # built once, on first use
 
     @classmethod
@@ -45,6 +49,26 @@ class Lease:
             visible_until=received_at + visibility,
         )
 
+    # --- stage transitions: every change of stage is one of these ----------------------------------
+    def start(self) -> None:
+        """The handler is about to run: from now on the heartbeat keeps the message invisible."""
+        self.stage = Stage.RUNNING
+
+    def settle(self) -> None:
+        """The outcome is decided; the heartbeat leaves it alone (a delete or release is under way)."""
+        self.stage = Stage.SETTLING
+
+    def abandon(self) -> None:
+        """Shutdown stopped waiting for a handler whose thread still runs: the message must not be
+        made visible (it would run twice at once); it comes back when its visibility ends."""
+        self.stage = Stage.ABANDONED
+
+    @property
+    def held_by_handler(self) -> bool:
+        """The heartbeat extends it: received or running, outcome not yet decided."""
+        return self.stage in (Stage.BUFFERED, Stage.RUNNING)
+
+    # --- what SQS says about it -------------------------------------------------------------------
     @property
     def receive_count(self) -> int:
         return int(self.system.get("ApproximateReceiveCount", "1"))
@@ -53,6 +77,11 @@ class Lease:
     def sent_at(self) -> datetime | None:
         sent = self.system.get("SentTimestamp")
         return datetime.fromtimestamp(int(sent) / 1000, tz=UTC) if sent else None
+
+    def visibility_cap(self, now: float) -> int:
+        """The longest visibility timeout SQS accepts for it now: 12 hours from the receive, less
+        what has passed (and a margin)."""
+        return max(0, int(MAX_VISIBILITY_SECONDS - CAP_MARGIN_SECONDS - (now - self.received_at)))
 
     def message(self) -> Message:
         """The handler's view: string attributes as text, binary ones as base64."""
@@ -78,16 +107,21 @@ def _attribute_text(value: Mapping[str, Any]) -> str:
 
 
 class InFlight:
-    """Every lease this process holds, by receipt handle (a message received twice is two leases)."""
+    """Every lease this process holds, by receipt handle (a message received twice is two leases).
 
-    def __init__(self) -> None:
+    ``on_change`` hears the count after every change: the one owner of the in-flight gauge."""
+
+    def __init__(self, on_change: Callable[[int], None] = lambda _: None) -> None:
         self._leases: dict[str, Lease] = {}
+        self._on_change = on_change
 
     def add(self, lease: Lease) -> None:
         self._leases[lease.receipt_handle] = lease
+        self._on_change(len(self._leases))
 
     def discard(self, lease: Lease) -> None:
-        self._leases.pop(lease.receipt_handle, None)
+        if self._leases.pop(lease.receipt_handle, None) is not None:
+            self._on_change(len(self._leases))
 
     def __len__(self) -> int:
         return len(self._leases)

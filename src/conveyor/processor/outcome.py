@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conveyor.message import PermanentError, Retry
+import structlog
+
+from conveyor.message import PermanentError, Retry, is_delay
 from conveyor.processor.backoff import retry_delay
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
 
 MAX_ERROR_MESSAGE_CHARS = 1024
+log = structlog.get_logger("conveyor.processor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +57,24 @@ class RetryPolicy:
 def decide(error: BaseException | None, receive_count: int, policy: RetryPolicy) -> Outcome:
     """Success -> Ack; Reject/permanent -> DeadLetter; Retry(after) -> RetryAfter(after); any
     other error -> RetryAfter(backoff). A message on its last allowed receive is dead-lettered by
-    us, with its error, rather than silently by the redrive policy on the next receive."""
+    us, with its error, rather than silently by the redrive policy on the next receive.
+
+    Never raises: a decision that fails (a ``Retry`` whose ``after`` was changed to NaN after it was
+    made, say) is a retry with backoff, never a crash of the engine."""
+    try:
+        return _decide(error, receive_count, policy)
+    except Exception as exc:  # noqa: BLE001 - the decision must not take the engine down
+        log.error("decision_failed", error=repr(exc)[:200])
+        return RetryAfter(int(policy.max_seconds), error or exc)
+
+
+def _decide(error: BaseException | None, receive_count: int, policy: RetryPolicy) -> Outcome:
     if error is None:
         return Ack()
     if isinstance(error, PermanentError):
         return DeadLetter(error, exhausted=False)
     if policy.max_receive_count is not None and receive_count >= policy.max_receive_count:
         return DeadLetter(error, exhausted=True)
-    if isinstance(error, Retry):
-        seconds = round(min(max(error.after, 0), MAX_VISIBILITY_SECONDS))
-        return RetryAfter(seconds, error)
+    if isinstance(error, Retry) and is_delay(error.after):
+        return RetryAfter(round(min(error.after, MAX_VISIBILITY_SECONDS)), error)
     return RetryAfter(retry_delay(receive_count, policy.base_seconds, policy.max_seconds), error)

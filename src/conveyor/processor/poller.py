@@ -90,7 +90,6 @@ class Poller:
             self._inflight.add(lease)
             self._buffer.put_nowait(lease)
             self._observe(lease)
-        self._metrics.in_flight.set(len(self._inflight))
         return len(messages)
 
     async def _receive(self, n: int) -> ReceiveMessageResultTypeDef:

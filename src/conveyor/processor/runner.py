@@ -9,20 +9,26 @@ import asyncio
 import os
 import signal
 import socket
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import structlog
 
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.engine import Engine
-from conveyor.processor.handler import adapt, import_handler
+from conveyor.processor.handler import THREADS, adapt, import_handler
 from conveyor.processor.health import Health
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.ops import OpsServer, ops_server
 from conveyor.settings import ProcessorSettings
 from conveyor.sqs.client import sqs_client
 from conveyor.sqs.errors import SqsError, classify
-from conveyor.sqs.queues import dlq_url_of, read_queue_config, resolve_queue_url
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+from conveyor.sqs.queues import QueueConfig, dlq_url_of, read_queue_config, resolve_queue_url
 
 log = structlog.get_logger("conveyor.processor")
 EXIT_HARD_STOP = 130
@@ -47,19 +53,31 @@ async def run(settings: ProcessorSettings) -> int:
     sock = bind_ops_socket(settings.processor_host, settings.processor_port)
     metrics = ProcessorMetrics()
     health = Health()
-    with sock, ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="handler") as pool:
-        async with sqs_client(settings, metrics.observe_sqs_call) as client:
-            try:
-                queue = await read_queue_config(client, await resolve_queue_url(client, settings))
-                dlq_url = await dlq_url_of(client, queue)
-            except Exception as exc:
-                raise SqsError(classify(exc)) from exc
-            if dlq_url is None:
-                log.warning("no_dead_letter_queue", detail="permanent errors back off and are never deleted")
-            health.poll_succeeded()  # the queue answered: ready until polls say otherwise
-            config = EngineConfig.build(settings, queue, dlq_url)
-            engine = Engine(client, config, adapt(func, pool), metrics=metrics, health=health)
-            return await _serve(engine, ops_server(health, metrics), sock)
+    # Plain-function handlers run here. The pool is shut down without waiting: a thread cannot be
+    # stopped, and waiting for one would block the event loop (and a second signal with it).
+    pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="handler")
+    try:
+        with sock:
+            async with sqs_client(settings, metrics.observe_sqs_call) as client:
+                queue, dlq = await _read_queues(client, settings)
+                if dlq is None:
+                    log.warning("no_dead_letter_queue", detail="permanent errors back off and are never deleted")
+                health.poll_succeeded()  # the queue answered: ready until polls say otherwise
+                config = EngineConfig.build(settings, queue, dlq)
+                engine = Engine(client, config, adapt(func, pool), metrics=metrics, health=health)
+                return await _serve(engine, ops_server(health, metrics), sock)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def _read_queues(client: SQSClient, settings: ProcessorSettings) -> tuple[QueueConfig, QueueConfig | None]:
+    """The queue's configuration and its dead-letter queue's (for its own size limit)."""
+    try:
+        queue = await read_queue_config(client, await resolve_queue_url(client, settings))
+        dlq_url = await dlq_url_of(client, queue)
+        return queue, (await read_queue_config(client, dlq_url) if dlq_url else None)
+    except Exception as exc:
+        raise SqsError(classify(exc)) from exc
 
 
 async def _serve(engine: Engine, server: OpsServer, sock: socket.socket) -> int:
@@ -89,12 +107,27 @@ def _handle_signals(engine: Engine, work: asyncio.Task[None]) -> None:
         else:
             log.warning("signal_received", action="stop at once")
             work.cancel()
-            # Cancelling waits for calls under way; if SQS hangs, they could outlast "at once".
-            loop.call_later(HARD_STOP_SECONDS, os._exit, EXIT_HARD_STOP)
+            # Cancelling waits for calls under way; if SQS hangs, they could outlast "at once". A
+            # thread, not the event loop, ends the process: the loop itself may be what hangs.
+            timer = threading.Timer(HARD_STOP_SECONDS, _exit_now, [EXIT_HARD_STOP])
+            timer.daemon = True
+            timer.start()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
 
 
+def _exit_now(code: int) -> None:
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(code)
+
+
 def main(settings: ProcessorSettings) -> int:
-    return asyncio.run(run(settings))
+    code = asyncio.run(run(settings))
+    if THREADS.running:
+        # Handlers still running in threads were abandoned (their messages come back after their
+        # visibility timeout); the interpreter would wait for those threads at exit.
+        log.warning("exiting_with_handler_threads_running", threads=THREADS.running)
+        _exit_now(code)
+    return code

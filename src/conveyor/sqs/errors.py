@@ -102,3 +102,23 @@ class SqsError(Exception):
     @classmethod
     def unexpected(cls, exc: BaseException) -> SqsError:
         return cls(classify(exc))
+
+
+RECEIPT_GONE = frozenset(
+    {
+        "ReceiptHandleIsInvalid",
+        "InvalidReceiptHandle",
+        "MessageNotInflight",
+        "AWS.SimpleQueueService.MessageNotInflight",
+    }
+)
+
+
+def receipt_gone(failure: SqsFailure) -> bool:
+    """The message is no longer held with this receipt handle (deleted, or visible again and perhaps
+    received elsewhere): extending or deleting it again cannot succeed. SQS says so with one of the
+    codes above, or for a visibility change with InvalidParameterValue "Message does not exist or is
+    not available for visibility timeout change"."""
+    if failure.code in RECEIPT_GONE:
+        return True
+    return failure.code.startswith("InvalidParameterValue") and "not available" in failure.message
