@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import functools
 
 import structlog
 
 from conveyor.message import Message
+from conveyor.settings import ProcessorSettings
 
 log = structlog.get_logger("conveyor.handlers")
 
@@ -16,10 +17,16 @@ async def demo(message: Message) -> None:
     """Parse the body as JSON (a body that is not JSON is dead-lettered), simulate a real job's
     work (CONVEYOR_DEMO_WORK_SECONDS, default 0.1 s) and log the message."""
     body = message.json()
-    await asyncio.sleep(float(os.environ.get("CONVEYOR_DEMO_WORK_SECONDS", "0.1")))
+    await asyncio.sleep(_work_seconds())
     log.info(
         "demo_handled",
         body=str(body)[:200],
         receive_count=message.receive_count,
         attributes=message.attributes,
     )
+
+
+@functools.cache
+def _work_seconds() -> float:
+    """CONVEYOR_DEMO_WORK_SECONDS, validated with the processor's other settings (read once)."""
+    return ProcessorSettings().demo_work_seconds

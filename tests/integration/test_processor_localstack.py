@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import signal
@@ -46,8 +47,7 @@ async def engine_on(
             retry_base_seconds=0, retry_max_seconds=0, delete_linger=0.01, shutdown_grace=5,
             poll_error_backoff_max=0.2,
         )  # fmt: skip
-        for key, value in overrides.items():
-            object.__setattr__(config, key, value)
+        config = dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
         engine = Engine(client, config, handler)
         task = asyncio.create_task(engine.run())
         try:
@@ -154,7 +154,6 @@ async def test_a_handler_slower_than_the_visibility_timeout_is_not_delivered_twi
             15,
             "done",
         )
-        await asyncio.sleep(0)
     assert deliveries == 1
     await until(lambda: count(sqs, queues.url) == (0, 0), 10, "deleted")
 

@@ -14,16 +14,6 @@ from conveyor.writer.app import create_app
 OPENAPI = Path(__file__).parents[2] / "docs" / "openapi.json"
 
 
-def test_defaults_match_the_documented_contract() -> None:
-    writer = WriterSettings()
-    processor = ProcessorSettings()
-    assert (writer.writer_host, writer.writer_port) == ("127.0.0.1", 8000)
-    assert writer.queue_name == "conveyor-messages"
-    assert processor.concurrency == 50
-    assert processor.processor_port == 8001
-    assert processor.handler == "conveyor.handlers:demo"
-
-
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVEYOR_CONCURRENCY", "7")
     monkeypatch.setenv("CONVEYOR_SQS_ENDPOINT_URL", "http://127.0.0.1:4566")

@@ -196,6 +196,9 @@ async def test_dlq_send_failure_deletes_nothing(fake: FakeSqs) -> None:
     async with running(fake, handler):
         await until(lambda: left(fake, DLQ) == 1, timeout=5)
     assert calls == 2  # the first copy failed: the message came back and was rejected again
+    # THEN nothing was deleted until a copy had succeeded
+    steps = [op for op, _ in fake.calls if op in {"SendMessage", "DeleteMessageBatch"}]
+    assert steps == ["SendMessage", "SendMessage", "DeleteMessageBatch"]
     assert len(fake.queues[QUEUE].deleted) == 1
 
 
@@ -289,15 +292,26 @@ async def test_poll_errors_back_off_and_recover(fake: FakeSqs) -> None:
         fake.fail_calls["ReceiveMessage"].append(client_error("ThrottlingException", "ReceiveMessage"))
     fake.put(QUEUE, "x")
     handled = asyncio.Event()
+    waits: list[tuple[float, bool]] = []  # each backoff, and whether the engine said ready meanwhile
 
     async def handler(message: Message) -> None:
         handled.set()
 
-    async with running(fake, handler) as engine:
-        await until(lambda: engine.health.failures_in_row > 0)
-        assert not engine.health.ready
-        await asyncio.wait_for(handled.wait(), 5)
-        await until(lambda: engine.health.ready)
+    async def recording_sleep(seconds: float) -> None:
+        waits.append((seconds, engine.health.ready))
+        await asyncio.sleep(0)
+
+    config = config_for(fake, poll_error_backoff_max=0.3)
+    engine = Engine(as_client(fake), config, handler, sleep=recording_sleep, rand=lambda: 1.0)
+    task = asyncio.create_task(engine.run())
+    await asyncio.wait_for(handled.wait(), 5)
+    await until(lambda: engine.health.ready)
+    engine.stop()
+    await asyncio.wait_for(task, 5)
+    # THEN each failed poll waited longer (full jitter at its top: 0.1 s x 2^n, capped at 0.3 s),
+    # the engine was not ready while polls failed, and it recovered
+    assert [seconds for seconds, _ in waits] == pytest.approx([0.2, 0.3, 0.3])
+    assert [ready for _, ready in waits] == [False, False, False]
 
 
 async def test_a_queue_that_disappears_stops_the_engine(fake: FakeSqs) -> None:

@@ -9,7 +9,7 @@ from conveyor.message import InvalidJsonError, Message, PermanentError
 from conveyor.processor.backoff import poll_backoff, retry_delay
 from conveyor.processor.outcome import Ack, DeadLetter, RetryAfter, RetryPolicy, decide
 
-POLICY = RetryPolicy(base_seconds=1, max_seconds=300, max_receive_count=5)
+POLICY = RetryPolicy(base_seconds=1, max_seconds=300, max_receive_count=5, dead_letter_queue=True)
 
 
 def test_success_is_ack() -> None:
@@ -44,8 +44,21 @@ def test_last_allowed_receive_dead_letters_with_the_error() -> None:
 
 
 def test_without_a_redrive_policy_errors_keep_backing_off() -> None:
-    policy = RetryPolicy(1, 300, None)
+    policy = RetryPolicy(1, 300, None, dead_letter_queue=False)
     assert isinstance(decide(RuntimeError(), 50, policy), RetryAfter)
+
+
+def test_without_a_dead_letter_queue_permanent_errors_are_parked_never_dead_lettered() -> None:
+    policy = RetryPolicy(1, 300, 5, dead_letter_queue=False)
+    error = Reject("no")
+    assert decide(error, 1, policy) == RetryAfter(300, error, parked=True)
+    assert not isinstance(decide(RuntimeError(), 5, policy), DeadLetter)
+
+
+def test_a_failed_dead_letter_copy_is_retried_soon_or_parked_when_it_can_never_fit() -> None:
+    error = Reject("no")
+    assert POLICY.after_failed_copy(error, too_large=False) == RetryAfter(1, error)
+    assert POLICY.after_failed_copy(error, too_large=True) == RetryAfter(300, error, parked=True)
 
 
 def test_retry_schedule_doubles_with_equal_jitter_up_to_the_cap() -> None:

@@ -5,6 +5,10 @@ never holds up the others of its batch. A worker frees its slot as soon as the h
 the delete or visibility change is coalesced by the acker and settled without blocking the worker.
 A worker never dies of what a handler does: every exception (``CancelledError`` included, unless the
 worker itself is being cancelled) becomes an outcome.
+
+On shutdown (:meth:`Dispatcher.drain`): what is buffered is released at visibility 0, running
+handlers get the grace period, then what still runs is cancelled and its message released, except a
+plain function's thread, which cannot be stopped: that message is left to its visibility timeout.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from conveyor.processor.acker import Acker
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.dead_letter import DeadLetterQueue, DeadLetterTooLargeError
 from conveyor.processor.handler import BatchHandler, Handler, StillRunningError
-from conveyor.processor.lease import Lease
+from conveyor.processor.lease import Lease, Stage
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.outcome import Ack, DeadLetter, RetryAfter, RetryPolicy, decide
 from conveyor.processor.slots import Slots
@@ -28,6 +32,7 @@ from conveyor.sqs.errors import SQS_ERRORS, classify
 from conveyor.sqs.limits import MAX_BATCH_ENTRIES
 
 log = structlog.get_logger("conveyor.processor")
+COPY_ERRORS: tuple[type[BaseException], ...] = (DeadLetterTooLargeError, *SQS_ERRORS)
 
 
 class Dispatcher:
@@ -36,6 +41,7 @@ class Dispatcher:
         config: EngineConfig,
         handler: Handler | BatchHandler,
         *,
+        stopping: asyncio.Event,
         buffer: asyncio.Queue[Lease],
         slots: Slots,
         acker: Acker,
@@ -44,20 +50,46 @@ class Dispatcher:
     ) -> None:
         self._config = config
         self._handler = handler
+        self._stopping = stopping
         self._buffer = buffer
         self._slots = slots
         self._acker = acker
         self._dead_letters = dead_letters
         self._metrics = metrics
-        self.stopping = False
-        # Without a dead-letter queue nothing is dead-lettered by us: permanent errors back off.
+        self._workers: list[asyncio.Task[None]] = []
         self._policy = RetryPolicy(
             config.retry_base_seconds,
             config.retry_max_seconds,
-            config.max_receive_count if dead_letters else None,
+            config.max_receive_count,
+            dead_letter_queue=dead_letters is not None,
         )
 
-    async def worker(self) -> None:
+    def start(self, group: asyncio.TaskGroup) -> None:
+        """Run ``concurrency`` workers in ``group``."""
+        self._workers = [group.create_task(self._worker()) for _ in range(self._config.concurrency)]
+
+    async def drain(self, grace: float) -> None:
+        """Release what never started; let running handlers finish within ``grace``; then cancel
+        the rest (each cancelled handler's message is released, see :meth:`_process`)."""
+        await self.release_buffered()
+        try:
+            async with asyncio.timeout(grace):
+                await self._slots.wait_empty()
+        except TimeoutError:
+            log.warning("shutdown_grace_expired", running=self._slots.used)
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+
+    async def release_buffered(self) -> None:
+        """Release, at visibility 0, every message received and not started."""
+        released = 0
+        while not self._buffer.empty():
+            self.release(self._buffer.get_nowait())
+            released += 1
+        await self._slots.give_back(released)
+
+    async def _worker(self) -> None:
         """Take buffered messages until cancelled (one at a time, or up to 10 for a batch handler);
         once stopping, start none."""
         batch = isinstance(self._handler, BatchHandler)
@@ -66,7 +98,7 @@ class Dispatcher:
             while batch and len(leases) < MAX_BATCH_ENTRIES and not self._buffer.empty():
                 leases.append(self._buffer.get_nowait())
             try:
-                if self.stopping:
+                if self._stopping.is_set():
                     for lease in leases:
                         self.release(lease)
                 else:
@@ -95,6 +127,23 @@ class Dispatcher:
     async def _process(self, leases: list[Lease]) -> None:
         for lease in leases:
             lease.start()
+        try:
+            await self._handle(leases)
+        except asyncio.CancelledError:
+            self._unfinished(leases)
+            raise
+
+    def _unfinished(self, leases: list[Lease]) -> None:
+        """The worker was cancelled (shutdown): a message whose handler stopped is released at once;
+        one whose thread still runs is left to its visibility timeout."""
+        for lease in leases:
+            if lease.stage is Stage.RUNNING:
+                self.release(lease)
+            elif lease.stage is Stage.ABANDONED:
+                log.warning("handler_abandoned", message_id=lease.message_id)
+                self._acker.forget(lease)
+
+    async def _handle(self, leases: list[Lease]) -> None:
         if isinstance(self._handler, BatchHandler):
             errors = await self._run_batch(self._handler, leases)
             for lease in leases:
@@ -113,16 +162,10 @@ class Dispatcher:
                 lease.settle()
                 self._metrics.succeeded.inc()
                 self._acker.delete(lease)
-            case RetryAfter(seconds=seconds, error=err):
-                lease.settle()
-                self._metrics.retried.inc()
-                log.warning("handler_failed_retrying", error=repr(err), retry_in=seconds,
-                            receive_count=lease.receive_count)  # fmt: skip
-                self._acker.make_visible(lease, seconds)
-            case DeadLetter() if self._dead_letters is None:
-                self._no_dlq(lease, outcome)
+            case RetryAfter():
+                self._retry(lease, outcome)
             case DeadLetter():
-                await self._dead_letter(self._dead_letters, lease, outcome)
+                await self._dead_letter(lease, outcome)
 
     async def _run_handler(self, handler: Handler, lease: Lease) -> BaseException | None:
         started = time.perf_counter()
@@ -154,30 +197,30 @@ class Dispatcher:
             self._metrics.handler_seconds.observe(time.perf_counter() - started)
         return _failures_of(failures, leases)
 
-    def _no_dlq(self, lease: Lease, outcome: DeadLetter) -> None:
-        """A permanent error on a queue without a DLQ: never delete it, keep it out of the way."""
-        log.error("permanent_error_without_dlq", error_type=outcome.error_type, error=outcome.error_message)
+    def _retry(self, lease: Lease, outcome: RetryAfter) -> None:
         lease.settle()
         self._metrics.retried.inc()
-        self._acker.make_visible(lease, int(self._config.retry_max_seconds))
+        if outcome.parked:  # a permanent error with no DLQ to take it, or a copy that can never fit
+            log.error("message_parked", error=repr(outcome.error), retry_in=outcome.seconds)
+        else:
+            log.warning("handler_failed_retrying", error=repr(outcome.error), retry_in=outcome.seconds,
+                        receive_count=lease.receive_count)  # fmt: skip
+        self._acker.make_visible(lease, outcome.seconds)
 
-    async def _dead_letter(self, dlq: DeadLetterQueue, lease: Lease, outcome: DeadLetter) -> None:
+    async def _dead_letter(self, lease: Lease, outcome: DeadLetter) -> None:
         """Copy to the DLQ, then delete. The lease stays held while the copy is sent (the heartbeat
         keeps it invisible). If the copy fails, nothing is deleted: the message comes back after a
         backoff and the redrive policy still stands behind it."""
+        if self._dead_letters is None:  # decide() never asks for it without one: a bug of ours
+            raise RuntimeError("a dead-letter decision on a queue without a dead-letter queue")
         reason = "exhausted" if outcome.exhausted else "rejected"
         try:
-            dlq_id = await dlq.send(lease, outcome)
-        except DeadLetterTooLargeError as exc:
-            log.error("dead_letter_failed", code="TooLarge", error=str(exc))
-            lease.settle()
-            self._acker.make_visible(lease, int(self._config.retry_max_seconds))  # SQS's redrive moves it
-            return
-        except SQS_ERRORS as exc:  # classified; the message is retried instead
-            failure = classify(exc)
-            log.error("dead_letter_failed", code=failure.code, error=failure.message)
-            lease.settle()
-            self._acker.make_visible(lease, int(self._config.retry_base_seconds))
+            dlq_id = await self._dead_letters.send(lease, outcome)
+        except COPY_ERRORS as exc:  # classified; the message is retried instead
+            too_large = isinstance(exc, DeadLetterTooLargeError)
+            code = "TooLarge" if too_large else classify(exc).code
+            log.error("dead_letter_failed", code=code, error=str(exc)[:300])
+            self._retry(lease, self._policy.after_failed_copy(outcome.error, too_large=too_large))
             return
         lease.settle()
         self._metrics.dead_lettered.labels(reason).inc()

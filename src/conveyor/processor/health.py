@@ -1,17 +1,18 @@
-"""Readiness from polling: ready once a poll succeeded and until polls start failing."""
+"""Readiness from polling: ready once a poll succeeded, until polls start failing or the stop begins."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
 
 class Health:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, stopping: asyncio.Event, clock: Callable[[], float] = time.monotonic) -> None:
+        self._stopping = stopping  # the engine's one stop signal
         self._clock = clock
         self.last_success: float | None = None
         self.failures_in_row = 0
-        self.stopping = False
 
     def poll_succeeded(self) -> None:
         self.last_success = self._clock()
@@ -23,7 +24,7 @@ class Health:
 
     @property
     def ready(self) -> bool:
-        return self.last_success is not None and self.failures_in_row == 0 and not self.stopping
+        return self.last_success is not None and self.failures_in_row == 0 and not self._stopping.is_set()
 
     def describe(self) -> dict[str, object]:
         since = None if self.last_success is None else round(self._clock() - self.last_success, 3)
@@ -31,5 +32,5 @@ class Health:
             "ready": self.ready,
             "seconds_since_last_poll": since,
             "poll_failures_in_row": self.failures_in_row,
-            "stopping": self.stopping,
+            "stopping": self._stopping.is_set(),
         }

@@ -1,4 +1,5 @@
-"""The ack decision, made in one place from the handler's result or exception."""
+"""The ack decision, made in one place: from the handler's result or exception, and from how the
+dead-letter copy went. The dispatcher only carries out what is decided here."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class RetryAfter:
 
     seconds: int
     error: BaseException
+    parked: bool = False  # a permanent error with nowhere to dead-letter it: kept out of the way, never deleted
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,14 @@ type Outcome = Ack | RetryAfter | DeadLetter
 class RetryPolicy:
     base_seconds: float
     max_seconds: float
-    max_receive_count: int | None  # from the queue's redrive policy; None: no dead-letter queue
+    max_receive_count: int | None  # from the queue's redrive policy; None: SQS never moves it
+    dead_letter_queue: bool  # a DLQ to copy to: without one nothing is ever deleted unprocessed
+
+    def after_failed_copy(self, error: BaseException, *, too_large: bool) -> RetryAfter:
+        """The dead-letter copy failed: nothing is deleted. A copy that can never fit waits the
+        longest (SQS's redrive policy will move it); any other failure is tried again soon."""
+        seconds = self.max_seconds if too_large else self.base_seconds
+        return RetryAfter(int(seconds), error, parked=too_large)
 
 
 def decide(error: BaseException | None, receive_count: int, policy: RetryPolicy) -> Outcome:
@@ -72,8 +81,11 @@ def _decide(error: BaseException | None, receive_count: int, policy: RetryPolicy
     if error is None:
         return Ack()
     if isinstance(error, PermanentError):
+        if not policy.dead_letter_queue:
+            return RetryAfter(int(policy.max_seconds), error, parked=True)
         return DeadLetter(error, exhausted=False)
-    if policy.max_receive_count is not None and receive_count >= policy.max_receive_count:
+    last = policy.max_receive_count is not None and receive_count >= policy.max_receive_count
+    if last and policy.dead_letter_queue:
         return DeadLetter(error, exhausted=True)
     if isinstance(error, Retry) and is_delay(error.after):
         return RetryAfter(round(min(error.after, MAX_VISIBILITY_SECONDS)), error)

@@ -9,8 +9,9 @@ cannot heal (queue missing, access denied) stop the engine.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -36,6 +37,7 @@ class Poller:
         client: SQSClient,
         queue_url: str,
         *,
+        stopping: asyncio.Event,
         slots: Slots,
         buffer: asyncio.Queue[Lease],
         inflight: InFlight,
@@ -45,9 +47,12 @@ class Poller:
         visibility_timeout: float,
         error_backoff_max: float,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self._client = client
         self._queue_url = queue_url
+        self._stopping = stopping
         self._slots = slots
         self._buffer = buffer
         self._inflight = inflight
@@ -57,12 +62,38 @@ class Poller:
         self._visibility = visibility_timeout
         self._backoff_max = error_backoff_max
         self._clock = clock
-        self.stopping = False  # set by the engine: finish the receive under way, start no other
-        self.receiving = False  # a ReceiveMessage call is under way
+        self._sleep = sleep
+        self._rand = rand
+        self._receiving = False  # a ReceiveMessage call is under way
+        self._task: asyncio.Task[None] | None = None
 
-    async def run(self) -> None:
-        """Poll until stopped or cancelled; raises :class:`SqsError` for errors that cannot heal."""
-        while not self.stopping:
+    def start(self, group: asyncio.TaskGroup, on_fatal: Callable[[SqsError], None]) -> None:
+        """Poll in ``group`` until stopped; an error that cannot heal goes to ``on_fatal``."""
+
+        async def poll() -> None:
+            try:
+                await self._run()
+            except SqsError as exc:
+                on_fatal(exc)
+
+        self._task = group.create_task(poll())
+
+    async def stop(self, drain_seconds: float) -> None:
+        """Stop receiving. An idle poller (or one backing off) stops at once. A receive under way
+        gets ``drain_seconds`` to return, because SQS may already have handed it messages (cancelled,
+        they would stay invisible for the whole timeout); one still open after that is a long poll
+        on an empty queue, and is cancelled."""
+        task = self._task
+        if task is None:
+            return
+        if not self._receiving:
+            task.cancel()
+        await asyncio.wait([task], timeout=drain_seconds)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
             want = min(MAX_BATCH_ENTRIES, self._slots.capacity)
             await self._slots.reserve(want)
             got = 0
@@ -72,8 +103,10 @@ class Poller:
                 await self._slots.give_back(want - got)
 
     async def _poll_once(self, want: int) -> int:
+        if self._stopping.is_set():  # slots freed by the shutdown's releases: not for a new receive
+            return 0
         started = self._clock()
-        self.receiving = True
+        self._receiving = True
         try:
             response = await self._receive(want)
         except asyncio.CancelledError:
@@ -82,7 +115,7 @@ class Poller:
             await self._failed(exc)
             return 0
         finally:
-            self.receiving = False
+            self._receiving = False
         self._health.poll_succeeded()
         messages = response.get("Messages", [])
         for raw in messages:
@@ -107,9 +140,9 @@ class Poller:
         if failure.kind is Kind.FATAL:
             raise SqsError(failure) from exc
         failures = self._health.poll_failed()
-        delay = poll_backoff(failures, self._backoff_max)
+        delay = poll_backoff(failures, self._backoff_max, self._rand)
         log.warning("poll_failed", code=failure.code, error=failure.message, retry_in=round(delay, 2))
-        await asyncio.sleep(delay)
+        await self._sleep(delay)
 
     def _observe(self, lease: Lease) -> None:
         self._metrics.received.inc()

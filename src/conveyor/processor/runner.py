@@ -19,7 +19,6 @@ import structlog
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.engine import Engine
 from conveyor.processor.handler import THREADS, adapt, import_handler
-from conveyor.processor.health import Health
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.ops import OpsServer, ops_server
 from conveyor.settings import ProcessorSettings
@@ -52,7 +51,6 @@ async def run(settings: ProcessorSettings) -> int:
     func = import_handler(settings.handler)
     sock = bind_ops_socket(settings.processor_host, settings.processor_port)
     metrics = ProcessorMetrics()
-    health = Health()
     # Plain-function handlers run here. The pool is shut down without waiting: a thread cannot be
     # stopped, and waiting for one would block the event loop (and a second signal with it).
     pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="handler")
@@ -62,10 +60,10 @@ async def run(settings: ProcessorSettings) -> int:
                 queue, dlq = await _read_queues(client, settings)
                 if dlq is None:
                     log.warning("no_dead_letter_queue", detail="permanent errors back off and are never deleted")
-                health.poll_succeeded()  # the queue answered: ready until polls say otherwise
                 config = EngineConfig.build(settings, queue, dlq)
-                engine = Engine(client, config, adapt(func, pool), metrics=metrics, health=health)
-                return await _serve(engine, ops_server(health, metrics), sock)
+                engine = Engine(client, config, adapt(func, pool), metrics=metrics)
+                engine.health.poll_succeeded()  # the queue answered: ready until polls say otherwise
+                return await _serve(engine, ops_server(engine.health, metrics), sock)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
