@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 ACCOUNT = "000000000000"
 BASE = "http://fake-sqs/queue/us-east-1/" + ACCOUNT + "/"
@@ -40,6 +40,7 @@ class FakeMessage:
     attributes: dict[str, Any]
     sent_ms: int
     group_id: str | None = None
+    sequence_number: int = 0
     receive_count: int = 0
     visible_at: float = 0.0
     receipt_handle: str | None = None
@@ -71,7 +72,10 @@ class FakeSqs:
         self.received_total = 0  # messages handed out by ReceiveMessage, redeliveries included
         self.receive_delay = 0.0  # seconds between taking messages and answering (a slow response)
         self.call_delay: dict[str, float] = {}  # operation -> seconds before it answers (a slow SQS)
+        self.lose_receive_answers = 0  # receives whose messages are taken but whose answer is lost
+        self._attempts: dict[str, list[dict[str, Any]]] = {}  # ReceiveRequestAttemptId -> its answer
         self._ids = itertools.count()
+        self._sequence = itertools.count(1)
 
     # --- set-up helpers -----------------------------------------------------------------------
     def create(self, name: str, *, max_receive_count: int | None = 5, **attributes: str) -> FakeQueue:
@@ -86,8 +90,8 @@ class FakeSqs:
             queue.attributes["RedrivePolicy"] = json.dumps(policy)
         return queue
 
-    def put(self, name: str, body: str, attributes: dict[str, Any] | None = None) -> str:
-        return self._store(self.queues[name], body, attributes or {}, None, 0)
+    def put(self, name: str, body: str, attributes: dict[str, Any] | None = None, group: str | None = None) -> str:
+        return self._store(self.queues[name], body, attributes or {}, group, 0)
 
     def queue(self, url: str) -> FakeQueue:
         for queue in self.queues.values():
@@ -131,7 +135,7 @@ class FakeSqs:
         except RuntimeError:
             visible_at = 0.0
         queue.messages[message_id] = FakeMessage(
-            message_id, body, attributes, int(time.time() * 1000), group, visible_at=visible_at
+            message_id, body, attributes, int(time.time() * 1000), group, next(self._sequence), visible_at=visible_at
         )
         return message_id
 
@@ -193,23 +197,33 @@ class FakeSqs:
         queue = self.queue(QueueUrl)
         wanted = kwargs.get("MaxNumberOfMessages", 1)
         assert 1 <= wanted <= 10, "ReceiveMessage takes 1 to 10"
+        attempt = kwargs.get("ReceiveRequestAttemptId")
+        if attempt in self._attempts:  # a retried receive gets the same messages back
+            return {"Messages": self._attempts.pop(attempt)}
         deadline = self._now() + kwargs.get("WaitTimeSeconds", 0)
         while True:
             got = self._take(queue, wanted, kwargs.get("VisibilityTimeout", 30))
             if got or self._now() >= deadline:
-                if got and self.receive_delay:
-                    await asyncio.sleep(self.receive_delay)
-                return {"Messages": got} if got else {}
+                break
             await asyncio.sleep(0.005)
+        if got and self.receive_delay:
+            await asyncio.sleep(self.receive_delay)
+        if got and self.lose_receive_answers:
+            self.lose_receive_answers -= 1
+            if attempt:
+                self._attempts[attempt] = got
+            raise ReadTimeoutError(endpoint_url=QueueUrl)
+        return {"Messages": got} if got else {}
 
     def _take(self, queue: FakeQueue, wanted: int, visibility: float) -> list[dict[str, Any]]:
         now = self._now()
         policy = json.loads(queue.attributes.get("RedrivePolicy", "{}"))
         taken: list[dict[str, Any]] = []
+        locked = self._locked_groups(queue, now)
         for message in list(queue.messages.values()):
             if len(taken) >= wanted:
                 break
-            if message.visible_at > now:
+            if message.visible_at > now or message.group_id in locked:
                 continue
             if policy and message.receive_count >= policy["maxReceiveCount"]:
                 dlq = next(q for q in self.queues.values() if q.arn == policy["deadLetterTargetArn"])
@@ -225,6 +239,14 @@ class FakeSqs:
         return taken
 
     @staticmethod
+    def _locked_groups(queue: FakeQueue, now: float) -> set[str | None]:
+        """FIFO: a group with a message in flight gives out nothing more until it is settled. (SQS
+        returns a group's messages in order, several in one receive.)"""
+        if queue.attributes.get("FifoQueue") != "true":
+            return set()
+        return {m.group_id for m in queue.messages.values() if m.receipt_handle and m.visible_at > now}
+
+    @staticmethod
     def _wire(message: FakeMessage) -> dict[str, Any]:
         system = {
             "ApproximateReceiveCount": str(message.receive_count),
@@ -232,6 +254,8 @@ class FakeSqs:
         }
         if message.group_id:
             system["MessageGroupId"] = message.group_id
+            system["SequenceNumber"] = f"{message.sequence_number:020d}"
+            system["MessageDeduplicationId"] = message.message_id
         wire: dict[str, Any] = {
             "MessageId": message.message_id,
             "ReceiptHandle": message.receipt_handle,

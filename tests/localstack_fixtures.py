@@ -57,8 +57,8 @@ def boto_client(endpoint: str) -> SyncSQSClient:
     )
 
 
-def make_queues(endpoint: str, max_receive_count: int = 5, **attributes: str) -> Queues:
-    name = f"t-{uuid.uuid4().hex[:12]}"
+def make_queues(endpoint: str, max_receive_count: int = 5, *, fifo: bool = False, **attributes: str) -> Queues:
+    name = f"t-{uuid.uuid4().hex[:12]}" + (".fifo" if fifo else "")
     settings = SqsSettings(sqs_endpoint_url=endpoint, queue_name=name)
 
     async def create() -> tuple[str, str]:

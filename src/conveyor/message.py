@@ -60,6 +60,9 @@ class Message:
     attributes: dict[str, str] = field(default_factory=dict)
     receive_count: int = 1
     sent_at: datetime | None = None
+    group_id: str | None = None  # FIFO queues: the MessageGroupId (None on standard queues)
+    deduplication_id: str | None = None  # FIFO queues: the MessageDeduplicationId
+    sequence_number: str | None = None  # FIFO queues: SQS's sequence number, growing within a group
 
     @property
     def request_id(self) -> str | None:

@@ -45,7 +45,7 @@ async def engine_on(
             queue_url=queues.url, dlq_url=queues.dlq_url, concurrency=5, prefetch=10, pollers=1,
             wait_time_seconds=1, visibility_timeout=5, max_receive_count=max_receive_count,
             retry_base_seconds=0, retry_max_seconds=0, delete_linger=0.01, shutdown_grace=5,
-            poll_error_backoff_max=0.2,
+            poll_error_backoff_max=0.2, fifo=queues.name.endswith(".fifo"),
         )  # fmt: skip
         config = dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
         engine = Engine(client, config, handler)

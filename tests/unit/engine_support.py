@@ -17,10 +17,14 @@ QUEUE = "work"
 DLQ = "work-dlq"
 
 
-def config_for(fake: FakeSqs, **overrides: object) -> EngineConfig:
+def config_for(fake: FakeSqs, queue: str = QUEUE, /, **overrides: object) -> EngineConfig:
+    """Sub-second timings for ``queue`` (a ``.fifo`` name makes a FIFO engine) and its DLQ."""
+    fifo = queue.endswith(".fifo")
+    dlq = queue.removesuffix(".fifo") + "-dlq" + (".fifo" if fifo else "")
     base = EngineConfig(
-        queue_url=fake.queues[QUEUE].url,
-        dlq_url=fake.queues[DLQ].url if DLQ in fake.queues else None,
+        queue_url=fake.queues[queue].url,
+        dlq_url=fake.queues[dlq].url if dlq in fake.queues else None,
+        fifo=fifo,
         concurrency=5,
         prefetch=10,
         pollers=1,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from conveyor.settings import ProcessorSettings
-from conveyor.sqs.limits import MAX_MESSAGE_BYTES
+from conveyor.sqs.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES
 from conveyor.sqs.queues import QueueConfig
 
 
@@ -30,14 +30,19 @@ class EngineConfig:
     shutdown_grace: float
     poll_error_backoff_max: float
     max_receive_count: int | None = None  # from the queue's redrive policy
-    dlq_is_fifo: bool = False
+    fifo: bool = False  # a FIFO queue (and so a FIFO DLQ): order per message group
     dlq_max_message_bytes: int = MAX_MESSAGE_BYTES  # the dead-letter queue's own MaximumMessageSize
     poll_drain_seconds: float = 1.0  # on shutdown, how long a receive under way may take to answer
     entry_retries: int = 2  # resends of batch entries SQS failed for a retryable reason
 
     @property
     def capacity(self) -> int:
-        """Messages held at most before their handler finishes: running plus prefetched."""
+        """Messages held at most before their handler finishes: running plus prefetched.
+
+        On a FIFO queue a receive brings up to ten messages of one group, handled one after another:
+        to keep ``concurrency`` groups running, the processor holds up to ten per worker."""
+        if self.fifo:
+            return self.concurrency * MAX_BATCH_ENTRIES + self.prefetch
         return self.concurrency + self.prefetch
 
     @classmethod
@@ -56,6 +61,6 @@ class EngineConfig:
             shutdown_grace=settings.shutdown_grace_seconds,
             poll_error_backoff_max=settings.poll_error_backoff_max_seconds,
             max_receive_count=queue.max_receive_count,
-            dlq_is_fifo=queue.is_fifo,
+            fifo=queue.is_fifo,
             dlq_max_message_bytes=dlq.max_message_bytes if dlq else MAX_MESSAGE_BYTES,
         )

@@ -14,13 +14,15 @@ plain function's thread, which cannot be stopped: that message is left to its vi
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 
 import structlog
 
 from conveyor.processor.acker import Acker
+from conveyor.processor.buffer import Buffer
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.dead_letter import DeadLetterQueue, DeadLetterTooLargeError
 from conveyor.processor.handler import BatchHandler, Handler, StillRunningError
@@ -32,6 +34,7 @@ from conveyor.sqs.errors import SQS_ERRORS, classify
 from conveyor.sqs.limits import MAX_BATCH_ENTRIES
 
 log = structlog.get_logger("conveyor.processor")
+type Stopped = dict[str, int]  # FIFO: group -> seconds until the message it waits for is visible again
 COPY_ERRORS: tuple[type[BaseException], ...] = (DeadLetterTooLargeError, *SQS_ERRORS)
 
 
@@ -42,13 +45,15 @@ class Dispatcher:
         handler: Handler | BatchHandler,
         *,
         stopping: asyncio.Event,
-        buffer: asyncio.Queue[Lease],
+        buffer: Buffer,
         slots: Slots,
         acker: Acker,
         dead_letters: DeadLetterQueue | None,
         metrics: ProcessorMetrics,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
+        self._clock = clock
         self._handler = handler
         self._stopping = stopping
         self._buffer = buffer
@@ -82,90 +87,125 @@ class Dispatcher:
         await asyncio.gather(*self._workers, return_exceptions=True)
 
     async def release_buffered(self) -> None:
-        """Release, at visibility 0, every message received and not started."""
-        released = 0
-        while not self._buffer.empty():
-            self.release(self._buffer.get_nowait())
-            released += 1
-        await self._slots.give_back(released)
+        """Release, at visibility 0, every message received and not started (on a FIFO queue, of
+        the groups with nothing running: the others follow their running message, see :meth:`_after`)."""
+        leases = self._buffer.drain()
+        for lease in leases:
+            self.release(lease)
+        await self._slots.give_back(len(leases))
 
     async def _worker(self) -> None:
         """Take buffered messages until cancelled (one at a time, or up to 10 for a batch handler);
         once stopping, start none."""
-        batch = isinstance(self._handler, BatchHandler)
+        most = MAX_BATCH_ENTRIES if isinstance(self._handler, BatchHandler) else 1
         while True:
-            leases = [await self._buffer.get()]
-            while batch and len(leases) < MAX_BATCH_ENTRIES and not self._buffer.empty():
-                leases.append(self._buffer.get_nowait())
+            leases = await self._buffer.take(most)
+            stopped: Stopped = {}
             try:
                 if self._stopping.is_set():
                     for lease in leases:
                         self.release(lease)
                 else:
-                    await self._process(leases)
+                    await self._process(leases, stopped)
             except Exception:
                 log.exception("dispatch_failed")
-                self._forget_held(leases)
+                self._forget_held(leases, stopped)
             finally:
-                await self._slots.give_back(len(leases))
+                await self._after(leases, stopped)
 
-    def release(self, lease: Lease) -> None:
-        """Visibility 0 for a message never started: delivered again at once, to this or another
-        processor, without waiting out the timeout (SQS has counted the receive all the same)."""
+    async def _after(self, leases: list[Lease], stopped: Stopped) -> None:
+        """Free the slots and, on a FIFO queue, the groups. The messages waiting behind a message
+        that goes back to the queue are released with the same delay, so the group comes back whole
+        and in order (releasing them at once would let a server that does not lock the group, such as
+        LocalStack, hand them out before the failed one). On a stop, nothing waits behind."""
+        if self._stopping.is_set():
+            for group in _groups(leases):
+                stopped.setdefault(group, 0)
+        behind = self._buffer.done(leases, set(stopped))
+        for lease in behind:
+            self.release(lease, stopped[lease.group_id or ""])
+        await self._slots.give_back(len(leases) + len(behind))
+
+    def release(self, lease: Lease, seconds: int = 0) -> None:
+        """Give back a message not handled (never started, or behind a failure of its FIFO group):
+        at visibility 0 it is delivered again at once, to this or another processor, without waiting
+        out the timeout (SQS has counted the receive all the same)."""
         lease.settle()
         self._metrics.released.inc()
-        self._acker.make_visible(lease, 0)
+        self._acker.make_visible(lease, seconds)
 
-    def _forget_held(self, leases: list[Lease]) -> None:
+    def _forget_held(self, leases: list[Lease], stopped: Stopped) -> None:
         """After an error of ours: stop holding what has no outcome yet; it comes back when its
         visibility ends (never deleted unprocessed, never lost)."""
         for lease in leases:
             if lease.held_by_handler:
                 lease.settle()
                 self._acker.forget(lease)
+                _stop(stopped, lease, self._comes_back_in(lease))
 
-    async def _process(self, leases: list[Lease]) -> None:
+    def _comes_back_in(self, lease: Lease) -> int:
+        """Seconds until a message left to its visibility timeout is visible again (and a second)."""
+        return max(0, math.ceil(lease.visible_until - self._clock())) + 1
+
+    async def _process(self, leases: list[Lease], stopped: Stopped) -> None:
+        """Run the handler and settle each message, noting the FIFO groups it stops in ``stopped``."""
         for lease in leases:
             lease.start()
         try:
-            await self._handle(leases)
+            errors = await self._run(leases)
         except asyncio.CancelledError:
-            self._unfinished(leases)
+            self._unfinished(leases, stopped)
             raise
+        await self._settle_all(leases, errors, stopped)
 
-    def _unfinished(self, leases: list[Lease]) -> None:
+    def _unfinished(self, leases: list[Lease], stopped: Stopped) -> None:
         """The worker was cancelled (shutdown): a message whose handler stopped is released at once;
         one whose thread still runs is left to its visibility timeout."""
         for lease in leases:
             if lease.stage is Stage.RUNNING:
                 self.release(lease)
+                _stop(stopped, lease, 0)
             elif lease.stage is Stage.ABANDONED:
                 log.warning("handler_abandoned", message_id=lease.message_id)
                 self._acker.forget(lease)
+                _stop(stopped, lease, self._comes_back_in(lease))
 
-    async def _handle(self, leases: list[Lease]) -> None:
+    async def _run(self, leases: list[Lease]) -> Mapping[str, BaseException]:
+        """Each message's error, by message id (absent: success)."""
         if isinstance(self._handler, BatchHandler):
-            errors = await self._run_batch(self._handler, leases)
-            for lease in leases:
-                with _log_context(lease):
-                    await self._settle(lease, errors.get(lease.message_id))
-        else:
-            [lease] = leases
-            with _log_context(lease):  # the handler's own log lines carry the ids too
-                await self._settle(lease, await self._run_handler(self._handler, lease))
+            return await self._run_batch(self._handler, leases)
+        [lease] = leases
+        with _log_context(lease):  # the handler's own log lines carry the ids too
+            error = await self._run_handler(self._handler, lease)
+        return {} if error is None else {lease.message_id: error}
 
-    async def _settle(self, lease: Lease, error: BaseException | None) -> None:
-        """Decide the outcome of one message and act on it."""
+    async def _settle_all(self, leases: list[Lease], errors: Mapping[str, BaseException], stopped: Stopped) -> None:
+        """Settle each message in order. On a FIFO queue a message that goes back to the queue stops
+        its group: the later messages of that group in this batch are released with it, not settled,
+        so that the group is delivered again from the failed one (what Lambda does with FIFO batches)."""
+        for lease in leases:
+            group = lease.group_id or ""
+            with _log_context(lease):
+                if self._config.fifo and group in stopped:
+                    log.info("released_behind_failure", group_id=group)
+                    self.release(lease, stopped[group])
+                elif (seconds := await self._settle(lease, errors.get(lease.message_id))) is not None:
+                    stopped[group] = seconds
+
+    async def _settle(self, lease: Lease, error: BaseException | None) -> int | None:
+        """Decide the outcome of one message and act on it; returns the seconds until it is visible
+        again when it goes back to the queue, None when it is done (deleted, dead-lettered)."""
         outcome = decide(error, lease.receive_count, self._policy)
         match outcome:
             case Ack():
                 lease.settle()
                 self._metrics.succeeded.inc()
                 self._acker.delete(lease)
+                return None
             case RetryAfter():
-                self._retry(lease, outcome)
+                return self._retry(lease, outcome)
             case DeadLetter():
-                await self._dead_letter(lease, outcome)
+                return await self._dead_letter(lease, outcome)
 
     async def _run_handler(self, handler: Handler, lease: Lease) -> BaseException | None:
         started = time.perf_counter()
@@ -197,7 +237,7 @@ class Dispatcher:
             self._metrics.handler_seconds.observe(time.perf_counter() - started)
         return _failures_of(failures, leases)
 
-    def _retry(self, lease: Lease, outcome: RetryAfter) -> None:
+    def _retry(self, lease: Lease, outcome: RetryAfter) -> int:
         lease.settle()
         self._metrics.retried.inc()
         if outcome.parked:  # a permanent error with no DLQ to take it, or a copy that can never fit
@@ -206,8 +246,9 @@ class Dispatcher:
             log.warning("handler_failed_retrying", error=repr(outcome.error), retry_in=outcome.seconds,
                         receive_count=lease.receive_count)  # fmt: skip
         self._acker.make_visible(lease, outcome.seconds)
+        return outcome.seconds
 
-    async def _dead_letter(self, lease: Lease, outcome: DeadLetter) -> None:
+    async def _dead_letter(self, lease: Lease, outcome: DeadLetter) -> int | None:
         """Copy to the DLQ, then delete. The lease stays held while the copy is sent (the heartbeat
         keeps it invisible). If the copy fails, nothing is deleted: the message comes back after a
         backoff and the redrive policy still stands behind it."""
@@ -220,8 +261,7 @@ class Dispatcher:
             too_large = isinstance(exc, DeadLetterTooLargeError)
             code = "TooLarge" if too_large else classify(exc).code
             log.error("dead_letter_failed", code=code, error=str(exc)[:300])
-            self._retry(lease, self._policy.after_failed_copy(outcome.error, too_large=too_large))
-            return
+            return self._retry(lease, self._policy.after_failed_copy(outcome.error, too_large=too_large))
         lease.settle()
         self._metrics.dead_lettered.labels(reason).inc()
         log.warning(
@@ -233,6 +273,17 @@ class Dispatcher:
             receive_count=lease.receive_count,
         )
         self._acker.delete(lease)
+        return None
+
+
+def _groups(leases: list[Lease]) -> set[str]:
+    return {lease.group_id or "" for lease in leases}
+
+
+def _stop(stopped: Stopped, lease: Lease, seconds: int) -> None:
+    """Note that ``lease``'s group waits ``seconds`` for it (the longest wait of the group wins)."""
+    group = lease.group_id or ""
+    stopped[group] = max(stopped.get(group, 0), seconds)
 
 
 def _cancelled(leases: list[Lease], exc: asyncio.CancelledError) -> BaseException:

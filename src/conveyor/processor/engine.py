@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 import structlog
 
 from conveyor.processor.acker import Acker
+from conveyor.processor.buffer import AnyOrder, Buffer, ByGroup
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.dead_letter import DeadLetterQueue
 from conveyor.processor.dispatcher import Dispatcher
 from conveyor.processor.handler import BatchHandler, Handler
 from conveyor.processor.health import Health
 from conveyor.processor.heartbeat import Heartbeat
-from conveyor.processor.lease import InFlight, Lease
+from conveyor.processor.lease import InFlight
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.poller import Poller
 from conveyor.processor.slots import Slots
@@ -62,7 +63,7 @@ class Engine:
         self.health = Health(self.stopping, clock)
         self.inflight = InFlight(self.metrics.in_flight.set)
         self.slots = Slots(config.capacity)
-        self.buffer: asyncio.Queue[Lease] = asyncio.Queue()
+        self.buffer: Buffer = ByGroup() if config.fifo else AnyOrder()
         self.fatal: SqsError | None = None
 
     def stop(self) -> None:
@@ -78,7 +79,7 @@ class Engine:
         ) as acker:  # fmt: skip
             dispatcher = Dispatcher(
                 config, self.handler, stopping=self.stopping, buffer=self.buffer, slots=self.slots,
-                acker=acker, dead_letters=self._dead_letter_queue(), metrics=self.metrics,
+                acker=acker, dead_letters=self._dead_letter_queue(), metrics=self.metrics, clock=self.clock,
             )  # fmt: skip
             heartbeat = Heartbeat(self.inflight, acker, self.metrics, config.visibility_timeout, self.clock)
             pollers = [self._poller() for _ in range(config.pollers)]
@@ -112,7 +113,7 @@ class Engine:
             return None
         return DeadLetterQueue(
             self.client, config.dlq_url, config.queue_url,
-            fifo=config.dlq_is_fifo, max_bytes=config.dlq_max_message_bytes,
+            fifo=config.fifo, max_bytes=config.dlq_max_message_bytes,
         )  # fmt: skip
 
     def _poller(self) -> Poller:
@@ -121,6 +122,6 @@ class Engine:
             slots=self.slots, buffer=self.buffer, inflight=self.inflight, health=self.health,
             metrics=self.metrics, wait_time_seconds=self.config.wait_time_seconds,
             visibility_timeout=self.config.visibility_timeout,
-            error_backoff_max=self.config.poll_error_backoff_max, clock=self.clock,
+            error_backoff_max=self.config.poll_error_backoff_max, fifo=self.config.fifo, clock=self.clock,
             sleep=self._sleep, rand=self._rand,
         )  # fmt: skip

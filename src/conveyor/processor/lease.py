@@ -78,6 +78,11 @@ class Lease:
         sent = self.system.get("SentTimestamp")
         return datetime.fromtimestamp(int(sent) / 1000, tz=UTC) if sent else None
 
+    @property
+    def group_id(self) -> str | None:
+        """The FIFO MessageGroupId (None on standard queues)."""
+        return self.system.get("MessageGroupId")
+
     def visibility_cap(self, now: float) -> int:
         """The longest visibility timeout SQS accepts for it now: 12 hours from the receive, less
         what has passed (and a margin)."""
@@ -96,6 +101,9 @@ class Lease:
             attributes={name: _attribute_text(value) for name, value in self.attributes.items()},
             receive_count=self.receive_count,
             sent_at=self.sent_at,
+            group_id=self.group_id,
+            deduplication_id=self.system.get("MessageDeduplicationId"),
+            sequence_number=self.system.get("SequenceNumber"),
         )
 
 

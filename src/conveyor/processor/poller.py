@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
 
 from conveyor.processor.backoff import poll_backoff
+from conveyor.processor.buffer import Buffer
 from conveyor.processor.health import Health
 from conveyor.processor.lease import InFlight, Lease
 from conveyor.processor.metrics import ProcessorMetrics
@@ -39,13 +41,14 @@ class Poller:
         *,
         stopping: asyncio.Event,
         slots: Slots,
-        buffer: asyncio.Queue[Lease],
+        buffer: Buffer,
         inflight: InFlight,
         health: Health,
         metrics: ProcessorMetrics,
         wait_time_seconds: int,
         visibility_timeout: float,
         error_backoff_max: float,
+        fifo: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
@@ -64,6 +67,8 @@ class Poller:
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
+        self._fifo = fifo
+        self._attempt: str | None = None  # FIFO: the ReceiveRequestAttemptId of a receive to repeat
         self._receiving = False  # a ReceiveMessage call is under way
         self._task: asyncio.Task[None] | None = None
 
@@ -121,19 +126,29 @@ class Poller:
         for raw in messages:
             lease = Lease.from_sqs(raw, started, self._visibility)
             self._inflight.add(lease)
-            self._buffer.put_nowait(lease)
+            self._buffer.put(lease)
             self._observe(lease)
         return len(messages)
 
     async def _receive(self, n: int) -> ReceiveMessageResultTypeDef:
-        return await self._client.receive_message(
+        extra: dict[str, str] = {}
+        if self._fifo:
+            # A receive whose answer was lost (a network error) is repeated with the same attempt id
+            # and SQS hands back the same messages, instead of keeping their groups locked until
+            # the visibility timeout ends. A new id only once an answer arrived.
+            self._attempt = self._attempt or uuid.uuid4().hex
+            extra["ReceiveRequestAttemptId"] = self._attempt
+        response = await self._client.receive_message(
             QueueUrl=self._queue_url,
             MaxNumberOfMessages=n,
             WaitTimeSeconds=self._wait,
             VisibilityTimeout=int(self._visibility),
             MessageAttributeNames=["All"],
             MessageSystemAttributeNames=["All"],
+            **extra,  # type: ignore[arg-type]  # only the FIFO attempt id
         )
+        self._attempt = None
+        return response
 
     async def _failed(self, exc: BaseException) -> None:
         failure = classify(exc)
