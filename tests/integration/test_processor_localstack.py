@@ -325,3 +325,28 @@ async def test_a_batch_handler_on_a_real_queue(queues: Queues, sqs: SQSClient) -
             await until(lambda: count(sqs, queues.url) == (0, 0), 15, "queue empty")
     assert sorted(seen) == list(range(30))
     assert dead["Body"] == "not json"
+
+
+def test_a_queue_gone_while_a_thread_handler_runs_ends_the_process(
+    queues: Queues, sqs: SQSClient, tmp_path: Path
+) -> None:
+    sqs.send_message(QueueUrl=queues.url, MessageBody="1")
+    process = start_processor(
+        queues, tmp_path, CONVEYOR_HANDLER="tests.handlers:blocking", CONVEYOR_TEST_SLEEP="40",
+        CONVEYOR_SHUTDOWN_GRACE_SECONDS="1", CONVEYOR_WAIT_TIME_SECONDS="1",
+    )  # fmt: skip
+    log = tmp_path / "processor.log"
+    try:
+        wait_for(lambda: count(sqs, queues.url) == (0, 1), 15, "the message is being handled")
+        # WHEN the queue becomes unusable (deleted; AccessDenied after an IAM change is the same path)
+        sqs.delete_queue(QueueUrl=queues.url)
+        wait_for(lambda: "queue_unusable" in log.read_text(), 15, "the poller saw the fatal error")
+        gone = time.monotonic()
+        # THEN the process exits non-zero within grace + 5 s, without waiting for the thread
+        code = process.wait(30)
+        assert time.monotonic() - gone < 6, f"exited {code} only after {time.monotonic() - gone:.0f} s"
+        assert code == 1
+    finally:
+        process.kill()
+        process.wait()
+    assert "queue-processor:" in log.read_text()  # the one readable line

@@ -170,29 +170,34 @@ class RecordingAcker:
         self.sent: list[tuple[Lease, int, Callable[[], None]]] = []
 
     def extend(self, lease: Lease, seconds: int, on_ok: Callable[[], None]) -> None:
-        lease.extending = True
+        lease.extending += 1
         self.sent.append((lease, seconds, on_ok))
 
 
 def test_extensions_do_not_pile_up_while_one_is_under_way() -> None:
-    now = 100.0
-    lease = Lease("m", "h", "x", {}, {}, received_at=now, visible_until=now + 1)
+    clock = [100.0]
+    lease = Lease("m", "h", "x", {}, {}, received_at=100.0, visible_until=101.0)
     lease.start()
     inflight = InFlight()
     inflight.add(lease)
     acker = RecordingAcker()
-    heartbeat = Heartbeat(inflight, acker, ProcessorMetrics(), 1.0, clock=lambda: now)  # type: ignore[arg-type]
-    # WHEN SQS does not answer the first extension and the heartbeat ticks again
-    for tick in range(3):
-        now = 100.6 + tick / 6
+    heartbeat = Heartbeat(inflight, acker, ProcessorMetrics(), 1.0, clock=lambda: clock[0])  # type: ignore[arg-type]
+
+    def beat_at(now: float) -> int:
+        clock[0] = now
         heartbeat.beat()
-    assert len(acker.sent) == 1
-    # THEN once it is answered, the next tick extends again
-    lease.extending = False
+        return len(acker.sent)
+
+    # WHEN SQS does not answer the first extension and the heartbeat ticks again while there is time
+    assert [beat_at(now) for now in (100.5, 100.55, 100.6)] == [1, 1, 1]
+    # THEN once it is answered, a later tick extends again
+    lease.extending -= 1
     acker.sent[0][2]()
-    now = 101.2
-    heartbeat.beat()
-    assert len(acker.sent) == 2
+    assert beat_at(101.1) == 2
+    # and an extension left unanswered (a hung connection) is sent again once the end is near: the
+    # visibility ends at 101.5; a third of a timeout before that, 101.17, it is overdue
+    assert beat_at(101.15) == 2
+    assert beat_at(101.2) == 3
 
 
 # --- 5. a plain function that outlives the grace ------------------------------------------------

@@ -131,12 +131,12 @@ class Acker:
     # --- visibility -----------------------------------------------------------------------------
     def extend(self, lease: Lease, seconds: int, on_ok: Callable[[], None]) -> None:
         """Keep the message invisible ``seconds`` from now (capped at what SQS accepts)."""
-        lease.extending = True
+        lease.extending += 1
         future = self._change(lease, seconds)
         future.add_done_callback(lambda f: self._extended(lease, f, on_ok))
 
     def _extended(self, lease: Lease, future: asyncio.Future[EntryResult], on_ok: Callable[[], None]) -> None:
-        lease.extending = False
+        lease.extending -= 1
         error = _error_of(future)
         if error is None:
             on_ok()

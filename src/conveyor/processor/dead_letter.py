@@ -63,23 +63,27 @@ class DeadLetterQueue:
 
 
 def fitting_attributes(lease: Lease, outcome: DeadLetter, source_queue: str, max_bytes: int) -> Attributes:
-    """The originals and the fullest record that keeps the copy within ``max_bytes``."""
+    """The originals and the fullest record that keeps the copy within ``max_bytes``. User values
+    come first: the record shrinks but never drops one; when no record fits beside them all, the
+    copy carries the originals alone (as SQS's own redrive would)."""
     originals = {k: _clean(v) for k, v in lease.attributes.items() if k != metadata.DEAD_LETTER}
     names = list(originals)
     room = limits.MAX_ATTRIBUTES - 1
     kept = {name: originals[name] for name in names[:room]}
-    overflow = {name: _as_json(originals[name]) for name in names[room:]}
+    carried = _overflow_of(lease.attributes.get(metadata.DEAD_LETTER))  # a redriven copy failing again
+    overflow = {name: _as_json(originals[name]) for name in names[room:]} | carried
     for record in _records(lease, outcome, source_queue, overflow):
         attributes = kept | {metadata.DEAD_LETTER: {"DataType": "String", "StringValue": record}}
         if limits.message_bytes(lease.body, attributes) <= max_bytes:
             return attributes
-    if limits.message_bytes(lease.body, kept) <= max_bytes:
-        return kept
+    if not carried and limits.message_bytes(lease.body, originals) <= max_bytes:
+        return originals
     raise DeadLetterTooLargeError(f"the message exceeds the dead-letter queue's limit of {max_bytes} bytes")
 
 
 def _records(lease: Lease, outcome: DeadLetter, source_queue: str, overflow: dict[str, Any]) -> Iterator[str]:
-    """The record, from the fullest to the smallest."""
+    """The record, from the fullest to the smallest; each keeps the overflow attributes (values)."""
+    extra = {"overflow_attributes": overflow} if overflow else {}
     full: dict[str, Any] = {
         "error_type": outcome.error_type,
         "error_message": outcome.error_message,
@@ -89,16 +93,22 @@ def _records(lease: Lease, outcome: DeadLetter, source_queue: str, overflow: dic
         "source_queue": source_queue,
         "dead_lettered_at": int(time.time() * 1000),
     }
-    if overflow:
-        yield _compact(full | {"overflow_attributes": overflow})
-        yield _compact(
-            full | {"error_message": outcome.error_message[:SHORT_ERROR_CHARS], "overflow_attributes": overflow}
-        )
-    yield _compact(full)
-    yield _compact(full | {"error_message": outcome.error_message[:SHORT_ERROR_CHARS]})
+    yield _compact(full | extra)
+    yield _compact(full | {"error_message": outcome.error_message[:SHORT_ERROR_CHARS]} | extra)
     brief = {key: full[key] for key in ("error_type", "original_message_id", "receive_count", "retries_exhausted")}
-    yield _compact(brief)
-    yield _compact({"original_message_id": lease.message_id})
+    yield _compact(brief | extra)
+    yield _compact({"original_message_id": lease.message_id} | extra)
+
+
+def _overflow_of(record: dict[str, Any] | None) -> dict[str, Any]:
+    """The overflow attributes kept in an earlier dead-letter record, if it has any that look right."""
+    try:
+        found = json.loads(record["StringValue"])["overflow_attributes"] if record else {}
+    except (ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): v for k, v in found.items() if isinstance(v, dict) and "DataType" in v}
 
 
 def _compact(record: dict[str, Any]) -> str:

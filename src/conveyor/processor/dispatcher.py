@@ -17,7 +17,6 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 
 import structlog
 
@@ -25,16 +24,18 @@ from conveyor.processor.acker import Acker
 from conveyor.processor.buffer import Buffer
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.dead_letter import DeadLetterQueue, DeadLetterTooLargeError
-from conveyor.processor.handler import BatchHandler, Handler, StillRunningError
+from conveyor.processor.handler import BatchHandler, Handler
+from conveyor.processor.invoke import Invoker
 from conveyor.processor.lease import Lease, Stage
 from conveyor.processor.metrics import ProcessorMetrics
-from conveyor.processor.outcome import Ack, DeadLetter, RetryAfter, RetryPolicy, decide
+from conveyor.processor.outcome import Ack, DeadLetter, Outcome, RetryAfter, RetryPolicy, decide, describe
 from conveyor.processor.slots import Slots
 from conveyor.sqs.errors import SQS_ERRORS, classify
 from conveyor.sqs.limits import MAX_BATCH_ENTRIES
 
 log = structlog.get_logger("conveyor.processor")
 type Stopped = dict[str, int]  # FIFO: group -> seconds until the message it waits for is visible again
+CANCEL_WAIT_SECONDS = 1.0  # after cancelling the workers, before cancelling the stragglers again
 COPY_ERRORS: tuple[type[BaseException], ...] = (DeadLetterTooLargeError, *SQS_ERRORS)
 
 
@@ -54,7 +55,7 @@ class Dispatcher:
     ) -> None:
         self._config = config
         self._clock = clock
-        self._handler = handler
+        self._invoker = Invoker(handler, metrics, stopping)
         self._stopping = stopping
         self._buffer = buffer
         self._slots = slots
@@ -82,7 +83,15 @@ class Dispatcher:
                 await self._slots.wait_empty()
         except TimeoutError:
             log.warning("shutdown_grace_expired", running=self._slots.used)
+        self._invoker.cancelling = True
         for task in self._workers:
+            task.cancel()
+        # A handler may swallow the cancellation (or turn it into another error) and its worker
+        # settle the message; such a worker then ends on its own. One that started waiting on
+        # something else gets a second cancel.
+        _, stragglers = await asyncio.wait(self._workers, timeout=CANCEL_WAIT_SECONDS)
+        for task in stragglers:
+            log.warning("worker_ignored_cancel")
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
 
@@ -97,8 +106,8 @@ class Dispatcher:
     async def _worker(self) -> None:
         """Take buffered messages until cancelled (one at a time, or up to 10 for a batch handler);
         once stopping, start none."""
-        most = MAX_BATCH_ENTRIES if isinstance(self._handler, BatchHandler) else 1
-        while True:
+        most = MAX_BATCH_ENTRIES if self._invoker.batch else 1
+        while not self._invoker.cancelling:
             leases = await self._buffer.take(most)
             stopped: Stopped = {}
             try:
@@ -152,7 +161,7 @@ class Dispatcher:
         for lease in leases:
             lease.start()
         try:
-            errors = await self._run(leases)
+            errors = await self._invoker.errors(leases)
         except asyncio.CancelledError:
             self._unfinished(leases, stopped)
             raise
@@ -170,32 +179,28 @@ class Dispatcher:
                 self._acker.forget(lease)
                 _stop(stopped, lease, self._comes_back_in(lease))
 
-    async def _run(self, leases: list[Lease]) -> Mapping[str, BaseException]:
-        """Each message's error, by message id (absent: success)."""
-        if isinstance(self._handler, BatchHandler):
-            return await self._run_batch(self._handler, leases)
-        [lease] = leases
-        with _log_context(lease):  # the handler's own log lines carry the ids too
-            error = await self._run_handler(self._handler, lease)
-        return {} if error is None else {lease.message_id: error}
-
     async def _settle_all(self, leases: list[Lease], errors: Mapping[str, BaseException], stopped: Stopped) -> None:
-        """Settle each message in order. On a FIFO queue a message that goes back to the queue stops
-        its group: the later messages of that group in this batch are released with it, not settled,
-        so that the group is delivered again from the failed one (what Lambda does with FIFO batches)."""
-        for lease in leases:
+        """Settle each message. On a standard queue the deletes and retries go first and the
+        dead-letter copies (an SQS call each, awaited) last, so a stop during a copy never hands back
+        messages whose handler succeeded. On a FIFO queue, in order: a message that goes back to the
+        queue stops its group, and the later messages of that group in this batch are released with
+        it, not settled, so that the group is delivered again from the failed one (what Lambda does
+        with FIFO batches)."""
+        decided = [(lease, decide(errors.get(lease.message_id), lease.receive_count, self._policy)) for lease in leases]
+        if not self._config.fifo:
+            decided.sort(key=lambda pair: isinstance(pair[1], DeadLetter))  # stable: otherwise in order
+        for lease, outcome in decided:
             group = lease.group_id or ""
-            with _log_context(lease):
+            with lease.log_context():
                 if self._config.fifo and group in stopped:
                     log.info("released_behind_failure", group_id=group)
                     self.release(lease, stopped[group])
-                elif (seconds := await self._settle(lease, errors.get(lease.message_id))) is not None:
+                elif (seconds := await self._settle(lease, outcome)) is not None:
                     stopped[group] = seconds
 
-    async def _settle(self, lease: Lease, error: BaseException | None) -> int | None:
-        """Decide the outcome of one message and act on it; returns the seconds until it is visible
-        again when it goes back to the queue, None when it is done (deleted, dead-lettered)."""
-        outcome = decide(error, lease.receive_count, self._policy)
+    async def _settle(self, lease: Lease, outcome: Outcome) -> int | None:
+        """Act on one message's outcome; returns the seconds until it is visible again when it goes
+        back to the queue, None when it is done (deleted, dead-lettered)."""
         match outcome:
             case Ack():
                 lease.settle()
@@ -207,43 +212,13 @@ class Dispatcher:
             case DeadLetter():
                 return await self._dead_letter(lease, outcome)
 
-    async def _run_handler(self, handler: Handler, lease: Lease) -> BaseException | None:
-        started = time.perf_counter()
-        self._metrics.running.inc()
-        try:
-            await handler(lease.message())
-        except asyncio.CancelledError as exc:
-            return _cancelled([lease], exc)
-        except Exception as exc:  # noqa: BLE001 - every handler error becomes an outcome
-            return exc
-        finally:
-            self._metrics.running.dec()
-            self._metrics.handler_seconds.observe(time.perf_counter() - started)
-        return None
-
-    async def _run_batch(self, handler: BatchHandler, leases: list[Lease]) -> dict[str, BaseException]:
-        """Each message's error: the one the handler reported for it, or the one it raised for all."""
-        started = time.perf_counter()
-        self._metrics.running.inc(len(leases))
-        try:
-            failures = await handler.call([lease.message() for lease in leases])
-        except asyncio.CancelledError as exc:
-            error = _cancelled(leases, exc)
-            return {lease.message_id: error for lease in leases}
-        except Exception as exc:  # noqa: BLE001 - every handler error becomes an outcome
-            return {lease.message_id: exc for lease in leases}
-        finally:
-            self._metrics.running.dec(len(leases))
-            self._metrics.handler_seconds.observe(time.perf_counter() - started)
-        return _failures_of(failures, leases)
-
     def _retry(self, lease: Lease, outcome: RetryAfter) -> int:
         lease.settle()
         self._metrics.retried.inc()
         if outcome.parked:  # a permanent error with no DLQ to take it, or a copy that can never fit
-            log.error("message_parked", error=repr(outcome.error), retry_in=outcome.seconds)
+            log.error("message_parked", error=describe(outcome.error), retry_in=outcome.seconds)
         else:
-            log.warning("handler_failed_retrying", error=repr(outcome.error), retry_in=outcome.seconds,
+            log.warning("handler_failed_retrying", error=describe(outcome.error), retry_in=outcome.seconds,
                         receive_count=lease.receive_count)  # fmt: skip
         self._acker.make_visible(lease, outcome.seconds)
         return outcome.seconds
@@ -257,10 +232,13 @@ class Dispatcher:
         reason = "exhausted" if outcome.exhausted else "rejected"
         try:
             dlq_id = await self._dead_letters.send(lease, outcome)
+        except asyncio.CancelledError:
+            self.release(lease)  # the stop came during the copy: it comes back (the copy may be there)
+            raise
         except COPY_ERRORS as exc:  # classified; the message is retried instead
             too_large = isinstance(exc, DeadLetterTooLargeError)
             code = "TooLarge" if too_large else classify(exc).code
-            log.error("dead_letter_failed", code=code, error=str(exc)[:300])
+            log.error("dead_letter_failed", code=code, error=describe(exc, str)[:300])
             return self._retry(lease, self._policy.after_failed_copy(outcome.error, too_large=too_large))
         lease.settle()
         self._metrics.dead_lettered.labels(reason).inc()
@@ -284,43 +262,3 @@ def _stop(stopped: Stopped, lease: Lease, seconds: int) -> None:
     """Note that ``lease``'s group waits ``seconds`` for it (the longest wait of the group wins)."""
     group = lease.group_id or ""
     stopped[group] = max(stopped.get(group, 0), seconds)
-
-
-def _cancelled(leases: list[Lease], exc: asyncio.CancelledError) -> BaseException:
-    """A ``CancelledError`` out of the handler. The worker is being cancelled (shutdown): let it
-    through, and mark the messages whose thread still runs so they are never released. Otherwise
-    the handler raised it itself (awaiting a task someone else cancelled, say): a failure."""
-    if isinstance(exc, StillRunningError):
-        for lease in leases:
-            lease.abandon()
-    task = asyncio.current_task()
-    if task is not None and task.cancelling() > 0:
-        raise exc
-    return exc
-
-
-def _failures_of(failures: object, leases: list[Lease]) -> dict[str, BaseException]:
-    """Check what a batch handler returned; a malformed answer fails the whole batch (retried).
-
-    Naming an id that is not a message id of this batch (the user's own ids, say) is malformed:
-    taking it at its word would delete as succeeded the messages it meant to fail."""
-    if failures is None:
-        return {}
-    if not isinstance(failures, Mapping) or not all(isinstance(e, BaseException) for e in failures.values()):
-        return _malformed(leases, f"a mapping of message id to exception or None, not {failures!r}")
-    ids = {lease.message_id for lease in leases}
-    unknown = [str(key) for key in failures if key not in ids]
-    if unknown:
-        return _malformed(leases, f"ids of this batch's messages; these are not: {', '.join(unknown[:10])}")
-    return dict(failures)
-
-
-def _malformed(leases: list[Lease], expected: str) -> dict[str, BaseException]:
-    error = TypeError(f"a batch handler must return {expected}")
-    log.error("batch_handler_bad_result", error=str(error)[:300])
-    return {lease.message_id: error for lease in leases}
-
-
-def _log_context(lease: Lease) -> AbstractContextManager[None]:
-    """Every log line about one message carries its id and the writer's request id."""
-    return structlog.contextvars.bound_contextvars(message_id=lease.message_id, request_id=lease.message().request_id)

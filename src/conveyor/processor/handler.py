@@ -91,9 +91,12 @@ def _as_async(func: Callable[..., Any], executor: ThreadPoolExecutor) -> Callabl
         try:
             result = await asyncio.wrap_future(call)
         except asyncio.CancelledError as exc:
-            if not call.cancel() and not call.done():
+            if call.done() and not call.cancelled():
+                result = call.result()  # it finished meanwhile: its outcome stands
+            elif call.cancelled() or call.cancel():
+                raise  # never started: nothing runs
+            else:
                 raise StillRunningError from exc
-            raise
         if inspect.isawaitable(result):
             return await result
         return result

@@ -3,8 +3,10 @@
 Each tick, every lease whose visibility ends within half a timeout is extended by a full timeout,
 through the coalescing acker (ChangeMessageVisibilityBatch): a slow handler is never delivered
 twice, at about one request per ten messages per extension. Extensions stop at SQS's cap of 12 hours
-since the receive. A lease has at most one extension under way: while SQS throttles, the heartbeat
-does not pile up more; a failed one is sent again on a later tick.
+since the receive. A lease has one extension under way at a time: while SQS throttles, the heartbeat
+does not pile up more, and a failed one is sent again on a later tick. An extension that gets no
+answer (a connection that hangs until botocore's read timeout) does not hold the others back: once
+the message's visibility is within a third of a timeout of its end, another is sent each tick.
 """
 
 from __future__ import annotations
@@ -47,13 +49,16 @@ class Heartbeat:
             self.beat()
 
     def due(self, now: float) -> list[Lease]:
-        """Leases still being worked on whose visibility ends within half a timeout (and that have
-        no extension under way)."""
+        """Leases still being worked on whose visibility ends within half a timeout, unless an
+        extension is under way and there is still time for its answer."""
         horizon = now + self._timeout / 2
+        overdue = now + self._timeout / 3
         return [
             lease
             for lease in self._inflight
-            if lease.held_by_handler and not lease.extending and lease.visible_until <= horizon
+            if lease.held_by_handler
+            and lease.visible_until <= horizon
+            and (not lease.extending or lease.visible_until <= overdue)
         ]
 
     def extension(self, lease: Lease, now: float) -> int:
@@ -70,7 +75,7 @@ class Heartbeat:
 
     def _extended(self, lease: Lease, sent_at: float, seconds: int) -> Callable[[], None]:
         def done() -> None:
-            lease.visible_until = sent_at + seconds
+            lease.visible_until = max(lease.visible_until, sent_at + seconds)  # answers may come out of order
             self._metrics.extended.inc()
 
         return done

@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import enum
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import structlog
 
 from conveyor.message import Message
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
@@ -34,7 +37,7 @@ class Lease:
     received_at: float  # monotonic time when the receive call started (a conservative bound)
     visible_until: float  # monotonic time by which the heartbeat must have extended it
     stage: Stage = Stage.BUFFERED
-    extending: bool = False  # an extension was sent and SQS has not answered yet
+    extending: int = 0  # extensions sent that SQS has not answered yet
     _view: Message | None = field(default=None, repr=False)  # built once, on first use
 
     @classmethod
@@ -87,6 +90,10 @@ class Lease:
         """The longest visibility timeout SQS accepts for it now: 12 hours from the receive, less
         what has passed (and a margin)."""
         return max(0, int(MAX_VISIBILITY_SECONDS - CAP_MARGIN_SECONDS - (now - self.received_at)))
+
+    def log_context(self) -> AbstractContextManager[None]:
+        """Every log line about this message carries its id and the writer's request id."""
+        return structlog.contextvars.bound_contextvars(message_id=self.message_id, request_id=self.message().request_id)
 
     def message(self) -> Message:
         """The handler's view: string attributes as text, binary ones as base64."""

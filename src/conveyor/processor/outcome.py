@@ -3,6 +3,7 @@ dead-letter copy went. The dispatcher only carries out what is decided here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -43,7 +44,15 @@ class DeadLetter:
 
     @property
     def error_message(self) -> str:
-        return str(self.error)[:MAX_ERROR_MESSAGE_CHARS]
+        return describe(self.error, str)[:MAX_ERROR_MESSAGE_CHARS]
+
+
+def describe(error: BaseException, how: Callable[[object], str] = repr) -> str:
+    """``repr`` (or ``str``) of an error that may not even be able to say what it is."""
+    try:
+        return how(error)
+    except Exception:  # noqa: BLE001 - a broken __repr__/__str__ must not lose the message
+        return f"<{type(error).__qualname__} that cannot be shown>"
 
 
 type Outcome = Ack | RetryAfter | DeadLetter

@@ -31,6 +31,7 @@ from conveyor.sqs.queues import QueueConfig, dlq_url_of, read_queue_config, reso
 
 log = structlog.get_logger("conveyor.processor")
 EXIT_HARD_STOP = 130
+EXIT_FAILURE = 1
 HARD_STOP_SECONDS = 2.0  # after a second signal, the longest the process lives on
 
 
@@ -122,10 +123,21 @@ def _exit_now(code: int) -> None:
 
 
 def main(settings: ProcessorSettings) -> int:
-    code = asyncio.run(run(settings))
+    """Run the processor. Handlers still running in threads at the end were abandoned (their
+    messages come back after their visibility timeout): the process does not wait for them, as the
+    interpreter would at exit, whether it stops on a signal or on an error."""
+    try:
+        code = asyncio.run(run(settings))
+    except Exception as exc:
+        if THREADS.running:
+            print(f"queue-processor: {exc}", file=sys.stderr)  # the CLI's one line, before leaving now
+            _abandon_threads(EXIT_FAILURE)
+        raise
     if THREADS.running:
-        # Handlers still running in threads were abandoned (their messages come back after their
-        # visibility timeout); the interpreter would wait for those threads at exit.
-        log.warning("exiting_with_handler_threads_running", threads=THREADS.running)
-        _exit_now(code)
+        _abandon_threads(code)
     return code
+
+
+def _abandon_threads(code: int) -> None:
+    log.warning("exiting_with_handler_threads_running", threads=THREADS.running)
+    _exit_now(code)
