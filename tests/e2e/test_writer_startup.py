@@ -84,7 +84,7 @@ def test_a_queue_that_does_not_exist_is_one_line_and_exit_1(
     lines = output.splitlines()
     assert 1 <= len(lines) <= int(workers), output  # one line per worker that got to say it
     assert all(
-        line.startswith("queue-writer: cannot use the queue: AWS.SimpleQueueService.NonExistentQueue")
-        or line.startswith("queue-writer: cannot use the queue: QueueDoesNotExist")
+        line.startswith("queue-writer: AWS.SimpleQueueService.NonExistentQueue")
+        or line.startswith("queue-writer: QueueDoesNotExist")
         for line in lines
     ), output

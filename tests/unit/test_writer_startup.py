@@ -73,7 +73,7 @@ async def test_a_queue_that_does_not_exist_fails_start_up_with_one_line(
     with pytest.raises(QueueUnusableError) as raised:
         async with running_writer(fake, writer_settings):
             pass
-    assert str(raised.value) == f"cannot use the queue: {MISSING}: The queue does not exist."
+    assert str(raised.value) == f"{MISSING}: The queue does not exist."
     assert fake.count("GetQueueUrl") == 1
 
 

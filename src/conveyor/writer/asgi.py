@@ -18,9 +18,9 @@ UVICORN_STARTUP_FAILED = "Application startup failed. Exiting."
 
 class StartupGuard:
     """uvicorn reports a failed start-up as the lifespan's traceback. A queue that cannot be used is
-    the operator's to fix, not a bug: it is one line on stderr (``queue-writer: cannot use the
-    queue: <code>: <SQS's text>``), and uvicorn exits with its start-up failure status. Any other
-    start-up failure keeps its traceback."""
+    the operator's to fix, not a bug: it is one line on stderr (``queue-writer: <code>: <SQS's
+    text>``, as the processor says it), and uvicorn exits with its start-up failure status (which
+    ``queue-writer`` turns into exit 1). Any other start-up failure keeps its traceback."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -33,10 +33,8 @@ MAX_RETRY_SECONDS = 10.0
 
 
 class QueueUnusableError(SqsError):
-    """The queue cannot be used, and retrying will not change that: the operator must act."""
-
-    def __str__(self) -> str:
-        return f"cannot use the queue: {self.failure.code}: {self.failure.message}"
+    """The queue cannot be used, and retrying will not change that: the operator must act. Its text
+    is the one line ``queue-writer`` prints, ``<code>: <SQS's text>``, as the processor does."""
 
 
 async def read_queue(client: SQSClient, settings: SqsSettings) -> QueueConfig:
