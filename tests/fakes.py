@@ -33,6 +33,16 @@ def client_error(code: str, operation: str, status: int = 400, message: str = "i
     return ClientError(response, operation)
 
 
+def _entry_bytes(entry: dict[str, Any]) -> int:
+    """What SQS counts of a message: the body, and each attribute's name, type and value (UTF-8)."""
+    size = len(entry["MessageBody"].encode())
+    for name, attribute in entry.get("MessageAttributes", {}).items():
+        value = attribute.get("StringValue", attribute.get("BinaryValue", b""))
+        size += len(name.encode()) + len(attribute["DataType"].encode())
+        size += len(value if isinstance(value, bytes) else value.encode())
+    return size
+
+
 @dataclass
 class FakeMessage:
     message_id: str
@@ -260,16 +270,6 @@ class FakeSqs:
             message.visible_at = self._now() + entry["VisibilityTimeout"]
             successful.append({"Id": entry["Id"]})
         return {"Successful": successful, "Failed": failed}
-
-
-def _entry_bytes(entry: dict[str, Any]) -> int:
-    """What SQS counts of a message: the body, and each attribute's name, type and value (UTF-8)."""
-    size = len(entry["MessageBody"].encode())
-    for name, attribute in entry.get("MessageAttributes", {}).items():
-        value = attribute.get("StringValue", attribute.get("BinaryValue", b""))
-        size += len(name.encode()) + len(attribute["DataType"].encode())
-        size += len(value if isinstance(value, bytes) else value.encode())
-    return size
 
 
 def as_client(fake: FakeSqs) -> Any:
