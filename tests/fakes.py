@@ -33,6 +33,16 @@ def client_error(code: str, operation: str, status: int = 400, message: str = "i
     return ClientError(response, operation)
 
 
+def _entry_bytes(entry: dict[str, Any]) -> int:
+    """What SQS counts of a message: the body, and each attribute's name, type and value (UTF-8)."""
+    size = len(entry["MessageBody"].encode())
+    for name, attribute in entry.get("MessageAttributes", {}).items():
+        value = attribute.get("StringValue", attribute.get("BinaryValue", b""))
+        size += len(name.encode()) + len(attribute["DataType"].encode())
+        size += len(value if isinstance(value, bytes) else value.encode())
+    return size
+
+
 @dataclass
 class FakeMessage:
     message_id: str
@@ -173,9 +183,12 @@ class FakeSqs:
     async def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
         self._record("SendMessageBatch", {"QueueUrl": QueueUrl, "Entries": Entries})
         assert 1 <= len(Entries) <= 10, "SendMessageBatch takes 1 to 10 entries"
-        size = sum(len(e["MessageBody"].encode()) for e in Entries)
-        assert size <= 1_048_576, "SendMessageBatch payload over 1 MiB"
         queue = self.queue(QueueUrl)
+        # SQS caps a call's total (bodies and attributes) by 1 MiB and, on a queue whose limit is
+        # lower (still 256 KiB, say), by that limit: the whole call fails.
+        size = sum(_entry_bytes(e) for e in Entries)
+        if size > min(1_048_576, int(queue.attributes["MaximumMessageSize"])):
+            raise client_error("AWS.SimpleQueueService.BatchRequestTooLong", "SendMessageBatch")
         successful, failed = [], []
         for entry in Entries:
             failure = self._entry_failure("SendMessageBatch", entry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -115,3 +116,19 @@ async def test_sqs_stopped_is_503_never_202(tmp_path: Path) -> None:
     assert all(r.headers["retry-after"] == "2" for r in responses)
     assert all(r.json()["retryable"] is True for r in responses)
     assert ready.status_code == 503
+
+
+async def test_a_message_sqs_refuses_in_a_shared_call_is_422_alone(localstack: LocalStack, sqs: SQSClient) -> None:
+    # GIVEN the queue's limit is lowered after the writer read it: the writer lets a 4 KiB message
+    # through, and SQS refuses that entry (LocalStack says InvalidParameterValueException)
+    queues = make_queues(localstack.endpoint)
+    async with writer(queues, batch_linger_ms=200) as api:
+        sqs.set_queue_attributes(QueueUrl=queues.url, Attributes={"MaximumMessageSize": "1024"})
+        # WHEN it is posted together with small ones
+        bodies = ["a", "x" * 4096, "b", "c"]
+        responses = await asyncio.gather(*(api.post("/messages", json={"body": b}) for b in bodies))
+    # THEN only the big one is refused, as the sender's fault, without SQS's text
+    assert [r.status_code for r in responses] == [202, 422, 202, 202], [r.text for r in responses]
+    assert responses[1].json()["code"]
+    received = sorted(json.loads(m["Body"]) for m in drain(sqs, queues.url, 3))
+    assert received == ["a", "b", "c"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -72,3 +72,32 @@ async def test_leaving_flushes_what_waits_and_then_refuses() -> None:
     assert future.result() == 70  # flushed on exit, not after the 60 s linger
     with pytest.raises(BatcherClosedError):
         batcher.submit_nowait(8)
+
+
+async def test_a_settling_flush_answers_each_submitter_as_soon_as_its_result_is_known() -> None:
+    # GIVEN a flush that knows entry 0's result at once and entry 1's only after a resend
+    release = asyncio.Event()
+
+    async def flush(entries: Sequence[int], settle: Callable[[int, int | BaseException], None]) -> None:
+        settle(0, entries[0] * 10)
+        await release.wait()  # entry 1 is being sent again
+        settle(1, entries[1] * 10)
+
+    async with Batcher(settle_each=flush, linger=0.01) as batcher:
+        first, second = batcher.submit_nowait(1), batcher.submit_nowait(2)
+        # WHEN entry 1 is still being retried THEN entry 0's submitter has its answer already
+        assert await asyncio.wait_for(first, timeout=10) == 10
+        assert not second.done()
+        release.set()
+        assert await second == 20
+
+
+async def test_a_settling_flush_that_fails_fails_only_the_entries_not_yet_answered() -> None:
+    async def flush(entries: Sequence[int], settle: Callable[[int, int | BaseException], None]) -> None:
+        settle(0, 0)
+        raise ConnectionError("down")
+
+    async with Batcher(settle_each=flush, linger=0.01) as batcher:
+        results = await asyncio.gather(batcher.submit(0), batcher.submit(1), return_exceptions=True)
+    assert results[0] == 0
+    assert isinstance(results[1], ConnectionError)

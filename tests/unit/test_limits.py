@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from conveyor.settings import WriterSettings
 from conveyor.sqs import limits
 
 ALLOWED = st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="\ufffe\uffff").filter(
@@ -45,3 +47,16 @@ def test_message_bytes_counts_body_names_types_and_values(body: str, values: dic
 def test_binary_attributes_count_their_bytes() -> None:
     attributes = {"b": {"DataType": "Binary", "BinaryValue": b"\x00\x01\x02"}}
     assert limits.message_bytes("", attributes) == 1 + 6 + 3
+
+
+@pytest.mark.parametrize("name", ["tenant\n", "a.b\n"])
+def test_a_trailing_newline_is_not_part_of_a_valid_name(name: str) -> None:
+    assert limits.attribute_name_problem(name) is not None
+    assert not limits.is_valid_dedup_id(name)
+
+
+def test_a_queue_name_with_a_trailing_newline_is_refused() -> None:
+    # pydantic's `pattern=` is a Rust regex: "$" is the end of the text, as the OpenAPI document says
+    with pytest.raises(ValidationError):
+        WriterSettings(queue_name="conveyor-messages\n")
+    assert WriterSettings(queue_name="conveyor-messages").queue_name == "conveyor-messages"

@@ -3,9 +3,10 @@ ChangeMessageVisibilityBatch alike.
 
 Entries submitted concurrently are gathered into one call of up to ``max_entries`` and ``max_bytes``;
 a call is made when it is full, or ``linger`` seconds after its first entry arrived, so an entry with
-no company never waits longer than the linger. Each submitter gets its own entry's result. Flush
-calls run inside the batcher's task group: leaving ``async with`` flushes what is waiting and waits
-for every call in flight.
+no company never waits longer than the linger. Each submitter gets its own entry's result: with a
+settling flush (``settle_each``) the moment that result is known, even while other entries of
+the same call are still being retried. Flush calls run inside the batcher's task group: leaving
+``async with`` flushes what is waiting and waits for every call in flight.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from conveyor.sqs.limits import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES
 
 type Outcome[R] = R | BaseException
 type FlushFn[E, R] = Callable[[Sequence[E]], Awaitable[Sequence[Outcome[R]]]]
+type Settle[R] = Callable[[int, Outcome[R]], None]
+"""Hands the entry at an index of the call its outcome."""
+type SettlingFlushFn[E, R] = Callable[[Sequence[E], Settle[R]], Awaitable[None]]
+"""A flush that settles each entry as soon as its outcome is known."""
 
 
 @dataclass(slots=True)
@@ -39,18 +44,24 @@ class Batcher[E, R]:
 
     def __init__(
         self,
-        flush: FlushFn[E, R],
+        flush: FlushFn[E, R] | None = None,
         *,
+        settle_each: SettlingFlushFn[E, R] | None = None,
         linger: float,
         max_entries: int = MAX_BATCH_ENTRIES,
         max_bytes: int = MAX_BATCH_BYTES,
         size_of: Callable[[E], int] = lambda _: 0,
         on_flush: Callable[[int, float], None] | None = None,
     ) -> None:
-        self._flush = flush
+        if flush is not None and settle_each is None:
+            self._flush_each = _settle_all(flush)
+        elif settle_each is not None and flush is None:
+            self._flush_each = settle_each
+        else:
+            raise TypeError("give either flush (all outcomes at the end) or settle_each (one by one)")
         self._linger = linger
         self._max_entries = max_entries
-        self._max_bytes = max_bytes
+        self.max_bytes = max_bytes  # may be lowered once the queue's own limit is known
         self._size_of = size_of
         self._on_flush = on_flush
         self._pending: _Pending[E, R] = _Pending()
@@ -76,7 +87,7 @@ class Batcher[E, R]:
             raise BatcherClosedError("batcher is closed")
         size = self._size_of(entry)
         pending = self._pending
-        if pending.entries and pending.size + size > self._max_bytes:
+        if pending.entries and pending.size + size > self.max_bytes:
             self.flush_now()
             pending = self._pending
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -104,18 +115,32 @@ class Batcher[E, R]:
     async def _call(self, pending: _Pending[E, R]) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
+
+        def settle(index: int, outcome: Outcome[R]) -> None:
+            _resolve(pending.futures[index], outcome)
+
         try:
             try:
-                outcomes: Sequence[Outcome[R]] = await self._flush(pending.entries)
-            except Exception as exc:  # noqa: BLE001 - the whole call failed: each entry gets it
-                outcomes = [exc] * len(pending.entries)
+                await self._flush_each(pending.entries, settle)
+            except Exception as exc:  # noqa: BLE001 - the whole call failed: each entry not yet answered gets it
+                for future in pending.futures:
+                    _resolve(future, exc)
             if self._on_flush is not None:
                 self._on_flush(len(pending.entries), loop.time() - started)
-            for future, outcome in zip(pending.futures, outcomes, strict=True):
-                _resolve(future, outcome)
         finally:
             for future in pending.futures:
                 future.cancel()  # no-op for resolved futures; never leave a submitter hanging
+
+
+def _settle_all[E, R](flush: FlushFn[E, R]) -> SettlingFlushFn[E, R]:
+    """A flush that returns every outcome at the end, as a settling flush."""
+
+    async def flush_each(entries: Sequence[E], settle: Settle[R]) -> None:
+        outcomes = await flush(entries)
+        for index, outcome in zip(range(len(entries)), outcomes, strict=True):
+            settle(index, outcome)
+
+    return flush_each
 
 
 def _resolve[R](future: asyncio.Future[R], outcome: Outcome[R]) -> None:

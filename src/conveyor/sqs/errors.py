@@ -1,4 +1,17 @@
-"""Every SQS failure is classified here, once: retryable, fatal (cannot heal) or the sender's fault."""
+"""Every SQS failure is classified here, once: retryable, fatal (cannot heal) or the sender's fault.
+
+The rule: only a code known to be about the content of one request or entry is the sender's fault.
+Credential, KMS and queue codes are server-side (the operator's, never the HTTP client's), and so is
+any code not listed here: a code SQS adds tomorrow must not refuse good messages as the client's
+fault. Server-side codes that heal by themselves are retryable (503); the others are fatal (500).
+
+SQS speaks two dialects of codes: the JSON protocol's shape names (``QueueDoesNotExist``,
+``KmsDisabled``) and the query-compatible codes botocore reports when SQS sends them
+(``AWS.SimpleQueueService.NonExistentQueue``, ``KMS.DisabledException``). Both are listed.
+
+Each failure carries ``message`` (SQS's own text: for the log only, it may hold key ARNs and account
+ids) and ``summary`` (a generic sentence per cause, safe to show to an HTTP client).
+"""
 
 from __future__ import annotations
 
@@ -7,71 +20,147 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-THROTTLING = frozenset(
-    {
-        "RequestThrottled",
-        "ThrottlingException",
-        "Throttling",
-        "KMS.ThrottlingException",
-        "RequestLimitExceeded",
-        "SlowDown",
-    }
+
+class Kind(enum.Enum):
+    """What the caller should do about a failure."""
+
+    RETRYABLE = "retryable"  # throttling, 5xx, connection trouble, expired credentials: try again later
+    FATAL = "fatal"  # queue missing, access denied, KMS key unusable: will not heal by retrying
+    SENDER = "sender"  # this request or entry is wrong: do not retry it
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    kind: Kind
+    summary: str  # generic: never SQS's text, which may name key ARNs and account ids
+
+
+THROTTLED = Cause(Kind.RETRYABLE, "SQS is throttling requests")
+SERVER_ERROR = Cause(Kind.RETRYABLE, "SQS failed with a server error")
+UNREACHABLE = Cause(Kind.RETRYABLE, "SQS could not be reached or did not answer in time")
+UNKNOWN = Cause(Kind.RETRYABLE, "SQS failed with an error this service does not know")
+EXPIRED = Cause(Kind.RETRYABLE, "this service's AWS credentials or request signature expired")
+KMS_UNAVAILABLE = Cause(Kind.RETRYABLE, "the queue's KMS key is throttled or temporarily unavailable")
+BATCH_SHAPE = Cause(Kind.RETRYABLE, "SQS refused the batch call this service built")
+QUEUE_MISSING = Cause(Kind.FATAL, "the queue does not exist or its URL is not valid")
+ACCESS_DENIED = Cause(Kind.FATAL, "this service may not use the queue (access denied or credentials refused)")
+KMS_UNUSABLE = Cause(
+    Kind.FATAL, "the queue's KMS key cannot be used (disabled, missing, not permitted or misconfigured)"
 )
-SERVER = frozenset({"InternalError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException"})
-FATAL = frozenset(
-    {
-        "AWS.SimpleQueueService.NonExistentQueue",
-        "QueueDoesNotExist",
-        "NonExistentQueue",
-        "AccessDenied",
-        "AccessDeniedException",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "SignatureDoesNotMatch",
-        "InvalidSecurity",
-        "MissingAuthenticationToken",
-        "KMS.AccessDeniedException",
-        "KMS.DisabledException",
-        "KMS.NotFoundException",
-        "NoCredentials",
-    }
-)
+UNSUPPORTED = Cause(Kind.FATAL, "SQS does not support this operation on the queue")
+QUEUE_CONFLICT = Cause(Kind.FATAL, "a queue of this name exists with other attributes")
+
+CAUSES: dict[str, Cause] = {}
+
+
+def _codes(cause: Cause, *codes: str) -> None:
+    CAUSES.update(dict.fromkeys(codes, cause))
+
+
+_codes(THROTTLED, "RequestThrottled", "ThrottlingException", "Throttling", "RequestLimitExceeded", "SlowDown")
+# OverLimit: too many messages in flight (ReceiveMessage); PurgeQueueInProgress / QueueDeletedRecently:
+# wait 60 s. All heal with time.
+_codes(THROTTLED, "OverLimit", "AWS.SimpleQueueService.PurgeQueueInProgress", "PurgeQueueInProgress")
+_codes(THROTTLED, "AWS.SimpleQueueService.QueueDeletedRecently", "QueueDeletedRecently")
+_codes(SERVER_ERROR, "InternalError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException")
+# botocore refreshes role and SSO credentials before they expire; an expired token or a request that
+# aged in transit is a race with that refresh (or a skewed clock botocore corrects on retry).
+_codes(EXPIRED, "ExpiredToken", "ExpiredTokenException", "RequestExpired", "RequestTimeTooSkewed")
+_codes(KMS_UNAVAILABLE, "KMS.ThrottlingException", "KmsThrottled", "KMS.KeyUnavailableException")
+# Codes about the shape of a batch call, which this service builds: resending the entries alone cures
+# them (see ``SqsFailure.split``). BatchRequestTooLong is not here: alone, an entry too long is its own.
+_codes(
+    BATCH_SHAPE,
+    "AWS.SimpleQueueService.TooManyEntriesInBatchRequest", "TooManyEntriesInBatchRequest",
+    "AWS.SimpleQueueService.BatchEntryIdsNotDistinct", "BatchEntryIdsNotDistinct",
+    "AWS.SimpleQueueService.EmptyBatchRequest", "EmptyBatchRequest",
+    "AWS.SimpleQueueService.InvalidBatchEntryId", "InvalidBatchEntryId",
+)  # fmt: skip
+_codes(
+    QUEUE_MISSING,
+    "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue", "InvalidAddress",
+    "ResourceNotFoundException",
+)  # fmt: skip
+_codes(
+    ACCESS_DENIED,
+    "AccessDenied", "AccessDeniedException", "InvalidClientTokenId", "UnrecognizedClientException",
+    "SignatureDoesNotMatch", "IncompleteSignature", "InvalidSecurity", "MissingAuthenticationToken",
+    "AuthFailure", "OptInRequired", "NoCredentials",
+)  # fmt: skip
+# KMS.InvalidStateException: the key is pending deletion, disabled, pending import or its custom key
+# store is disconnected: each needs the operator, like a disabled or deleted key.
+_codes(
+    KMS_UNUSABLE,
+    "KMS.AccessDeniedException", "KmsAccessDenied", "KMS.DisabledException", "KmsDisabled",
+    "KMS.NotFoundException", "KmsNotFound", "KMS.InvalidStateException", "KmsInvalidState",
+    "KMS.InvalidKeyUsageException", "KmsInvalidKeyUsage", "KMS.OptInRequired", "KmsOptInRequired",
+)  # fmt: skip
+_codes(UNSUPPORTED, "AWS.SimpleQueueService.UnsupportedOperation", "UnsupportedOperation")
+_codes(QUEUE_CONFLICT, "QueueAlreadyExists", "QueueNameExists")
+
+# The sender's fault: what SQS says about one message or entry (content, parameters, receipt handle).
+_codes(Cause(Kind.SENDER, "SQS refused a character of the message"), "InvalidMessageContents")
+# InvalidParameterValueException: LocalStack's spelling (for a message over the queue's limit, say).
+_codes(
+    Cause(Kind.SENDER, "SQS refused a parameter of the message"),
+    "InvalidParameterValue", "InvalidParameterValueException", "InvalidParameterCombination",
+)  # fmt: skip
+_codes(Cause(Kind.SENDER, "a parameter SQS requires is missing"), "MissingParameter")
+_codes(Cause(Kind.SENDER, "SQS refused an attribute name or value"), "InvalidAttributeName", "InvalidAttributeValue")
+_codes(
+    Cause(Kind.SENDER, "the message is longer than SQS takes"),
+    "AWS.SimpleQueueService.BatchRequestTooLong", "BatchRequestTooLong",
+)  # fmt: skip
+_codes(
+    Cause(Kind.SENDER, "the receipt handle is no longer valid"),
+    "ReceiptHandleIsInvalid", "InvalidReceiptHandle", "InvalidIdFormat",
+    "AWS.SimpleQueueService.MessageNotInflight", "MessageNotInflight",
+)  # fmt: skip
 
 
 SQS_ERRORS: tuple[type[BaseException], ...] = (ClientError, BotoCoreError, OSError, TimeoutError)
 """What an SQS call raises when SQS (or the way to it) fails; anything else is a bug of ours."""
 
 
-class Kind(enum.Enum):
-    """What the caller should do about a failure."""
-
-    RETRYABLE = "retryable"  # throttling, 5xx, connection trouble: try again later
-    FATAL = "fatal"  # queue missing, access denied, bad credentials: will not heal by retrying
-    SENDER = "sender"  # this request or entry is wrong: do not retry it
-
-
 @dataclass(frozen=True, slots=True)
 class SqsFailure:
-    """A classified SQS failure: ``code`` is the SQS error code (or the exception's name)."""
+    """A classified SQS failure: ``code`` is the SQS error code (or the exception's name);
+    ``message`` is SQS's text (log it, never show it to a client); ``summary`` is safe to show.
+    ``split``: a whole batch call was refused for a reason that may lie in one entry or in the
+    batch's make-up: send its entries again alone to learn each one's verdict."""
 
     code: str
     message: str
     kind: Kind
+    summary: str = ""
+    split: bool = False
 
     @property
     def retryable(self) -> bool:
         return self.kind is Kind.RETRYABLE
 
 
+def cause_of(code: str, *, sender_fault: bool | None = None, status: int = 400) -> Cause:
+    """The cause of an SQS error code (``sender_fault`` as given by batch ``Failed`` entries).
+
+    An unknown code is server-side; so is a 5xx or ``SenderFault: false``, unless the code is fatal."""
+    cause = CAUSES.get(code)
+    if cause is not None and cause.kind is Kind.FATAL:
+        return cause
+    if status >= 500 or sender_fault is False:
+        return cause if cause is not None and cause.kind is Kind.RETRYABLE else SERVER_ERROR
+    return cause or UNKNOWN
+
+
 def kind_of_code(code: str, *, sender_fault: bool | None = None, status: int = 400) -> Kind:
     """Classify an SQS error code (``sender_fault`` as given by batch ``Failed`` entries)."""
-    if code in FATAL:
-        return Kind.FATAL
-    if code in THROTTLING or code in SERVER or status >= 500:
-        return Kind.RETRYABLE
-    if sender_fault is False:
-        return Kind.RETRYABLE
-    return Kind.SENDER
+    return cause_of(code, sender_fault=sender_fault, status=status).kind
+
+
+def entry_failure(code: str, message: str, *, sender_fault: bool | None) -> SqsFailure:
+    """A classified entry of a batch response's ``Failed`` list."""
+    cause = cause_of(code, sender_fault=sender_fault)
+    return SqsFailure(code, message, cause.kind, cause.summary)
 
 
 def classify(exc: BaseException) -> SqsFailure:
@@ -80,11 +169,15 @@ def classify(exc: BaseException) -> SqsFailure:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
-        return SqsFailure(code, str(error.get("Message", exc)), kind_of_code(code, status=status))
+        # The query-compatible header says "Receiver" for SQS's own faults.
+        receiver = str(error.get("Type", "")).lower() == "receiver"
+        cause = cause_of(code, status=500 if receiver else status)
+        split = cause.kind is Kind.SENDER or cause in (BATCH_SHAPE, UNKNOWN)
+        return SqsFailure(code, str(error.get("Message", exc)), cause.kind, cause.summary, split=split)
     if isinstance(exc, NoCredentialsError):
-        return SqsFailure("NoCredentials", str(exc), Kind.FATAL)
+        return SqsFailure("NoCredentials", str(exc), Kind.FATAL, ACCESS_DENIED.summary)
     # Connection trouble, timeouts, and anything unforeseen: worth another try later.
-    return SqsFailure(type(exc).__name__, str(exc), Kind.RETRYABLE)
+    return SqsFailure(type(exc).__name__, str(exc), Kind.RETRYABLE, UNREACHABLE.summary)
 
 
 class SqsError(Exception):
@@ -97,7 +190,9 @@ class SqsError(Exception):
     @classmethod
     def cancelled(cls) -> SqsError:
         """The call never answered because this process stopped it."""
-        return cls(SqsFailure("Cancelled", "the call was cancelled before SQS answered", Kind.RETRYABLE))
+        return cls(
+            SqsFailure("Cancelled", "the call was cancelled before SQS answered", Kind.RETRYABLE, UNREACHABLE.summary)
+        )
 
     @classmethod
     def unexpected(cls, exc: BaseException) -> SqsError:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -17,14 +17,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conveyor.settings import WriterSettings
-from conveyor.sqs.batcher import Batcher, BatcherClosedError
 from conveyor.sqs.client import sqs_client
-from conveyor.sqs.errors import SqsError, classify
-from conveyor.sqs.queues import QueueConfig, read_queue_config, resolve_queue_url
+from conveyor.sqs.errors import classify
+from conveyor.sqs.queues import QueueConfig
 from conveyor.writer.batch import send_batch, validation_problem
 from conveyor.writer.edge import EdgeMiddleware
 from conveyor.writer.metrics import WriterMetrics
-from conveyor.writer.outgoing import Outgoing, build_outgoing
+from conveyor.writer.outgoing import build_outgoing
+from conveyor.writer.parse_errors import parse_problem
 from conveyor.writer.problems import PROBLEM_JSON, EntryProblem, from_sqs, problem_response
 from conveyor.writer.request_meta import request_meta
 from conveyor.writer.schemas import (
@@ -35,7 +35,8 @@ from conveyor.writer.schemas import (
     MessageIn,
     Problem,
 )
-from conveyor.writer.sender import Sender
+from conveyor.writer.startup import first_read, read_until_known
+from conveyor.writer.state import WriterState
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -44,39 +45,6 @@ log = structlog.get_logger("conveyor.writer")
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem} for status in (400, 413, 415, 422, 500, 503)
 }
-
-
-@dataclass
-class WriterState:
-    settings: WriterSettings
-    client: SQSClient
-    queue: QueueConfig
-    batcher: Batcher[Outgoing, str]
-    metrics: WriterMetrics
-    ready_until: float = field(default=0.0)
-
-    async def send(self, outgoing: Outgoing) -> str:
-        """Send one message through the coalescing batcher; raise :class:`EntryProblem`."""
-        started = time.monotonic()
-        try:
-            message_id = await self.batcher.submit(outgoing)
-        except SqsError as exc:
-            self.metrics.messages.labels("sqs_error").inc()
-            problem = from_sqs(exc.failure)
-            if problem.status >= 500:
-                log.error(
-                    "sqs_send_failed",
-                    code=exc.failure.code,
-                    error=exc.failure.message,
-                )
-            raise problem from exc
-        except BatcherClosedError as exc:
-            raise EntryProblem(503, "Shutting down", "this writer is stopping", retryable=True) from exc
-        finally:
-            self.metrics.batch_wait.observe(time.monotonic() - started)
-        self.metrics.messages.labels("accepted").inc()
-        self.metrics.message_bytes.observe(outgoing.size)
-        return message_id
 
 
 def _state(request: Request) -> WriterState:
@@ -98,18 +66,18 @@ def create_app(settings: WriterSettings, client: SQSClient | None = None) -> Fas
                 if client is not None
                 else await stack.enter_async_context(sqs_client(settings, metrics.observe_sqs_call))
             )
-            queue = await read_queue_config(sqs, await resolve_queue_url(sqs, settings))
-            sender = Sender(sqs, queue.url, settings.send_retries)
-            batcher: Batcher[Outgoing, str] = await stack.enter_async_context(
-                Batcher(
-                    sender.send,  # SqsError results become the submitter's exception
-                    linger=settings.batch_linger_ms / 1000,
-                    size_of=lambda o: o.size,
-                    on_flush=metrics.observe_batch,
-                )
-            )
-            app.state.writer = WriterState(settings, sqs, queue, batcher, metrics)
-            log.info("writer_started", queue=queue.url, max_message_bytes=queue.max_message_bytes)
+            first = await first_read(sqs, settings)  # QueueUnusableError: start-up fails, one line
+            state = WriterState(settings, sqs, metrics)
+            await stack.enter_async_context(state.batcher)
+            if isinstance(first, QueueConfig):
+                state.attach(first)
+                log.info("writer_started", queue=first.url, max_message_bytes=first.max_message_bytes)
+            else:  # unready until SQS answers: 503 meanwhile
+                state.failure = first
+                group = await stack.enter_async_context(asyncio.TaskGroup())
+                reading = group.create_task(read_until_known(sqs, settings, state.attach, state.set_failure))
+                stack.callback(reading.cancel)  # on shutdown, before the group waits for it
+            app.state.writer = state
             yield
             log.info("writer_stopping")
 
@@ -144,7 +112,7 @@ def _add_routes(app: FastAPI, metrics: WriterMetrics) -> None:
     async def post_message(message: MessageIn, request: Request) -> JSONResponse:
         """Validate one message and answer 202 once SQS has it."""
         state, meta = _state(request), request_meta(request)
-        outgoing = build_outgoing(message, meta, state.queue)
+        outgoing = build_outgoing(message, meta, state.require_queue())
         message_id = await state.send(outgoing)
         accepted = Accepted(message_id=message_id, request_id=meta.request_id)
         return JSONResponse(accepted.model_dump(), status_code=202)
@@ -167,17 +135,23 @@ def _add_routes(app: FastAPI, metrics: WriterMetrics) -> None:
         if now < state.ready_until:
             return JSONResponse({"status": "ready"})
         try:
-            await state.client.get_queue_attributes(QueueUrl=state.queue.url, AttributeNames=["QueueArn"])
+            queue = state.require_queue()
+            await state.client.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["QueueArn"])
+        except EntryProblem as not_started:
+            return problem_response(_unready(not_started.to_problem(request.state.request_id)))
         except Exception as exc:  # noqa: BLE001 - any failure means not ready; classified below
-            failure = classify(exc)
-            problem = from_sqs(failure).to_problem(request.state.request_id)
-            return problem_response(problem.model_copy(update={"status": 503}))
+            problem = from_sqs(classify(exc)).to_problem(request.state.request_id)
+            return problem_response(_unready(problem))
         state.ready_until = now + state.settings.ready_cache_seconds
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _unready(problem: Problem) -> Problem:
+    return problem.model_copy(update={"status": 503})
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -194,6 +168,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        raw_body = getattr(request.state, "raw_body", None)
+        if exc.status_code == 400 and exc.__cause__ is not None and raw_body is not None:
+            return problem_response(parse_problem(raw_body, request.state.request_id))  # FastAPI's parse error
         problem = Problem(
             title=str(exc.detail), status=exc.status_code, detail=str(exc.detail),
             request_id=request.state.request_id,

@@ -15,7 +15,7 @@ from conveyor.writer.problems import EntryProblem
 from conveyor.writer.schemas import BatchFailure, BatchIn, BatchResult, BatchSuccess, Problem
 
 if TYPE_CHECKING:
-    from conveyor.writer.app import WriterState
+    from conveyor.writer.state import WriterState
 
 
 def _entry_meta(meta: RequestMeta, entry_id: str) -> RequestMeta:
@@ -36,11 +36,12 @@ def _check_unique_ids(batch: BatchIn) -> None:
 
 async def send_batch(batch: BatchIn, state: WriterState, meta: RequestMeta) -> Response:
     _check_unique_ids(batch)
+    queue = state.require_queue()
     failed: list[BatchFailure] = []
     valid: list[tuple[str, Outgoing]] = []
     for entry in batch.messages:
         try:
-            valid.append((entry.id, build_outgoing(entry, _entry_meta(meta, entry.id), state.queue)))
+            valid.append((entry.id, build_outgoing(entry, _entry_meta(meta, entry.id), queue)))
         except EntryProblem as problem:
             failed.append(problem.to_batch_failure(entry.id))
     results = await asyncio.gather(*(state.send(o) for _, o in valid), return_exceptions=True)

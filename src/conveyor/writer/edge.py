@@ -16,8 +16,8 @@ from conveyor.writer.problems import PROBLEM_JSON
 from conveyor.writer.schemas import Problem
 
 REQUEST_ID_HEADER = "x-request-id"
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json\s*(?:;.*)?$", re.IGNORECASE)
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # fullmatch: no trailing newline
+_JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json\s*(?:;.*)?", re.IGNORECASE)  # fullmatch
 BODY_ROUTES = frozenset({("POST", "/messages"), ("POST", "/messages/batch")})  # others: the router answers
 KNOWN_ROUTES = frozenset({"/messages", "/messages/batch", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
 
@@ -25,7 +25,7 @@ KNOWN_ROUTES = frozenset({"/messages", "/messages/batch", "/healthz", "/readyz",
 def request_id_from(headers: dict[str, str]) -> str:
     """The caller's X-Request-ID when it is valid, else a new one."""
     given = headers.get(REQUEST_ID_HEADER, "")
-    return given if _VALID_REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if _VALID_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
 class EdgeMiddleware:
@@ -54,6 +54,7 @@ class EdgeMiddleware:
                     problem = problem or _too_large(self.max_body)
                     await _send_problem(send, problem, request_id)
                     return
+                scope["state"]["raw_body"] = body  # to explain a body the app cannot parse
                 receive = _replay(body, receive)
             await self.app(scope, receive, send)
         finally:
@@ -92,7 +93,7 @@ class EdgeMiddleware:
 
 
 def _content_type_problem(headers: dict[str, str]) -> Problem | None:
-    if _JSON_TYPE.match(headers.get("content-type", "")):
+    if _JSON_TYPE.fullmatch(headers.get("content-type", "")):
         return None
     return Problem(
         title="Unsupported media type",

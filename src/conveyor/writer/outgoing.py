@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from conveyor import metadata
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
         MessageAttributeValueTypeDef,
         SendMessageBatchRequestEntryTypeDef,
     )
-
-MAX_NUMBER_MAGNITUDE = 1e126
-MAX_NUMBER_DIGITS = 38
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +43,12 @@ class Outgoing:
     delay_seconds: int | None = None
     group_id: str | None = None
     deduplication_id: str | None = None
+
+    @property
+    def request_id(self) -> str | None:
+        """The request it came with (for the log)."""
+        attribute = self.attributes.get(metadata.REQUEST_ID)
+        return attribute.get("StringValue") if attribute else None
 
     def entry(self) -> SendMessageBatchRequestEntryTypeDef:
         """The SendMessageBatch entry, without its ``Id`` (assigned per call)."""
@@ -82,11 +86,16 @@ def _check_chars(field: str, text: str) -> None:
 
 
 def _number(field: str, value: int | float) -> str:
-    if abs(value) > MAX_NUMBER_MAGNITUDE:
-        raise _invalid(field, "numbers must be between -1e126 and 1e126")
+    """The text SQS gets for a Number attribute: 0, or a magnitude from 1e-128 to 1e126, compared as
+    written (the float's shortest repr, which is what SQS parses), with at most 38 digits."""
+    if isinstance(value, int) and abs(value) > limits.MAX_NUMBER_MAGNITUDE:  # before str() of a huge int
+        raise _invalid(field, "numbers must be 0 or between 1e-128 and 1e126 in magnitude")
     text = str(value) if isinstance(value, int) else repr(value)
-    if sum(ch.isdigit() for ch in text.split("e")[0]) > MAX_NUMBER_DIGITS:
-        raise _invalid(field, f"numbers may have at most {MAX_NUMBER_DIGITS} digits")
+    magnitude = abs(Decimal(text))
+    if magnitude and not limits.MIN_NUMBER_MAGNITUDE <= magnitude <= limits.MAX_NUMBER_MAGNITUDE:
+        raise _invalid(field, "numbers must be 0 or between 1e-128 and 1e126 in magnitude")
+    if sum(ch.isdigit() for ch in text.lower().split("e")[0]) > limits.MAX_NUMBER_DIGITS:
+        raise _invalid(field, f"numbers may have at most {limits.MAX_NUMBER_DIGITS} digits")
     return text
 
 

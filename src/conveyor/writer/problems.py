@@ -55,18 +55,21 @@ class EntryProblem(Exception):  # noqa: N818 - a problem document, raised where 
 
 
 def from_sqs(failure: SqsFailure) -> EntryProblem:
-    """Map a classified SQS failure to what the client is told."""
+    """Map a classified SQS failure to what the client is told: the SQS code and a generic sentence
+    per cause. SQS's own text is never passed on (it can name key ARNs and account ids): it is in
+    the writer's log."""
+    summary = failure.summary or "SQS refused the request"
     if failure.kind is Kind.RETRYABLE:
         return EntryProblem(
-            503, "SQS unavailable", "SQS did not take the message; retry later.",
+            503, "SQS unavailable", f"SQS did not take the message: {summary}; retry later.",
             code=failure.code, retryable=True,
         )  # fmt: skip
     if failure.kind is Kind.FATAL:
         return EntryProblem(
-            500, "Queue unusable", "The queue is missing or not accessible to this service.",
+            500, "Queue unusable", f"{summary}; the operator must act (the writer's log has SQS's answer).",
             code=failure.code,
         )  # fmt: skip
-    return EntryProblem(422, "Message refused by SQS", failure.message or failure.code, code=failure.code)
+    return EntryProblem(422, "Message refused by SQS", f"{summary} ({failure.code}).", code=failure.code)
 
 
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -11,13 +11,14 @@ from conveyor.writer.outgoing import RequestMeta
 from conveyor.writer.problems import EntryProblem
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")  # fullmatch: no trailing newline
+_OPTIONAL_WHITESPACE = " \t"  # what HTTP allows around a header value (RFC 9110), not newlines
 
 
 def request_meta(request: Request) -> RequestMeta:
     """Read the metadata headers; an invalid Idempotency-Key is refused, an invalid traceparent
     is dropped (as W3C trace context asks)."""
-    traceparent = request.headers.get("traceparent", "").strip().lower()
+    traceparent = request.headers.get("traceparent", "").strip(_OPTIONAL_WHITESPACE).lower()
     key = request.headers.get("idempotency-key")
     if key is not None and (
         not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS or limits.first_refused_char(key) is not None
@@ -30,7 +31,7 @@ def request_meta(request: Request) -> RequestMeta:
         )
     return RequestMeta(
         request_id=request.state.request_id,
-        traceparent=traceparent if _TRACEPARENT.match(traceparent) else None,
+        traceparent=traceparent if _TRACEPARENT.fullmatch(traceparent) else None,
         idempotency_key=key,
         content_type=request.headers.get("content-type", "application/json").split(";")[0],
     )

@@ -1,8 +1,8 @@
-"""`queue-writer`: check the queue, then serve the app with uvicorn."""
+"""`queue-writer`: serve the app with uvicorn (the app reads the queue at start-up)."""
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -10,26 +10,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from conveyor.settings import WriterSettings
-from conveyor.sqs.client import sqs_client
-from conveyor.sqs.errors import Kind, SqsError, classify
-from conveyor.sqs.queues import read_queue_config, resolve_queue_url
 
-GRACEFUL_SHUTDOWN_SECONDS = 30
+# The writer must have drained (stopped accepting, answered what is in flight) well inside the usual
+# 30 s stop timeout of Kubernetes and ECS: 20 s, the processor's default grace too, so that the
+# deploy files give both services the same termination grace.
+GRACEFUL_SHUTDOWN_SECONDS = 20
 APP = "conveyor.writer.asgi:app"
-
-
-async def preflight(settings: WriterSettings) -> None:
-    """Fail at start-up, with one line, when the queue cannot be used at all."""
-    async with sqs_client(settings) as client:
-        try:
-            await read_queue_config(client, await resolve_queue_url(client, settings))
-        except Exception as exc:
-            failure = classify(exc)
-            if failure.kind is Kind.RETRYABLE:
-                return  # SQS may come back: serve and answer 503 meanwhile
-            raise SqsError(failure) from exc
+EXIT_STARTUP_FAILED = 1  # the queue cannot be used (the app said why in one line), or the port is taken
 
 
 class WriterServer(uvicorn.Server):
@@ -51,8 +42,8 @@ class WriterServer(uvicorn.Server):
 
 def serve(settings: WriterSettings) -> int:
     """Serve until SIGTERM/SIGINT: stop accepting, answer what is in flight (requests waiting for
-    their batch are flushed when the app shuts down), exit 0."""
-    asyncio.run(preflight(settings))
+    their batch are flushed when the app shuts down), exit 0. The app reads the queue at start-up
+    (see writer/startup.py): unusable, the process exits 1; unreachable, it serves unready."""
     options: dict[str, Any] = {
         "factory": True,
         "host": settings.writer_host,
@@ -63,8 +54,29 @@ def serve(settings: WriterSettings) -> int:
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "lifespan": "on",
     }
-    if settings.writer_workers > 1:  # uvicorn's supervisor forks the workers and handles signals
-        uvicorn.run(APP, **options)
-    else:
-        WriterServer(uvicorn.Config(APP, **options)).run()
+    config = uvicorn.Config(APP, **options)
+    try:
+        if settings.writer_workers > 1:
+            return _supervise(config)
+        WriterServer(config).run()
+    except SystemExit as exc:
+        if exc.code == STARTUP_FAILURE:
+            return EXIT_STARTUP_FAILED
+        raise
     return 0
+
+
+def _supervise(config: uvicorn.Config) -> int:
+    """uvicorn.run's multi-worker path, which returns 0 even when a worker could not start: uvicorn
+    stops every worker when one fails to start; that is an exit status here."""
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    logging.getLogger("uvicorn.error").addFilter(_drop_worker_failed)
+    supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        return EXIT_STARTUP_FAILED
+    return 0
+
+
+def _drop_worker_failed(record: logging.LogRecord) -> bool:
+    """The worker said why in one line; uvicorn's own line about it adds nothing."""
+    return "failed to start, stopping the parent process" not in record.getMessage()
