@@ -5,7 +5,7 @@ VENV := .venv
 LS_VENV := .venv-localstack
 PY := $(VENV)/bin/python
 
-.PHONY: run install nginx test lint types deploy-check unit integration bench lock clean openapi
+.PHONY: run install nginx redis test lint types deploy-check unit integration bench lock clean openapi
 
 run: install  ## install what is missing, then run LocalStack + queues + writer + processor
 	$(VENV)/bin/conveyor dev
@@ -14,6 +14,9 @@ install: $(VENV)/.installed $(LS_VENV)/.installed
 
 nginx:  ## Debian's nginx, for the gateway tests (installed if missing, never started as a service)
 	bash deploy/nginx/install.sh
+
+redis:  ## Debian's redis-server, for the idempotency store tests (installed if missing, never left running as a service)
+	bash deploy/redis/install.sh
 
 $(VENV)/.installed: pyproject.toml requirements/dev.lock
 	test -x $(PY) || $(PYTHON313) -m venv $(VENV)
@@ -26,7 +29,7 @@ $(LS_VENV)/.installed: requirements/localstack.lock
 	$(LS_VENV)/bin/python -m pip install --quiet -r requirements/localstack.lock
 	touch $@
 
-test: install nginx lint types deploy-check  ## everything CI checks: lint, types, configs, unit, integration, e2e
+test: install nginx redis lint types deploy-check  ## everything CI checks: lint, types, configs, unit, integration, e2e
 	$(PY) -m pytest -m "not integration and not e2e" -q tests
 	$(PY) -m pytest -m "integration or e2e" -q tests
 
@@ -43,12 +46,13 @@ deploy-check: $(VENV)/.installed  ## the deployable reference: cfn-lint on the C
 unit: $(VENV)/.installed
 	$(PY) -m pytest -m "not integration and not e2e" -q tests
 
-integration: install nginx
+integration: install nginx redis
 	$(PY) -m pytest -m "integration or e2e" -q tests
 
-bench: install
+bench: install redis
 	$(PY) -m bench.writer
 	$(PY) -m bench.processor --rss
+	$(PY) -m bench.idempotency_store
 
 lock:  ## rebuild both lock files from scratch
 	rm -rf /tmp/conveyor-lock && $(PYTHON313) -m venv /tmp/conveyor-lock/dev && $(PYTHON313) -m venv /tmp/conveyor-lock/ls

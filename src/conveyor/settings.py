@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import AnyHttpUrl, Field, ValidationError, model_validator
+from pydantic import AnyHttpUrl, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from conveyor.idempotency.url import parse_store_url
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -43,7 +44,23 @@ class SqsSettings(BaseSettings):
         return str(self.sqs_endpoint_url).rstrip("/") if self.sqs_endpoint_url else None
 
 
-class WriterSettings(SqsSettings):
+class IdempotencySettings(BaseSettings):
+    """The idempotency store both services share (unset: the feature is off). See docs/idempotency.md."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore", frozen=True)
+
+    idempotency_store: str | None = None
+    idempotency_ttl_seconds: Annotated[int, Field(ge=1, le=30 * 86_400)] = 86_400
+
+    @field_validator("idempotency_store")
+    @classmethod
+    def _store_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            parse_store_url(url)  # a StoreUrlError (a ValueError) names the problem in one line
+        return url
+
+
+class WriterSettings(SqsSettings, IdempotencySettings):
     """queue-writer: the HTTP API that puts messages on the queue."""
 
     sqs_read_timeout_seconds: Annotated[float, Field(gt=0, le=120)] | None = 5.0
@@ -58,7 +75,7 @@ class WriterSettings(SqsSettings):
     retry_after_seconds: Annotated[int, Field(ge=1, le=3600)] = 2
 
 
-class ProcessorSettings(SqsSettings):
+class ProcessorSettings(SqsSettings, IdempotencySettings):
     """queue-processor: the consumer that runs the handler on every message."""
 
     handler: str = "conveyor.handlers:demo"
