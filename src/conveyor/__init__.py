@@ -15,7 +15,17 @@ from conveyor.message import (
     Reject,
     Retry,
     batch_handler,
+    idempotent,
 )
 
-__all__ = ["BatchFailures", "InvalidJsonError", "Message", "PermanentError", "Reject", "Retry", "batch_handler"]
+__all__ = [
+    "BatchFailures",
+    "InvalidJsonError",
+    "Message",
+    "PermanentError",
+    "Reject",
+    "Retry",
+    "batch_handler",
+    "idempotent",
+]
 __version__ = "0.1.0"

@@ -84,6 +84,37 @@ type BatchFailures = Mapping[str, BaseException] | None
 single handler had raised it), or None when every message succeeded."""
 
 
+IDEMPOTENCY_MARK = "__conveyor_idempotency__"
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyOptions:
+    """How a handler is deduplicated when ``CONVEYOR_IDEMPOTENCY_STORE`` is set."""
+
+    enabled: bool = True
+    key: Callable[[Message], str] | None = None
+
+
+def idempotent[F: Callable[..., Any]](
+    *, key: Callable[[Message], str] | None = None, enabled: bool = True
+) -> Callable[[F], F]:
+    """Choose how the handler is deduplicated (only with ``CONVEYOR_IDEMPOTENCY_STORE`` set, where it
+    is on by default): ``key(message)`` gives the key its completion is recorded under (default: the
+    writer's ``conveyor.idempotency_key`` attribute, else the SQS message id); ``enabled=False``
+    turns deduplication off for this handler."""
+
+    def mark(func: F) -> F:
+        setattr(func, IDEMPOTENCY_MARK, IdempotencyOptions(enabled, key))
+        return func
+
+    return mark
+
+
+def idempotency_options(func: Callable[..., Any]) -> IdempotencyOptions:
+    options = getattr(func, IDEMPOTENCY_MARK, None)
+    return options if isinstance(options, IdempotencyOptions) else IdempotencyOptions()
+
+
 def batch_handler[F: Callable[..., Any]](func: F) -> F:
     """Mark ``func`` as a batch handler: it takes ``list[Message]`` (up to 10, as received) and
     returns :data:`BatchFailures`. Raising fails every message of the batch with that error."""

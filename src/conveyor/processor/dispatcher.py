@@ -17,6 +17,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -24,17 +25,37 @@ from conveyor.processor.acker import Acker
 from conveyor.processor.buffer import Buffer
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.dead_letter import DeadLetterQueue, DeadLetterTooLargeError
+from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.handler import BatchHandler, Handler
 from conveyor.processor.invoke import Invoker
 from conveyor.processor.lease import Lease, Stage
 from conveyor.processor.metrics import ProcessorMetrics
-from conveyor.processor.outcome import Ack, DeadLetter, Outcome, RetryAfter, RetryPolicy, decide, describe
+from conveyor.processor.outcome import (
+    Ack,
+    DeadLetter,
+    Defer,
+    Duplicate,
+    Outcome,
+    RetryAfter,
+    RetryPolicy,
+    before_handler,
+    decide,
+    describe,
+)
 from conveyor.processor.slots import Slots
 from conveyor.sqs.errors import SQS_ERRORS, classify
 from conveyor.sqs.limits import MAX_BATCH_ENTRIES
 
 log = structlog.get_logger("conveyor.processor")
 type Stopped = dict[str, int]  # FIFO: group -> seconds until the message it waits for is visible again
+
+
+@dataclass(slots=True)
+class Admission:
+    decided: dict[str, Outcome] = field(default_factory=dict)  # message id -> outcome without the handler
+    stops: set[str] = field(default_factory=set)  # FIFO groups whose next messages wait for a deferred one
+
+
 CANCEL_WAIT_SECONDS = 1.0  # after cancelling the workers, before cancelling the stragglers again
 COPY_ERRORS: tuple[type[BaseException], ...] = (DeadLetterTooLargeError, *SQS_ERRORS)
 
@@ -51,8 +72,10 @@ class Dispatcher:
         acker: Acker,
         dead_letters: DeadLetterQueue | None,
         metrics: ProcessorMetrics,
+        dedupe: Dedupe | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._dedupe = dedupe
         self._config = config
         self._clock = clock
         self._invoker = Invoker(handler, metrics, stopping)
@@ -141,7 +164,15 @@ class Dispatcher:
         out the timeout (SQS has counted the receive all the same)."""
         lease.settle()
         self._metrics.released.inc()
-        self._acker.make_visible(lease, seconds)
+        self._back_to_queue(lease, seconds)
+
+    def _back_to_queue(self, lease: Lease, seconds: int) -> None:
+        """Visible again in ``seconds``. Its idempotency claim (if any) is released first, so that
+        the next delivery finds it free (and not still held by the copy that failed)."""
+        if self._dedupe is None:
+            self._acker.make_visible(lease, seconds)
+        else:
+            self._dedupe.failed(lease, then=lambda: self._acker.make_visible(lease, seconds))
 
     def _forget_held(self, leases: list[Lease], stopped: Stopped) -> None:
         """After an error of ours: stop holding what has no outcome yet; it comes back when its
@@ -149,6 +180,8 @@ class Dispatcher:
         for lease in leases:
             if lease.held_by_handler:
                 lease.settle()
+                if self._dedupe is not None:
+                    self._dedupe.failed(lease)
                 self._acker.forget(lease)
                 _stop(stopped, lease, self._comes_back_in(lease))
 
@@ -157,15 +190,31 @@ class Dispatcher:
         return max(0, math.ceil(lease.visible_until - self._clock())) + 1
 
     async def _process(self, leases: list[Lease], stopped: Stopped) -> None:
-        """Run the handler and settle each message, noting the FIFO groups it stops in ``stopped``."""
+        """Run the handler on the messages their idempotency claim admits, and settle each message,
+        noting the FIFO groups it stops in ``stopped``."""
         for lease in leases:
             lease.start()
+        admitted = self._admitted(leases)
+        runnable = [lease for lease in leases if lease.message_id not in admitted.decided]
+        runnable = [lease for lease in runnable if (lease.group_id or "") not in admitted.stops]
         try:
-            errors = await self._invoker.errors(leases)
+            errors = await self._invoker.errors(runnable) if runnable else {}
         except asyncio.CancelledError:
             self._unfinished(leases, stopped)
             raise
-        await self._settle_all(leases, errors, stopped)
+        await self._settle_all(leases, errors, stopped, admitted.decided)
+
+    def _admitted(self, leases: list[Lease]) -> Admission:
+        """The outcomes decided before the handler (duplicates), and on a FIFO queue the groups a
+        deferred message stops (what follows it must not run before it)."""
+        admission = Admission()
+        for lease in leases:
+            outcome = before_handler(lease.claim, lease.receive_count, self._policy, self._config.visibility_timeout)
+            if outcome is not None:
+                admission.decided[lease.message_id] = outcome
+                if self._config.fifo and isinstance(outcome, Defer):
+                    admission.stops.add(lease.group_id or "")
+        return admission
 
     def _unfinished(self, leases: list[Lease], stopped: Stopped) -> None:
         """The worker was cancelled (shutdown): a message whose handler stopped is released at once;
@@ -179,14 +228,20 @@ class Dispatcher:
                 self._acker.forget(lease)
                 _stop(stopped, lease, self._comes_back_in(lease))
 
-    async def _settle_all(self, leases: list[Lease], errors: Mapping[str, BaseException], stopped: Stopped) -> None:
+    async def _settle_all(
+        self,
+        leases: list[Lease],
+        errors: Mapping[str, BaseException],
+        stopped: Stopped,
+        decided_before: Mapping[str, Outcome],
+    ) -> None:
         """Settle each message. On a standard queue the deletes and retries go first and the
         dead-letter copies (an SQS call each, awaited) last, so a stop during a copy never hands back
         messages whose handler succeeded. On a FIFO queue, in order: a message that goes back to the
         queue stops its group, and the later messages of that group in this batch are released with
         it, not settled, so that the group is delivered again from the failed one (what Lambda does
         with FIFO batches)."""
-        decided = [(lease, decide(errors.get(lease.message_id), lease.receive_count, self._policy)) for lease in leases]
+        decided = [(lease, decided_before.get(lease.message_id) or self._decide(lease, errors)) for lease in leases]
         if not self._config.fifo:
             decided.sort(key=lambda pair: isinstance(pair[1], DeadLetter))  # stable: otherwise in order
         for lease, outcome in decided:
@@ -198,6 +253,9 @@ class Dispatcher:
                 elif (seconds := await self._settle(lease, outcome)) is not None:
                     stopped[group] = seconds
 
+    def _decide(self, lease: Lease, errors: Mapping[str, BaseException]) -> Outcome:
+        return decide(errors.get(lease.message_id), lease.receive_count, self._policy)
+
     async def _settle(self, lease: Lease, outcome: Outcome) -> int | None:
         """Act on one message's outcome; returns the seconds until it is visible again when it goes
         back to the queue, None when it is done (deleted, dead-lettered)."""
@@ -205,12 +263,30 @@ class Dispatcher:
             case Ack():
                 lease.settle()
                 self._metrics.succeeded.inc()
-                self._acker.delete(lease)
+                self._delete_after_completion(lease)
                 return None
             case RetryAfter():
                 return self._retry(lease, outcome)
             case DeadLetter():
                 return await self._dead_letter(lease, outcome)
+            case Duplicate():
+                lease.settle()
+                self._metrics.duplicates_skipped.inc()
+                log.info("duplicate_skipped", key=lease.dedupe_key)
+                self._acker.delete(lease)
+                return None
+            case Defer(seconds=seconds):
+                lease.settle()
+                self._metrics.duplicates_deferred.inc()
+                log.info("duplicate_deferred", key=lease.dedupe_key, retry_in=seconds)
+                self._acker.make_visible(lease, seconds)
+                return seconds
+
+    def _delete_after_completion(self, lease: Lease) -> None:
+        if self._dedupe is None:
+            self._acker.delete(lease)
+        else:
+            self._dedupe.completed(lease, then=lambda: self._acker.delete(lease))
 
     def _retry(self, lease: Lease, outcome: RetryAfter) -> int:
         lease.settle()
@@ -220,7 +296,7 @@ class Dispatcher:
         else:
             log.warning("handler_failed_retrying", error=describe(outcome.error), retry_in=outcome.seconds,
                         receive_count=lease.receive_count)  # fmt: skip
-        self._acker.make_visible(lease, outcome.seconds)
+        self._back_to_queue(lease, outcome.seconds)
         return outcome.seconds
 
     async def _dead_letter(self, lease: Lease, outcome: DeadLetter) -> int | None:
@@ -250,7 +326,10 @@ class Dispatcher:
             dlq_message_id=dlq_id,
             receive_count=lease.receive_count,
         )
-        self._acker.delete(lease)
+        if self._dedupe is None:
+            self._acker.delete(lease)
+        else:  # dead-lettered is not completed: a copy redriven later may run
+            self._dedupe.failed(lease, then=lambda: self._acker.delete(lease))
         return None
 
 

@@ -13,6 +13,7 @@ finish within the grace period, then cancel what remains and release those messa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from conveyor.processor.acker import Acker
 from conveyor.processor.buffer import AnyOrder, Buffer, ByGroup
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.dead_letter import DeadLetterQueue
+from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.dispatcher import Dispatcher
 from conveyor.processor.handler import BatchHandler, Handler
 from conveyor.processor.health import Health
@@ -48,6 +50,7 @@ class Engine:
         handler: Handler | BatchHandler,
         *,
         metrics: ProcessorMetrics | None = None,
+        dedupe: Dedupe | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
@@ -55,6 +58,7 @@ class Engine:
         self.client = client
         self.config = config
         self.handler = handler
+        self.dedupe = dedupe  # with an idempotency store: a handler completion happens once per key
         self.metrics = metrics or ProcessorMetrics()
         self.clock = clock
         self._sleep = sleep  # the pollers' backoff after errors (tests record it)
@@ -73,15 +77,20 @@ class Engine:
     async def run(self) -> None:
         """Process messages until :meth:`stop`; raises the fatal SQS error if polling hit one."""
         config = self.config
+        # The dedupe's batchers close first: their answers hand deletes and releases to the acker.
         async with Acker(
             self.client, config.queue_url, self.inflight, self.metrics,
             linger=config.delete_linger, entry_retries=config.entry_retries, clock=self.clock,
-        ) as acker:  # fmt: skip
+        ) as acker, self.dedupe or contextlib.nullcontext():  # fmt: skip
             dispatcher = Dispatcher(
                 config, self.handler, stopping=self.stopping, buffer=self.buffer, slots=self.slots,
-                acker=acker, dead_letters=self._dead_letter_queue(), metrics=self.metrics, clock=self.clock,
+                acker=acker, dead_letters=self._dead_letter_queue(), metrics=self.metrics, dedupe=self.dedupe,
+                clock=self.clock,
             )  # fmt: skip
-            heartbeat = Heartbeat(self.inflight, acker, self.metrics, config.visibility_timeout, self.clock)
+            heartbeat = Heartbeat(
+                self.inflight, acker, self.metrics, config.visibility_timeout, clock=self.clock,
+                on_extend=self.dedupe.extend if self.dedupe else None,
+            )  # fmt: skip
             pollers = [self._poller() for _ in range(config.pollers)]
             async with asyncio.TaskGroup() as group:
                 beat = group.create_task(heartbeat.run())
@@ -123,5 +132,5 @@ class Engine:
             metrics=self.metrics, wait_time_seconds=self.config.wait_time_seconds,
             visibility_timeout=self.config.visibility_timeout,
             error_backoff_max=self.config.poll_error_backoff_max, fifo=self.config.fifo, clock=self.clock,
-            sleep=self._sleep, rand=self._rand,
+            sleep=self._sleep, rand=self._rand, admit=self.dedupe.admit if self.dedupe else None,
         )  # fmt: skip

@@ -31,8 +31,11 @@ class Heartbeat:
         acker: Acker,
         metrics: ProcessorMetrics,
         visibility_timeout: float,
+        *,
         clock: Callable[[], float] = time.monotonic,
+        on_extend: Callable[[list[Lease]], None] | None = None,
     ) -> None:
+        self._on_extend = on_extend  # the idempotency claims are renewed with the visibility
         self._inflight = inflight
         self._acker = acker
         self._metrics = metrics
@@ -67,7 +70,10 @@ class Heartbeat:
 
     def beat(self) -> None:
         now = self._clock()
-        for lease in self.due(now):
+        due = self.due(now)
+        if due and self._on_extend is not None:
+            self._on_extend(due)
+        for lease in due:
             seconds = self.extension(lease, now)
             if seconds <= 0:
                 continue  # at the 12 h cap: SQS will make it visible again; nothing more to do

@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from conveyor.idempotency import Claim
 from conveyor.message import Message
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
 
@@ -38,6 +39,8 @@ class Lease:
     visible_until: float  # monotonic time by which the heartbeat must have extended it
     stage: Stage = Stage.BUFFERED
     extending: int = 0  # extensions sent that SQS has not answered yet
+    dedupe_key: str | None = None  # with an idempotency store: the key its handler completion is recorded under
+    claim: Claim | None = None  # and what the store said about that key
     _view: Message | None = field(default=None, repr=False)  # built once, on first use
 
     @classmethod

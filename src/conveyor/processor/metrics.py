@@ -45,6 +45,16 @@ class ProcessorMetrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self.duplicates_skipped = Counter(
+            "conveyor_processor_duplicates_skipped",
+            "Messages whose key was completed before: deleted without running the handler.",
+            registry=r,
+        )
+        self.duplicates_deferred = Counter(
+            "conveyor_processor_duplicates_deferred",
+            "Messages whose key another process is handling now: made visible again later.",
+            registry=r,
+        )
         self.in_flight = Gauge("conveyor_processor_in_flight", "Messages held by this process.", registry=r)
         self.running = Gauge("conveyor_processor_running", "Handlers running now.", registry=r)
         self.sqs_calls = Counter(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from conveyor.idempotency import Claim
 from conveyor.message import PermanentError, Retry, is_delay
 from conveyor.processor.backoff import retry_delay
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
@@ -55,7 +56,20 @@ def describe(error: BaseException, how: Callable[[object], str] = repr) -> str:
         return f"<{type(error).__qualname__} that cannot be shown>"
 
 
-type Outcome = Ack | RetryAfter | DeadLetter
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """Its key was completed before (a copy sent twice, a redelivery): delete it, the handler does
+    not run again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Defer:
+    """A copy with its key is being handled elsewhere right now: visible again after ``seconds``."""
+
+    seconds: int
+
+
+type Outcome = Ack | RetryAfter | DeadLetter | Duplicate | Defer
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +84,19 @@ class RetryPolicy:
         longest (SQS's redrive policy will move it); any other failure is tried again soon."""
         seconds = self.max_seconds if too_large else self.base_seconds
         return RetryAfter(int(seconds), error, parked=too_large)
+
+
+def before_handler(claim: Claim | None, receive_count: int, policy: RetryPolicy, visibility: float) -> Outcome | None:
+    """What the idempotency claim decides before the handler runs (None: run it). A copy deferred
+    because another is running waits at least a visibility timeout (the other's claim lasts that
+    long, renewed while it runs), doubling with each receive: SQS counts each of them, and a long
+    handler must not push its duplicates into the DLQ within a few seconds."""
+    if claim is Claim.COMPLETED:
+        return Duplicate()
+    if claim is Claim.IN_PROGRESS:
+        base = max(policy.base_seconds, visibility)
+        return Defer(retry_delay(receive_count, base, max(policy.max_seconds, base)))
+    return None
 
 
 def decide(error: BaseException | None, receive_count: int, policy: RetryPolicy) -> Outcome:

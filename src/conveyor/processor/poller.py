@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from conveyor.idempotency import StoreUnavailableError
 from conveyor.processor.backoff import poll_backoff
 from conveyor.processor.buffer import Buffer
 from conveyor.processor.health import Health
@@ -52,7 +53,9 @@ class Poller:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        admit: Callable[[list[Lease]], Awaitable[None]] | None = None,
     ) -> None:
+        self._admit = admit  # with an idempotency store: claim a batch's keys before it is handled
         self._client = client
         self._queue_url = queue_url
         self._stopping = stopping
@@ -122,13 +125,32 @@ class Poller:
         finally:
             self._receiving = False
         self._health.poll_succeeded()
-        messages = response.get("Messages", [])
-        for raw in messages:
-            lease = Lease.from_sqs(raw, started, self._visibility)
-            self._inflight.add(lease)
-            self._buffer.put(lease)
+        leases = [Lease.from_sqs(raw, started, self._visibility) for raw in response.get("Messages", [])]
+        for lease in leases:
+            self._inflight.add(lease)  # held (and extended by the heartbeat) from now on
             self._observe(lease)
-        return len(messages)
+        if leases and self._admit is not None:
+            await self._admitted(leases)
+        for lease in leases:
+            self._buffer.put(lease)
+        return len(leases)
+
+    async def _admitted(self, leases: list[Lease]) -> None:
+        """Claim the batch's keys. While the store cannot answer, the messages stay held (the
+        heartbeat keeps them invisible) and the claim is tried again with backoff, readiness off:
+        nothing runs without its claim, and no receive is burnt."""
+        assert self._admit is not None  # noqa: S101 - only called with a store
+        while True:
+            try:
+                await self._admit(leases)
+            except StoreUnavailableError as exc:
+                delay = poll_backoff(self._health.poll_failed(), self._backoff_max, self._rand)
+                error = str(exc.__cause__ or exc)[:200]
+                log.warning("idempotency_store_unavailable", error=error, retry_in=round(delay, 2))
+                await self._sleep(delay)
+            else:
+                self._health.poll_succeeded()
+                return
 
     async def _receive(self, n: int) -> ReceiveMessageResultTypeDef:
         extra: dict[str, str] = {}

@@ -6,6 +6,7 @@ First SIGTERM/SIGINT: graceful stop. A second: stop at once (exit code 130).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -16,7 +17,10 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from conveyor.idempotency import IdempotencyStore, open_store
+from conveyor.message import idempotency_options
 from conveyor.processor.config import EngineConfig
+from conveyor.processor.dedupe import Dedupe, KeyFunction
 from conveyor.processor.engine import Engine
 from conveyor.processor.handler import THREADS, adapt, import_handler
 from conveyor.processor.metrics import ProcessorMetrics
@@ -55,18 +59,36 @@ async def run(settings: ProcessorSettings) -> int:
     # Plain-function handlers run here. The pool is shut down without waiting: a thread cannot be
     # stopped, and waiting for one would block the event loop (and a second signal with it).
     pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="handler")
+    options = idempotency_options(func)
+    store = open_store(settings.idempotency_store) if settings.idempotency_store and options.enabled else None
     try:
         with sock:
-            async with sqs_client(settings, metrics.observe_sqs_call) as client:
+            async with sqs_client(settings, metrics.observe_sqs_call) as client, store or contextlib.nullcontext():
                 queue, dlq = await _read_queues(client, settings)
                 if dlq is None:
                     log.warning("no_dead_letter_queue", detail="permanent errors back off and are never deleted")
                 config = EngineConfig.build(settings, queue, dlq)
-                engine = Engine(client, config, adapt(func, pool), metrics=metrics)
+                dedupe = _dedupe(store, config, settings, options.key)
+                engine = Engine(client, config, adapt(func, pool), metrics=metrics, dedupe=dedupe)
                 engine.health.poll_succeeded()  # the queue answered: ready until polls say otherwise
                 return await _serve(engine, ops_server(engine.health, metrics), sock)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _dedupe(
+    store: IdempotencyStore | None, config: EngineConfig, settings: ProcessorSettings, key_of: KeyFunction | None
+) -> Dedupe | None:
+    if store is None:
+        return None
+    log.info("deduplicating", ttl_seconds=settings.idempotency_ttl_seconds, own_keys=key_of is not None)
+    return Dedupe(
+        store,
+        visibility_timeout=config.visibility_timeout,
+        ttl_seconds=settings.idempotency_ttl_seconds,
+        linger=config.delete_linger,
+        key_of=key_of,
+    )
 
 
 async def _read_queues(client: SQSClient, settings: ProcessorSettings) -> tuple[QueueConfig, QueueConfig | None]:
