@@ -37,8 +37,9 @@ lint: $(VENV)/.installed
 types: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-deploy-check: $(VENV)/.installed  ## the deployable reference: cfn-lint on the CloudFormation template
+deploy-check: $(VENV)/.installed  ## the deployable reference: cfn-lint, the API-key file's form
 	$(VENV)/bin/cfn-lint deploy/aws/conveyor.yaml
+	sh deploy/nginx/check-api-keys.sh deploy/nginx/api-keys.example
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -m "not integration and not e2e" -q tests
