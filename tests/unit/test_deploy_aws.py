@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +14,8 @@ import yaml
 
 from conveyor.settings import ProcessorSettings, WriterSettings
 from conveyor.writer.server import GRACEFUL_SHUTDOWN_SECONDS
-from tests.unit.test_deploy_kubernetes import PROCESSOR_DRAIN_SECONDS, WRITER_UID
+from tests.unit.deploy_support import IMAGE_UID, PROCESSOR_DRAIN_SECONDS, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "aws" / "conveyor.yaml"
 IAM = ROOT / "deploy" / "kubernetes" / "iam"
 
@@ -118,7 +116,7 @@ def test_services_run_in_private_subnets_without_public_addresses(service: str) 
 @pytest.mark.parametrize("task", ["WriterTaskDefinition", "ProcessorTaskDefinition"])
 def test_containers_run_locked_down(task: str) -> None:
     definition = container(task)
-    assert definition["User"] == f"{WRITER_UID}:{WRITER_UID}"
+    assert definition["User"] == f"{IMAGE_UID}:{IMAGE_UID}"
     assert definition["ReadonlyRootFilesystem"] is True
     assert "/healthz" in " ".join(definition["HealthCheck"]["Command"])
 

@@ -4,9 +4,9 @@ built here (no container engine in CI): these read the file."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.deploy_support import IMAGE_UID, ROOT
+
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 PINNED_BASE = re.compile(r"^python:3\.13\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?$")
 
@@ -39,7 +39,7 @@ def test_the_final_stage_installs_nothing_and_runs_as_a_numeric_non_root_user() 
     assert not re.search(r"apt-get|apk |pip |gcc|build-essential|make ", runs[0])
     assert any(line.startswith("COPY --from=build /opt/conveyor ") for line in final)
     [user] = [line for line in final if line.startswith("USER ")]
-    assert user == "USER 10001:10001"
+    assert user == f"USER {IMAGE_UID}:{IMAGE_UID}"
     assert final[-1] == 'CMD ["queue-writer"]'
 
 

@@ -8,7 +8,6 @@ import copy
 import json
 from collections.abc import Iterator
 from functools import cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -18,14 +17,11 @@ import yaml
 
 from conveyor.settings import ProcessorSettings, SqsSettings, WriterSettings
 from conveyor.writer.server import GRACEFUL_SHUTDOWN_SECONDS
+from tests.unit.deploy_support import IMAGE_UID, PROCESSOR_DRAIN_SECONDS, ROOT, SQS_IN_FLIGHT_LIMIT
 
-ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
 CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PodMonitor"}
 SCHEMA_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())  # oldest supported (preStop sleep), newest
-PROCESSOR_DRAIN_SECONDS = 5  # after the grace: the 1 s poll drain and the final delete flush
-WRITER_UID = 10001  # deploy/Dockerfile's USER
-SQS_IN_FLIGHT_LIMIT = 120_000
 
 Doc = dict[str, Any]
 
@@ -188,7 +184,7 @@ def test_pods_run_locked_down_with_resources(deployment: Doc) -> None:
     pod = deployment["spec"]["template"]["spec"]
     spec = container(deployment)
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == WRITER_UID
+    assert pod["securityContext"]["runAsUser"] == IMAGE_UID
     assert pod["automountServiceAccountToken"] is False
     assert spec["securityContext"] == {
         "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}
