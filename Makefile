@@ -40,8 +40,14 @@ lint: $(VENV)/.installed
 types: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-deploy-check: $(VENV)/.installed  ## the deployable reference: cfn-lint on the CloudFormation template
+K8S_CORE := $(filter-out %/kustomization.yaml %/keda.yaml %/monitoring.yaml,$(wildcard deploy/kubernetes/*.yaml))
+
+deploy-check: $(VENV)/.installed  ## the deployable references: CloudFormation, Kubernetes, Dockerfile, API keys
 	$(VENV)/bin/cfn-lint deploy/aws/conveyor.yaml
+	$(VENV)/bin/kubernetes-validate --strict --quiet -k 1.30.0 $(K8S_CORE)
+	$(VENV)/bin/kubernetes-validate --strict --quiet $(K8S_CORE)
+	$(VENV)/bin/hadolint --config deploy/hadolint.yaml deploy/Dockerfile
+	sh deploy/nginx/check-api-keys.sh deploy/nginx/api-keys.example
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -m "not integration and not e2e" -q tests

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,8 +27,12 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 TEMPLATE = REPO / "deploy" / "nginx" / "conveyor.conf.template"
+CHECK_KEYS = REPO / "deploy" / "nginx" / "check-api-keys.sh"
 KEY = "test-key-1"
+MIXED_CASE_KEY = "AbCdEf123-secret"
+DOTTED_KEY = "dot.key+1"
 PROBLEM = "application/problem+json"
+CLIENTS = {KEY: "client-one", "other-key": "client-two", MIXED_CASE_KEY: "client-three", DOTTED_KEY: "client-four"}
 
 
 @dataclass
@@ -44,9 +49,15 @@ def nginx_binary() -> str:
     return found
 
 
-def render(state: Path, listen: int, writer_port: int) -> Path:
+def key_entry(key: str, client: str) -> str:
+    """One line of the API-key file in the documented form (exact, case-sensitive match)."""
+    escaped = key.replace(".", "\\.").replace("+", "\\+")
+    return f'"~^key={escaped}$" {client};\n'
+
+
+def render(state: Path, listen: int, writer_port: int, keys_text: str | None = None) -> Path:
     keys = state / "api-keys"
-    keys.write_text(f'"{KEY}" client-one;\n"other-key" client-two;\n')
+    keys.write_text(keys_text if keys_text is not None else "".join(key_entry(k, c) for k, c in CLIENTS.items()))
     values = {
         "LISTEN": f"127.0.0.1:{listen}", "WRITER": f"127.0.0.1:{writer_port}", "STATE_DIR": str(state),
         "API_KEYS": str(keys), "RATE": "20r/s", "BURST": "20",
@@ -58,23 +69,29 @@ def render(state: Path, listen: int, writer_port: int) -> Path:
     return config
 
 
+@contextmanager
+def running_nginx(state: Path, writer_port: int, queues: Queues, keys_text: str | None = None) -> Iterator[Gateway]:
+    """nginx from the rendered template (`nginx -t` must pass), stopped on exit."""
+    nginx = nginx_binary()
+    listen = free_port()
+    config = render(state, listen, writer_port, keys_text)
+    checked = subprocess.run([nginx, "-t", "-c", str(config)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr  # `nginx -t` passes on the rendered config
+    process = subprocess.Popen([nginx, "-c", str(config), "-g", "daemon off;"], stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{listen}/healthz"), 15, "nginx up")
+        yield Gateway(f"http://127.0.0.1:{listen}", queues, state / "access.log")
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 @pytest.fixture(scope="module")
 def gateway(localstack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    nginx = nginx_binary()
     state = Path(tmp_path_factory.mktemp("nginx"))
     queues = make_queues(localstack.endpoint)
-    with writer(queues, state) as api:
-        listen = free_port()
-        config = render(state, listen, api.port)
-        checked = subprocess.run([nginx, "-t", "-c", str(config)], capture_output=True, text=True, check=False)
-        assert checked.returncode == 0, checked.stderr  # `nginx -t` passes on the rendered config
-        process = subprocess.Popen([nginx, "-c", str(config), "-g", "daemon off;"], stderr=subprocess.DEVNULL)
-        try:
-            wait_for(lambda: _answers(f"http://127.0.0.1:{listen}/healthz"), 15, "nginx up")
-            yield Gateway(f"http://127.0.0.1:{listen}", queues, state / "access.log")
-        finally:
-            process.terminate()
-            process.wait(10)
+    with writer(queues, state) as api, running_nginx(state, api.port, queues) as gateway:
+        yield gateway
 
 
 def _answers(url: str) -> bool:
@@ -153,3 +170,78 @@ def test_writer_errors_pass_through_unchanged(gateway: Gateway) -> None:
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM
     assert response.json()["field"] == "unknown"
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "abcdef123-SECRET", "ABCDEF123-SECRET", "abcdef123-secret", "aBcDeF123-SECRET",  # case variants
+        "TEST-KEY-1", "Test-Key-1",
+        "AbCdEf123-secretx", "xAbCdEf123-secret", "test-key-1-", "test-key-10",  # an extra character
+        "AbCdEf123-secre", "test-key-", "AbCdEf123", "key=test-key-1",  # a prefix; the map's own prefix
+        "dotXkey+1", "dot.keyy1", "dot.key1",  # "." and "+" are literal, not regex operators
+    ],
+)  # fmt: skip
+def test_api_keys_match_exactly(gateway: Gateway, sqs: SQSClient, variant: str) -> None:
+    # GIVEN keys in mixed case, with "." and "+" WHEN a near miss of one is sent THEN 403, nothing queued
+    response = httpx.post(gateway.url + "/messages", json={"body": 1}, headers={"X-Api-Key": variant})
+    assert response.status_code == 403
+    assert response.headers["content-type"] == PROBLEM
+    assert count(sqs, gateway.queues.url) == (0, 0)
+
+
+@pytest.mark.parametrize("key", [MIXED_CASE_KEY, DOTTED_KEY])
+def test_the_exact_key_is_let_in(gateway: Gateway, sqs: SQSClient, key: str) -> None:
+    response = httpx.post(gateway.url + "/messages", json={"body": key}, headers={"X-Api-Key": key})
+    assert response.status_code == 202
+    [message] = drain(sqs, gateway.queues.url, 1)
+    assert json.loads(message["Body"]) == key
+    wait_for(lambda: response.headers["x-request-id"] in gateway.access_log.read_text(), 5, "access log written")
+    entry = next(
+        json.loads(line) for line in gateway.access_log.read_text().splitlines()
+        if json.loads(line)["request_id"] == response.headers["x-request-id"]
+    )  # fmt: skip
+    assert entry["client"] == CLIENTS[key]
+
+
+def check_keys(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", str(CHECK_KEYS), str(path)], capture_output=True, text=True, check=False)
+
+
+def test_the_documented_key_files_pass_the_check(tmp_path: Path) -> None:
+    ours = tmp_path / "api-keys"
+    ours.write_text("".join(key_entry(k, c) for k, c in CLIENTS.items()))
+    for path in (ours, REPO / "deploy" / "nginx" / "api-keys.example"):
+        checked = check_keys(path)
+        assert (checked.returncode, checked.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '"test-key-1" client-one;',  # the old form: compared case-insensitively by nginx
+        '"~*^key=test-key-1$" client-one;',  # a case-insensitive regex
+        '"~^key=dot.key$" client-one;',  # "." unescaped: any character would do
+        '"~^key=test-key-1" client-one;',  # no end anchor: any suffix would do
+        '"~key=test-key-1$" client-one;',  # no start anchor
+        '"~^key=$" client-one;',  # an empty key
+    ],
+)
+def test_the_check_refuses_entries_that_are_not_exact(tmp_path: Path, line: str) -> None:
+    keys = tmp_path / "api-keys"
+    keys.write_text(f"# keys\n{key_entry(KEY, 'client-one')}{line}\n")
+    checked = check_keys(keys)
+    assert checked.returncode == 1
+    assert f"3:{line}" in checked.stderr  # names the line
+
+
+def test_a_key_file_in_the_old_form_lets_nobody_in(localstack: LocalStack, tmp_path: Path, sqs: SQSClient) -> None:
+    # GIVEN the template with a key file written in the old form (plain, case-insensitive entries)
+    queues = make_queues(localstack.endpoint)
+    old_form = f'"{KEY}" client-one;\n"{MIXED_CASE_KEY}" client-three;\n'
+    with writer(queues, tmp_path) as api, running_nginx(tmp_path, api.port, queues, old_form) as gateway:
+        # WHEN the exact keys and case variants are sent THEN every one is refused: it fails closed
+        for key in (KEY, KEY.upper(), MIXED_CASE_KEY, MIXED_CASE_KEY.lower()):
+            response = httpx.post(gateway.url + "/messages", json={"body": 1}, headers={"X-Api-Key": key})
+            assert response.status_code == 403, key
+    assert count(sqs, queues.url) == (0, 0)

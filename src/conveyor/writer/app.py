@@ -21,6 +21,7 @@ from conveyor.sqs.client import sqs_client
 from conveyor.sqs.errors import classify
 from conveyor.sqs.queues import QueueConfig
 from conveyor.writer.batch import send_batch, validation_problem
+from conveyor.writer.docs import add_docs
 from conveyor.writer.edge import EdgeMiddleware
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.outgoing import build_outgoing
@@ -86,11 +87,14 @@ def create_app(settings: WriterSettings, client: SQSClient | None = None) -> Fas
         version="0.1.0",
         description="Validates messages and writes them to an SQS queue.",
         lifespan=lifespan,
+        docs_url=None,  # served by add_docs from packaged assets, not from a CDN
+        redoc_url=None,
     )
     app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
     app.add_middleware(EdgeMiddleware, max_body=settings.max_request_bytes, metrics=metrics)
     _add_error_handlers(app)
     _add_routes(app, metrics)
+    add_docs(app)
     return app
 
 
