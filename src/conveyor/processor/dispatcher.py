@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from conveyor.canary.reply import CanaryResponder
 from conveyor.processor.acker import Acker
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.dead_letter import send_to_dlq
@@ -43,8 +44,10 @@ class Dispatcher:
         slots: Slots,
         acker: Acker,
         metrics: ProcessorMetrics,
+        canary: CanaryResponder | None = None,
     ) -> None:
         self._client = client
+        self._canary = canary
         self._config = config
         self._handler = handler
         self._buffer = buffer
@@ -84,6 +87,10 @@ class Dispatcher:
         self._acker.change_visibility(lease, 0, release=True)
 
     async def _process(self, leases: list[Lease]) -> None:
+        if self._canary is not None:  # canaries are answered and settled here: never seen by the handler
+            leases = await self._canary.take(leases, self._acker)
+            if not leases:
+                return
         for lease in leases:
             lease.stage = Stage.RUNNING
         if isinstance(self._handler, BatchHandler):

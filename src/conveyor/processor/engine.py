@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from conveyor.canary.reply import CanaryResponder
 from conveyor.processor.acker import Acker
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.dispatcher import Dispatcher
@@ -46,8 +47,10 @@ class Engine:
         metrics: ProcessorMetrics | None = None,
         health: Health | None = None,
         clock: Callable[[], float] = time.monotonic,
+        canary: CanaryResponder | None = None,
     ) -> None:
         self.client = client
+        self.canary = canary
         self.config = config
         self.handler = handler
         self.metrics = metrics or ProcessorMetrics()
@@ -73,7 +76,7 @@ class Engine:
         ) as acker:  # fmt: skip
             dispatcher = Dispatcher(
                 self.client, config, self.handler,
-                buffer=self.buffer, slots=self.slots, acker=acker, metrics=self.metrics,
+                buffer=self.buffer, slots=self.slots, acker=acker, metrics=self.metrics, canary=self.canary,
             )  # fmt: skip
             heartbeat = Heartbeat(self.inflight, acker, self.metrics, config.visibility_timeout, self.clock)
             async with asyncio.TaskGroup() as group:

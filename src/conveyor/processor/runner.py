@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 
+from conveyor.canary.reply import responder_for
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.engine import Engine
 from conveyor.processor.handler import adapt, import_handler
@@ -58,7 +59,8 @@ async def run(settings: ProcessorSettings) -> int:
                 log.warning("no_dead_letter_queue", detail="permanent errors back off and are never deleted")
             health.poll_succeeded()  # the queue answered: ready until polls say otherwise
             config = EngineConfig.build(settings, queue, dlq_url)
-            engine = Engine(client, config, adapt(func, pool), metrics=metrics, health=health)
+            canary = await responder_for(client, settings, metrics.registry)
+            engine = Engine(client, config, adapt(func, pool), metrics=metrics, health=health, canary=canary)
             return await _serve(engine, ops_server(health, metrics), sock)
 
 
