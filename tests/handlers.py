@@ -13,7 +13,7 @@ import sqlite3
 import time
 from contextlib import closing
 
-from conveyor import Message
+from conveyor import Message, PermanentError
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS deliveries (message_id TEXT, body TEXT, request_id TEXT, receive_count INT, at REAL)"
@@ -48,3 +48,20 @@ async def flaky(message: Message) -> None:
 
 async def always_fail(message: Message) -> None:
     raise RuntimeError("this handler always fails")
+
+
+class BadAmountError(PermanentError):
+    """A permanent error of the test's own (dead-lettered at once, recorded by its qualified name)."""
+
+
+async def fail_by_type(message: Message) -> None:
+    """Raise what the body names (``{"fail": "ValueError" | "KeyError" | "BadAmountError"}``), else
+    like ``work``: so that one run fills the DLQ with several error types."""
+    kind = message.json().get("fail")
+    if kind == "ValueError":
+        raise ValueError("bad value")
+    if kind == "KeyError":
+        raise KeyError("missing key")
+    if kind == "BadAmountError":
+        raise BadAmountError("amount below zero")
+    record(message)
