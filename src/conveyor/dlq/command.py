@@ -102,7 +102,11 @@ async def _peek(client: SQSClient, located: Located, args: argparse.Namespace) -
                 shown += 1
                 print(json.dumps(exported(message)) if args.json else _describe(message, now_ms), flush=True)
     if not args.json:
-        print(f"conveyor dlq peek: {shown} message(s) shown from {located.dlq_name}; they stay there")
+        attrs = await client.get_queue_attributes(
+            QueueUrl=located.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        about = attrs["Attributes"].get("ApproximateNumberOfMessages", "?")
+        print(f"conveyor dlq peek: {shown} shown of about {about} in {located.dlq_name}; they stay there")
     return 0
 
 

@@ -3,7 +3,10 @@ make everything not deleted visible again at the end (visibility 0), whatever ha
 
 Receiving is the only way to read SQS: each read adds one to the message's ApproximateReceiveCount
 in the DLQ (harmless there: a DLQ has no redrive policy of its own). The run ends at the first
-receive that brings nothing new (a long poll of 1 s, which asks every SQS server).
+receive that brings nothing new (a long poll of 1 s, which asks every SQS server), or that brings
+only messages seen before (a run longer than the hold sees them again). On a FIFO queue SQS hands
+out no more of a message group while one of its messages is held: a run sees at most the first ten
+of each group (redrive, which deletes what it moved, sees more on its next run).
 """
 
 from __future__ import annotations
