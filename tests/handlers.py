@@ -13,7 +13,7 @@ import sqlite3
 import time
 from contextlib import closing
 
-from conveyor import Message
+from conveyor import Message, PermanentError
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS deliveries (message_id TEXT, body TEXT, request_id TEXT, receive_count INT, at REAL)"
@@ -53,4 +53,21 @@ async def always_fail(message: Message) -> None:
 def blocking(message: Message) -> None:
     """A plain function (run in a thread): block CONVEYOR_TEST_SLEEP seconds (default 0.1), record."""
     time.sleep(float(os.environ.get("CONVEYOR_TEST_SLEEP", "0.1")))
+    record(message)
+
+
+class BadAmountError(PermanentError):
+    """A permanent error of the test's own (dead-lettered at once, recorded by its qualified name)."""
+
+
+async def fail_by_type(message: Message) -> None:
+    """Raise what the body names (``{"fail": "ValueError" | "KeyError" | "BadAmountError"}``), else
+    like ``work``: so that one run fills the DLQ with several error types."""
+    kind = message.json().get("fail")
+    if kind == "ValueError":
+        raise ValueError("bad value")
+    if kind == "KeyError":
+        raise KeyError("missing key")
+    if kind == "BadAmountError":
+        raise BadAmountError("amount below zero")
     record(message)

@@ -1,4 +1,6 @@
-"""Console entry points: `conveyor`, `queue-writer`, `queue-processor`. Nothing else reads argv.
+"""Console entry points: `conveyor`, `queue-writer`, `queue-processor`. Nothing else reads argv
+(the operator commands declare their flags in their own modules: canary/command.py, dlq/command.py,
+status.py).
 
 Every failure the user can fix ends with a non-zero exit and one readable line on stderr.
 """
@@ -9,10 +11,14 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from importlib.metadata import version
+from typing import Any, NoReturn
 
-from pydantic import ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
+from conveyor.canary import command as canary_command
+from conveyor.command_error import CommandError
+from conveyor.dlq import command as dlq_command
 from conveyor.localstack import LocalStackError
 from conveyor.logs import configure_logging
 from conveyor.processor.handler import HandlerLoadError
@@ -25,7 +31,8 @@ from conveyor.settings import (
 )
 from conveyor.sqs.client import ConfigurationError, sqs_client
 from conveyor.sqs.errors import SqsError, classify
-from conveyor.sqs.queues import create_queues
+from conveyor.sqs.queues import canary_queue_url, create_queues
+from conveyor.status import register as register_status
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -47,29 +54,68 @@ def _guarded[T](prog: str, body: Callable[[], T]) -> T:
         _fail(prog, [str(exc)], EXIT_CONFIG)
     except HandlerLoadError as exc:
         _fail(prog, [str(exc)], EXIT_CONFIG)
-    except (LocalStackError, SqsError, OSError) as exc:
+    except (LocalStackError, SqsError, OSError, CommandError) as exc:
         _fail(prog, [str(exc)], EXIT_FAILURE)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 2, like every other error here."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(self.prog, [f"{message} (see --help)"], EXIT_CONFIG)
+
+
+def _version() -> str:
+    return f"%(prog)s {version('conveyor')}"
+
+
+def _environment(settings: type[BaseModel]) -> str:
+    """The service's settings as environment variables with their defaults, for --help."""
+    lines = ["environment (all settings and their meaning: README.md, Configuration):"]
+    for name, field in settings.model_fields.items():
+        default = field.default
+        shown = "unset" if default is None or isinstance(default, SecretStr) else str(default)
+        lines.append(f"  CONVEYOR_{name.upper():<40} {shown}")
+    return "\n".join(lines)
+
+
+def _service_parser(prog: str, description: str, settings: type[BaseModel]) -> OneLineParser:
+    parser = OneLineParser(
+        prog=prog, description=description, epilog=_environment(settings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--version", action="version", version=_version())
+    return parser
 
 
 async def _queues_create(settings: SqsSettings) -> None:
     async with sqs_client(settings) as client:
         try:
             url, dlq_url = await create_queues(client, settings.queue_name, settings.max_receive_count)
+            canary_url = await canary_queue_url(client, settings)
         except Exception as exc:
             raise SqsError(classify(exc)) from exc
-    print(f"queue: {url}\ndead-letter queue: {dlq_url}")
+    print(f"queue: {url}\ndead-letter queue: {dlq_url}\ncanary queue: {canary_url}")
 
 
 def conveyor_main(argv: list[str] | None = None) -> None:
-    """`conveyor dev` and `conveyor queues create`."""
-    parser = argparse.ArgumentParser(prog="conveyor", description="Conveyor: HTTP to SQS, processed.")
+    """`conveyor dev`, `queues create`, `canary`, `dlq ...`, `status`."""
+    parser = OneLineParser(prog="conveyor", description="Conveyor: HTTP to SQS, processed.")
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("dev", help="run LocalStack, the queues, the writer and the processor")
     queues = commands.add_parser("queues", help="manage the queue and its dead-letter queue")
     queues.add_subparsers(dest="action", required=True).add_parser(
-        "create", help="create the queue and its DLQ with a redrive policy (idempotent)"
+        "create", help="create the queue, its DLQ with a redrive policy, and its canary queue (idempotent)"
     )
+    canary_command.register(commands)
+    dlq_command.register(commands)
+    register_status(commands)
     args = parser.parse_args(argv)
+    if hasattr(args, "run"):  # the operator commands
+        run: Callable[[Any], int] = args.run
+        prog = getattr(args, "prog", f"conveyor {args.command}")
+        raise SystemExit(_guarded(prog, lambda: run(args)))
     if args.command == "dev":
         from conveyor.dev import run_dev  # noqa: PLC0415 - only `dev` needs subprocess handling
 
@@ -77,6 +123,22 @@ def conveyor_main(argv: list[str] | None = None) -> None:
     settings = _guarded("conveyor", SqsSettings)
     configure_logging(settings.log_format, settings.log_level)
     _guarded("conveyor", lambda: asyncio.run(_queues_create(settings)))
+
+
+def writer_command(argv: list[str] | None = None) -> None:
+    """The `queue-writer` console script: --help and --version, else :func:`writer_main`."""
+    _service_parser(
+        "queue-writer", "Serve Conveyor's HTTP API: POST /messages puts messages on the SQS queue.", WriterSettings
+    ).parse_args(argv)
+    writer_main()
+
+
+def processor_command(argv: list[str] | None = None) -> None:
+    """The `queue-processor` console script: --help and --version, else :func:`processor_main`."""
+    _service_parser(
+        "queue-processor", "Consume the SQS queue, running CONVEYOR_HANDLER on every message.", ProcessorSettings
+    ).parse_args(argv)
+    processor_main()
 
 
 def writer_main() -> None:

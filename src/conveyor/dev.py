@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from types import FrameType
 from conveyor.localstack import LocalStack
 from conveyor.settings import DevSettings
 from conveyor.sqs.client import sqs_client
-from conveyor.sqs.queues import create_queues
+from conveyor.sqs.queues import canary_queue_url, create_queues
 
 CHILD_STOP_SECONDS = 40.0
 
@@ -28,9 +29,15 @@ def _script(name: str) -> str:
     return path
 
 
-async def _create(settings: DevSettings) -> tuple[str, str]:
+async def _create(settings: DevSettings) -> tuple[str, str, str]:
     async with sqs_client(settings) as client:
-        return await create_queues(client, settings.queue_name, settings.max_receive_count)
+        url, dlq_url = await create_queues(client, settings.queue_name, settings.max_receive_count)
+        return url, dlq_url, await canary_queue_url(client, settings)
+
+
+def _canary_secret(settings: DevSettings) -> str:
+    """The children's CONVEYOR_CANARY_SECRET: the one given, else a fresh one for this run."""
+    return settings.canary_secret.get_secret_value() if settings.canary_secret else secrets.token_hex(16)
 
 
 def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
@@ -78,9 +85,11 @@ def run_dev(settings: DevSettings) -> int:
             )
             endpoint = stack.endpoint
             print(f"conveyor dev: LocalStack SQS at {endpoint} (log: {stack.log_path})")
-        env = {**os.environ, "CONVEYOR_SQS_ENDPOINT_URL": endpoint}
-        url, dlq_url = asyncio.run(_create(settings.model_copy(update={"sqs_endpoint_url": endpoint})))
+        secret = _canary_secret(settings)
+        env = {**os.environ, "CONVEYOR_SQS_ENDPOINT_URL": endpoint, "CONVEYOR_CANARY_SECRET": secret}
+        url, dlq_url, canary_url = asyncio.run(_create(settings.model_copy(update={"sqs_endpoint_url": endpoint})))
         print(f"conveyor dev: queue {url}\nconveyor dev: dead-letter queue {dlq_url}")
+        print(f"conveyor dev: canary queue {canary_url}")
         for script in ("queue-writer", "queue-processor"):
             # A process group of its own: Ctrl-C in the terminal reaches `conveyor dev` only, which
             # then sends each child one SIGTERM (two signals would make the processor stop at once).
@@ -90,6 +99,13 @@ def run_dev(settings: DevSettings) -> int:
             f"conveyor dev: queue-writer on http://{settings.writer_host}:{settings.writer_port}"
             f" (POST /messages), queue-processor ops on http://127.0.0.1:{settings.processor_port}"
             "\nconveyor dev: Ctrl-C stops everything"
+        )
+        shown = "$CONVEYOR_CANARY_SECRET" if settings.canary_secret else secret  # never echo the user's own
+        print(
+            f"conveyor dev: try the canary: CONVEYOR_SQS_ENDPOINT_URL={endpoint}"
+            f" CONVEYOR_QUEUE_NAME={settings.queue_name} CONVEYOR_CANARY_SECRET={shown}"
+            f" .venv/bin/conveyor canary --once --url http://{settings.writer_host}:{settings.writer_port}",
+            flush=True,
         )
         return _supervise(children, stop)
     finally:

@@ -16,11 +16,11 @@ log = structlog.get_logger("conveyor.handlers")
 async def demo(message: Message) -> None:
     """Parse the body as JSON (a body that is not JSON is dead-lettered), simulate a real job's
     work (CONVEYOR_DEMO_WORK_SECONDS, default 0.1 s) and log the message."""
-    body = message.json()
+    message.json()
     await asyncio.sleep(_work_seconds())
     log.info(
         "demo_handled",
-        body=str(body)[:200],
+        body=message.body[:200],  # the JSON text as it came, not a Python repr of the parsed value
         receive_count=message.receive_count,
         attributes=message.attributes,
     )

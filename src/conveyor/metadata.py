@@ -5,6 +5,7 @@ CONTENT_TYPE = "conveyor.content_type"
 IDEMPOTENCY_KEY = "conveyor.idempotency_key"
 TRACEPARENT = "traceparent"  # W3C trace context, the name OpenTelemetry's SQS propagation uses
 DEAD_LETTER = "conveyor.dead_letter"  # JSON: error type and message, original id, receive count
+REDRIVE_HISTORY = "conveyor.redrive_history"  # JSON list of earlier dead-letter records (conveyor dlq redrive)
 RESERVED_PREFIX = "conveyor."
 RESERVED_NAMES = frozenset({TRACEPARENT})
 

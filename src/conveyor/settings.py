@@ -9,13 +9,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import AnyHttpUrl, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from conveyor.idempotency.url import parse_store_url
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+MIN_SECRET_CHARS = 16
+
+
+def _long_enough(secret: SecretStr) -> SecretStr:
+    if len(secret.get_secret_value()) < MIN_SECRET_CHARS:
+        raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters")
+    return secret
+
+
+CanarySecret = Annotated[SecretStr, AfterValidator(_long_enough)]
+"""CONVEYOR_CANARY_SECRET: shared by the processors and `conveyor canary`; never logged."""
 
 
 class SqsSettings(BaseSettings):
@@ -94,6 +105,8 @@ class ProcessorSettings(SqsSettings, IdempotencySettings):
     processor_host: str = "127.0.0.1"
     processor_port: Port = 8001
     demo_work_seconds: Annotated[float, Field(ge=0, le=3600)] = 0.1
+    canary_secret: CanarySecret | None = None  # set: answer canaries (see docs/canary.md)
+    processor_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # default hostname:pid
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
@@ -103,6 +116,14 @@ class ProcessorSettings(SqsSettings, IdempotencySettings):
         if self.retry_base_seconds > self.retry_max_seconds:
             raise ValueError("CONVEYOR_RETRY_BASE_SECONDS must not exceed CONVEYOR_RETRY_MAX_SECONDS")
         return self
+
+
+class CanarySettings(SqsSettings):
+    """`conveyor canary`: where to post (flags win over these) and the secret the processors share."""
+
+    canary_secret: CanarySecret | None = None
+    canary_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8000")
+    canary_api_key: SecretStr | None = None
 
 
 class DevSettings(SqsSettings):
@@ -115,6 +136,7 @@ class DevSettings(SqsSettings):
     writer_host: str = "127.0.0.1"
     writer_port: Port = 8000
     processor_port: Port = 8001
+    canary_secret: CanarySecret | None = None  # unset: `conveyor dev` makes one up for its children
 
 
 def describe_errors(error: ValidationError) -> list[str]:

@@ -34,13 +34,23 @@ def test_conveyor_dev_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         writer = f"http://127.0.0.1:{ports['WRITER']}"
         wait_for(lambda: _ok(writer + "/readyz") and _ok(f"http://127.0.0.1:{ports['PROCESSOR']}/readyz"), 90, "up")
         sqs = boto_client(f"http://127.0.0.1:{ports['LOCALSTACK']}")
-        urls = sqs.list_queues()["QueueUrls"]
-        assert sorted(u.rsplit("/", 1)[1] for u in urls) == ["conveyor-messages", "conveyor-messages-dlq"]
-        policy = sqs.get_queue_attributes(QueueUrl=urls[0] if urls[0].endswith("messages") else urls[1],
+        urls = {u.rsplit("/", 1)[1]: u for u in sqs.list_queues()["QueueUrls"]}
+        assert sorted(urls) == ["conveyor-messages", "conveyor-messages-canary", "conveyor-messages-dlq"]
+        policy = sqs.get_queue_attributes(QueueUrl=urls["conveyor-messages"],
                                           AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"]  # fmt: skip
         assert json.loads(policy)["deadLetterTargetArn"].endswith(":conveyor-messages-dlq")
         assert httpx.post(writer + "/messages", json={"body": {"hello": "dev"}}).status_code == 202
         wait_for(lambda: "demo_handled" in log.read_text(), 30, "the demo handler ran")
+        assert '"body": "{\\"hello\\":\\"dev\\"}"' in log.read_text()  # the body as JSON, not a repr
+        # the canary command `conveyor dev` prints works as printed (the secret it made up reached the processor)
+        [hint] = [line for line in log.read_text().splitlines() if line.startswith("conveyor dev: try the canary: ")]
+        words = hint.removeprefix("conveyor dev: try the canary: ").split()
+        variables = dict(word.split("=", 1) for word in words if word.startswith("CONVEYOR_"))
+        assert words[len(variables)].endswith("conveyor")
+        probe = subprocess.run([str(BIN / "conveyor"), *words[len(variables) + 1 :]], env=env | variables,
+                               capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert probe.returncode == 0, probe.stderr
+        assert probe.stdout.startswith("conveyor canary: ok: handled by ")
         dev.send_signal(signal.SIGTERM)
         assert dev.wait(60) == 0
     finally:

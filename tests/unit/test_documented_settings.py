@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import AnyUrl
 from pydantic_settings import BaseSettings
 
-from conveyor.settings import DevSettings, ProcessorSettings, WriterSettings
+from conveyor.settings import CanarySettings, DevSettings, ProcessorSettings, WriterSettings
 from conveyor.sqs.client import READ_TIMEOUT_SECONDS
 
 README = Path(__file__).parents[2] / "README.md"
@@ -17,9 +18,10 @@ SERVICES: dict[str, type[BaseSettings]] = {
     "writer": WriterSettings,
     "processor": ProcessorSettings,
     "dev": DevSettings,
+    "canary": CanarySettings,
 }
 ROW = re.compile(r"^\| (`CONVEYOR_[A-Z_]+`(?: / `CONVEYOR_[A-Z_]+`)*) \| ([^|]+) \|")
-NOT_A_VALUE = {"unset", "unset (real AWS)", "AWS chain"}  # documented as "no default"
+NOT_A_VALUE = {"unset", "unset (real AWS)", "AWS chain", "hostname:pid"}  # no default: absent or computed
 
 
 def documented() -> dict[str, str]:
@@ -45,6 +47,8 @@ def actual(service: type[BaseSettings], variable: str) -> object:
 def same(text: str, value: object) -> bool:
     if text in NOT_A_VALUE:
         return value is None
+    if isinstance(value, AnyUrl):
+        return text.rstrip("/") == str(value).rstrip("/")
     if isinstance(value, bool | str | Path) or value is None:
         return text == str(value)
     return float(text) == float(value)  # type: ignore[arg-type]  # an int or float setting

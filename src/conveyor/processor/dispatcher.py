@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from conveyor.canary.reply import CanaryResponder
 from conveyor.processor.acker import Acker
 from conveyor.processor.buffer import Buffer
 from conveyor.processor.config import EngineConfig
@@ -73,9 +74,11 @@ class Dispatcher:
         dead_letters: DeadLetterQueue | None,
         metrics: ProcessorMetrics,
         dedupe: Dedupe | None = None,
+        canary: CanaryResponder | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dedupe = dedupe
+        self._canary = canary
         self._config = config
         self._clock = clock
         self._invoker = Invoker(handler, metrics, stopping)
@@ -194,6 +197,7 @@ class Dispatcher:
         noting the FIFO groups it stops in ``stopped``."""
         for lease in leases:
             lease.start()
+        leases = await self._answer_canaries(leases)
         admitted = self._admitted(leases)
         runnable = [lease for lease in leases if lease.message_id not in admitted.decided]
         runnable = [lease for lease in runnable if (lease.group_id or "") not in admitted.stops]
@@ -203,6 +207,17 @@ class Dispatcher:
             self._unfinished(leases, stopped)
             raise
         await self._settle_all(leases, errors, stopped, admitted.decided)
+
+    async def _answer_canaries(self, leases: list[Lease]) -> list[Lease]:
+        """Canaries are answered and settled here, never seen by the handler; returns the others."""
+        if self._canary is None:
+            return leases
+        rest = await self._canary.take(leases, self._acker)
+        if self._dedupe is not None:
+            for lease in leases:
+                if lease not in rest:
+                    self._dedupe.failed(lease)  # not a handler completion: let its claim go
+        return rest
 
     def _admitted(self, leases: list[Lease]) -> Admission:
         """The outcomes decided before the handler (duplicates), and on a FIFO queue the groups a

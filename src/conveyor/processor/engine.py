@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from conveyor.canary.reply import CanaryResponder
 from conveyor.processor.acker import Acker
 from conveyor.processor.buffer import AnyOrder, Buffer, ByGroup
 from conveyor.processor.config import EngineConfig
@@ -51,6 +52,7 @@ class Engine:
         *,
         metrics: ProcessorMetrics | None = None,
         dedupe: Dedupe | None = None,
+        canary: CanaryResponder | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
@@ -59,6 +61,7 @@ class Engine:
         self.config = config
         self.handler = handler
         self.dedupe = dedupe  # with an idempotency store: a handler completion happens once per key
+        self.canary = canary  # with CONVEYOR_CANARY_SECRET: canaries are answered, never handled
         self.metrics = metrics or ProcessorMetrics()
         self.clock = clock
         self._sleep = sleep  # the pollers' backoff after errors (tests record it)
@@ -85,7 +88,7 @@ class Engine:
             dispatcher = Dispatcher(
                 config, self.handler, stopping=self.stopping, buffer=self.buffer, slots=self.slots,
                 acker=acker, dead_letters=self._dead_letter_queue(), metrics=self.metrics, dedupe=self.dedupe,
-                clock=self.clock,
+                canary=self.canary, clock=self.clock,
             )  # fmt: skip
             heartbeat = Heartbeat(
                 self.inflight, acker, self.metrics, config.visibility_timeout, clock=self.clock,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from conveyor.canary.reply import responder_for
 from conveyor.idempotency import IdempotencyStore, open_store
 from conveyor.message import idempotency_options
 from conveyor.processor.config import EngineConfig
@@ -69,7 +70,8 @@ async def run(settings: ProcessorSettings) -> int:
                     log.warning("no_dead_letter_queue", detail="permanent errors back off and are never deleted")
                 config = EngineConfig.build(settings, queue, dlq)
                 dedupe = _dedupe(store, config, settings, options.key)
-                engine = Engine(client, config, adapt(func, pool), metrics=metrics, dedupe=dedupe)
+                canary = await responder_for(client, settings, metrics.registry)
+                engine = Engine(client, config, adapt(func, pool), metrics=metrics, dedupe=dedupe, canary=canary)
                 engine.health.poll_succeeded()  # the queue answered: ready until polls say otherwise
                 return await _serve(engine, ops_server(engine.health, metrics), sock)
     finally:

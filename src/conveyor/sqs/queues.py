@@ -1,4 +1,5 @@
-"""Queue bootstrap and discovery: create the queue and its DLQ, resolve URLs, read attributes."""
+"""Queue bootstrap and discovery: create the queue, its DLQ and its canary queue, resolve URLs, read
+attributes."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_sqs.literals import QueueAttributeNameType
 
 FIFO_SUFFIX = ".fifo"
+CANARY_RETENTION_SECONDS = 600  # replies are read within seconds; an unread one is of no use after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +39,27 @@ def dlq_name(queue_name: str) -> str:
     return queue_name + "-dlq"
 
 
+def canary_name(queue_name: str) -> str:
+    """``orders`` and ``orders.fifo`` -> ``orders-canary``: always a standard queue (replies need no order)."""
+    return queue_name.removesuffix(FIFO_SUFFIX) + "-canary"
+
+
 def queue_name_from_arn(arn: str) -> str:
     return arn.rsplit(":", 1)[-1]
 
 
+def queue_name_from_url(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def queue_name_of(settings: SqsSettings) -> str:
+    """The configured queue's name (from CONVEYOR_QUEUE_URL when set)."""
+    return queue_name_from_url(str(settings.queue_url)) if settings.queue_url else settings.queue_name
+
+
 async def create_queues(client: SQSClient, name: str, max_receive_count: int) -> tuple[str, str]:
-    """Create ``name`` and ``<name>-dlq`` with a redrive policy; idempotent. Returns both URLs."""
+    """Create ``name`` and ``<name>-dlq`` with a redrive policy, and the canary queue; idempotent.
+    Returns the URLs of the queue and its DLQ."""
     fifo: dict[QueueAttributeNameType, str] = {"FifoQueue": "true"} if name.endswith(FIFO_SUFFIX) else {}
     dlq_url = (await client.create_queue(QueueName=dlq_name(name), Attributes=fifo))["QueueUrl"]
     dlq_attrs = await client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
@@ -51,7 +68,16 @@ async def create_queues(client: SQSClient, name: str, max_receive_count: int) ->
     policy = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
     # Set separately so that re-running with another maxReceiveCount updates, not conflicts.
     await client.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(policy)})
+    await create_canary_queue(client, name)
     return url, dlq_url
+
+
+async def create_canary_queue(client: SQSClient, name: str) -> str:
+    """Create ``<name>-canary`` (idempotent: the retention is set apart, as the redrive policy is)."""
+    url = (await client.create_queue(QueueName=canary_name(name)))["QueueUrl"]
+    retention = str(CANARY_RETENTION_SECONDS)
+    await client.set_queue_attributes(QueueUrl=url, Attributes={"MessageRetentionPeriod": retention})
+    return url
 
 
 async def resolve_queue_url(client: SQSClient, settings: SqsSettings) -> str:
@@ -59,6 +85,17 @@ async def resolve_queue_url(client: SQSClient, settings: SqsSettings) -> str:
     if settings.queue_url is not None:
         return str(settings.queue_url)
     return (await client.get_queue_url(QueueName=settings.queue_name))["QueueUrl"]
+
+
+async def canary_queue_url(client: SQSClient, settings: SqsSettings) -> str:
+    """The URL of the configured queue's canary queue (in the queue's account)."""
+    extra = {}
+    if settings.queue_url is not None:
+        account = str(settings.queue_url).rstrip("/").split("/")[-2]
+        if account.isdigit():
+            extra["QueueOwnerAWSAccountId"] = account
+    response = await client.get_queue_url(QueueName=canary_name(queue_name_of(settings)), **extra)
+    return response["QueueUrl"]
 
 
 async def read_queue_config(client: SQSClient, url: str) -> QueueConfig:

@@ -1,0 +1,201 @@
+"""`conveyor dlq redrive` against the in-memory SQS: the move task when it works, the client-side move
+when it does not (as on LocalStack without a destination), and nothing lost on partial failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from conveyor import metadata
+from conveyor.dlq.locate import Located
+from conveyor.dlq.record import Filter
+from conveyor.dlq.redrive import RedriveReport, Request, redrive
+from conveyor.sqs.queues import QueueConfig
+from tests.fakes import FakeSqs, as_client, client_error
+
+EVERYTHING = Request(Filter(), None, dry_run=False)
+
+
+class MoveTaskSqs(FakeSqs):
+    """The fake plus the calls redrive needs; the move task ends as ``task_status`` says (FAILED like
+    LocalStack's without a destination, holding one message in flight as LocalStack does)."""
+
+    def __init__(self, task_status: str = "FAILED", start_error: BaseException | None = None) -> None:
+        super().__init__()
+        self.task_status = task_status
+        self.start_error = start_error
+        self.statuses: list[str] = []
+
+    async def list_dead_letter_source_queues(self, QueueUrl: str, **_: Any) -> dict[str, Any]:  # noqa: N803
+        dlq = self.queue(QueueUrl)
+        sources = [q.url for q in self.queues.values() if dlq.arn in q.attributes.get("RedrivePolicy", "")]
+        return {"queueUrls": sources}
+
+    async def start_message_move_task(self, SourceArn: str, **kwargs: Any) -> dict[str, Any]:  # noqa: N803
+        self._record("StartMessageMoveTask", {"SourceArn": SourceArn, **kwargs})
+        if self.start_error is not None:
+            raise self.start_error
+        source = next(q for q in self.queues.values() if q.arn == SourceArn)
+        self.to_move = len(source.messages)
+        if self.task_status == "COMPLETED":
+            target = next(q for q in self.queues.values() if q.arn == kwargs["DestinationArn"])
+            target.messages.update(source.messages)
+            source.messages.clear()
+        else:
+            next(iter(source.messages.values())).visible_at = self._now() + 600  # held by the failed task
+        self.statuses = ["RUNNING", self.task_status]
+        return {"TaskHandle": "t"}
+
+    async def list_message_move_tasks(self, SourceArn: str, **_: Any) -> dict[str, Any]:  # noqa: N803
+        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        moved = self.to_move if status == "COMPLETED" else 0
+        result = {"Status": status, "ApproximateNumberOfMessagesMoved": moved,
+                  "ApproximateNumberOfMessagesToMove": self.to_move, "SourceArn": SourceArn}  # fmt: skip
+        if status == "FAILED":
+            result["FailureReason"] = "AttributeError"
+        return {"Results": [result]}
+
+    async def get_queue_attributes(self, QueueUrl: str, **kwargs: Any) -> dict[str, Any]:  # noqa: N803
+        answer = await super().get_queue_attributes(QueueUrl, **kwargs)
+        now = self._now()
+        hidden = sum(1 for m in self.queue(QueueUrl).messages.values() if m.visible_at > now)
+        answer["Attributes"]["ApproximateNumberOfMessagesNotVisible"] = str(hidden)
+        return answer
+
+
+def setup(fake: MoveTaskSqs, bodies: list[tuple[str | None, str | None]]) -> Located:
+    """``orders`` and its DLQ holding ``bodies`` (error type, or None for no record)."""
+    queue = fake.create("orders", max_receive_count=3)
+    dlq = fake.queues["orders-dlq"]
+    for error_type, source in bodies:
+        attributes = {"tenant": {"DataType": "String", "StringValue": "acme"}}
+        if error_type:
+            record = {"error_type": error_type, "error_message": "x", "source_queue": source or queue.url,
+                      "dead_lettered_at": int(time.time() * 1000)}  # fmt: skip
+            attributes[metadata.DEAD_LETTER] = {"DataType": "String", "StringValue": json.dumps(record)}
+        fake.put("orders-dlq", json.dumps({"error": error_type}), attributes)
+    config = QueueConfig(queue.url, queue.arn, 1_048_576, 30, False, False, dlq.arn, 3)
+    return Located("orders", config, "orders-dlq", dlq.url, dlq.arn)
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+async def run(fake: MoveTaskSqs, located: Located, request: Request = EVERYTHING) -> tuple[RedriveReport, list[str]]:
+    lines: list[str] = []
+    report = await redrive(as_client(fake), located, request, lines.append, sleep=no_sleep)
+    return report, lines
+
+
+def bodies_on(fake: FakeSqs, name: str) -> list[str]:
+    return sorted(m.body for m in fake.queues[name].messages.values())
+
+
+async def test_the_move_task_does_it_when_it_completes() -> None:
+    fake = MoveTaskSqs("COMPLETED")
+    located = setup(fake, [("builtins.ValueError", None), (None, None)])
+    report, lines = await run(fake, located)
+    assert (report.moved, report.failed, report.method) == (2, 0, "SQS move task (StartMessageMoveTask)")
+    assert lines == ["move task RUNNING: 0 of 2 moved", "move task COMPLETED: 2 of 2 moved"]
+    [(_, start)] = [c for c in fake.calls if c[0] == "StartMessageMoveTask"]
+    assert start == {"SourceArn": located.dlq_arn, "DestinationArn": located.queue.arn}
+    assert fake.count("SendMessageBatch") == 0
+    assert len(fake.queues["orders"].messages) == 2
+
+
+async def test_a_failed_move_task_falls_back_to_the_client_side_move() -> None:
+    # GIVEN a server whose move task ends FAILED, holding one message in flight
+    fake = MoveTaskSqs("FAILED")
+    located = setup(fake, [("builtins.ValueError", None)] * 3)
+    report, lines = await run(fake, located)
+    # THEN the client-side move takes the two it can see, and the report says what happened
+    assert "move task FAILED (AttributeError): falling back to the client-side move" in lines
+    assert (report.moved, report.skipped, report.failed) == (2, 0, 0)
+    assert report.method == "client-side move, after the move task failed"
+    assert report.notes == [
+        "1 message(s) of orders-dlq are in flight (held by the failed move task or another reader) and were not "
+        "looked at: run the redrive again once they are visible"
+    ]
+    assert len(fake.queues["orders"].messages) == 2
+    assert len(fake.queues["orders-dlq"].messages) == 1
+
+
+async def test_a_refused_move_task_falls_back() -> None:
+    fake = MoveTaskSqs(start_error=client_error("UnsupportedOperation", "StartMessageMoveTask"))
+    located = setup(fake, [("builtins.ValueError", None), (None, None)])
+    report, lines = await run(fake, located)
+    assert (
+        lines[0]
+        == "StartMessageMoveTask refused: UnsupportedOperation (injected): falling back to the client-side move"
+    )
+    assert report.moved == 2
+    assert bodies_on(fake, "orders") == ['{"error": "builtins.ValueError"}', '{"error": null}']
+    assert fake.queues["orders-dlq"].messages == {}
+
+
+async def test_a_filter_never_uses_the_move_task_and_leaves_the_rest_visible() -> None:
+    fake = MoveTaskSqs("COMPLETED")
+    located = setup(fake, [("builtins.ValueError", None), ("builtins.KeyError", None), (None, None)])
+    report, _ = await run(fake, located, Request(Filter(("ValueError",)), None, dry_run=False))
+    assert fake.count("StartMessageMoveTask") == 0
+    assert (report.moved, report.skipped) == (1, 2)
+    assert bodies_on(fake, "orders") == ['{"error": "builtins.ValueError"}']
+    # what was skipped is visible again at once
+    left = fake.queues["orders-dlq"].messages.values()
+    now = asyncio.get_running_loop().time()
+    assert [(m.visible_at <= now, m.receive_count) for m in left] == [(True, 1), (True, 1)]
+    visibility_zero = [e for op, kw in fake.calls if op == "ChangeMessageVisibilityBatch" for e in kw["Entries"]]
+    assert [e["VisibilityTimeout"] for e in visibility_zero] == [0, 0]
+
+
+async def test_a_source_that_does_not_use_this_dlq_is_refused() -> None:
+    fake = MoveTaskSqs()
+    fake.create("elsewhere", max_receive_count=None)
+    located = setup(fake, [("builtins.ValueError", fake.queues["elsewhere"].url), ("builtins.ValueError", None)])
+    report, lines = await run(fake, located, Request(Filter(("ValueError",)), None, dry_run=False))
+    assert (report.moved, report.failed) == (1, 1)
+    assert any("its source queue elsewhere does not send to this dead-letter queue" in line for line in lines)
+    assert fake.queues["elsewhere"].messages == {}
+    assert len(fake.queues["orders-dlq"].messages) == 1
+
+
+async def test_an_entry_sqs_refuses_stays_on_the_dlq() -> None:
+    fake = MoveTaskSqs()
+    located = setup(fake, [("builtins.ValueError", None)] * 2)
+    refuse_first = iter([True, False])
+    fake.fail_entries["SendMessageBatch"] = lambda entry: (
+        {"Code": "InvalidMessageContents", "SenderFault": True, "Message": "no"} if next(refuse_first) else None
+    )
+    report, lines = await run(fake, located, Request(Filter(("ValueError",)), None, dry_run=False))
+    assert (report.moved, report.failed) == (1, 1)
+    assert any("not sent to orders: InvalidMessageContents (no)" in line for line in lines)
+    assert (len(fake.queues["orders"].messages), len(fake.queues["orders-dlq"].messages)) == (1, 1)
+
+
+async def test_a_delete_that_fails_after_the_send_is_reported_as_a_duplicate() -> None:
+    fake = MoveTaskSqs()
+    located = setup(fake, [("builtins.ValueError", None)])
+    fake.fail_calls["DeleteMessageBatch"].append(client_error("ServiceUnavailable", "DeleteMessageBatch", 503))
+    report, lines = await run(fake, located, Request(Filter(("ValueError",)), None, dry_run=False))
+    assert (report.moved, report.failed) == (0, 1)
+    assert "but not deleted from the DLQ (it is on both now): ServiceUnavailable" in lines[-1]
+    assert (len(fake.queues["orders"].messages), len(fake.queues["orders-dlq"].messages)) == (1, 1)
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+async def test_limit_and_dry_run(limit: int) -> None:
+    fake = MoveTaskSqs()
+    located = setup(fake, [("builtins.ValueError", None)] * 3)
+    dry, lines = await run(fake, located, Request(Filter(), limit, dry_run=True))
+    assert dry.moved == limit
+    assert sum(line.startswith("would move") for line in lines) == limit
+    assert fake.queues["orders"].messages == {}
+    report, _ = await run(fake, located, Request(Filter(), limit, dry_run=False))
+    assert report.moved == limit
+    assert len(fake.queues["orders"].messages) == limit
+    assert fake.count("StartMessageMoveTask") == 0
