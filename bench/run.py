@@ -49,8 +49,11 @@ def main(argv: list[str] | None = None) -> int:
 
     began = time.monotonic()
     with localstack(args.gateway_server) as stack:
+        print(f"# LocalStack ready in {time.monotonic() - began:.1f} s", flush=True)
         for name in args.only:
+            started = time.monotonic()
             BENCHES[name](stack.endpoint, profile, emit)
+            print(f"# {name}: {time.monotonic() - started:.0f} s", flush=True)
     append(args.results, rows)
     print(f"# {len(rows)} results appended to {args.results} in {time.monotonic() - began:.0f} s")
     return 0
