@@ -119,7 +119,7 @@ def latency(run: Sequence[Row], path: Path) -> Path:
         axes.plot([ms for _, ms in points], [p for p, _ in points], **STYLE[system])
     rate = next((row["params"]["rate_per_s"] for row in run if row["bench"] == "latency"), "?")
     axes.set(title=f"POST -> handler start at a steady {rate:g} msg/s (share of messages started within)",
-             xlabel="ms after the POST", ylabel="% of messages", ylim=(0, 101))  # fmt: skip
+             xlabel="ms after the POST (log scale)", ylabel="% of messages", ylim=(0, 101), xscale="log")  # fmt: skip
     axes.legend(loc="lower right")
     return save(figure, path)
 
@@ -137,6 +137,9 @@ HEADLINES: tuple[Headline, ...] = (
 )
 
 
+LOG_SCALE = {"p99_ms"}  # tails spread over orders of magnitude
+
+
 def history(grouped: dict[str, list[Row]], path: Path) -> Path:
     """Each headline figure over the runs (oldest left), one line per system; hollow = quick run."""
     runs = list(grouped.values())
@@ -150,6 +153,8 @@ def history(grouped: dict[str, list[Row]], path: Path) -> Path:
             )
         axes.set_title(title, fontsize=8)
         axes.set_ylabel(unit)
+        if name in LOG_SCALE:
+            axes.set_yscale("log")
         axes.set_xticks(range(len(runs)), labels, rotation=60, fontsize=6)
     handles = [Line2D([], [], color=s["color"], marker=s["marker"], linestyle=s.get("linestyle", "-"), label=s["label"])
                for s in STYLE.values()]  # fmt: skip

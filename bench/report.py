@@ -1,6 +1,6 @@
 """The quality report: one Markdown page with plots, from the benchmark history and the last test run.
 
-    .venv/bin/python -m bench.report [--results bench/results.jsonl ...] [--out docs/quality]
+    .venv/bin/python -m bench.report [--results bench/results.jsonl ...] [--out docs/quality] [--run RUN_ID]
                                      [--junit .conveyor/junit-unit.xml .conveyor/junit-e2e.xml]
                                      [--reliability .conveyor/reliability.jsonl]
 
@@ -55,8 +55,10 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def shown_run(rows: list[Row]) -> list[Row]:
-    """The last run that measured all three benchmarks (else the last run)."""
+def shown_run(rows: list[Row], run_id: str | None = None) -> list[Row]:
+    """The run ``run_id``, else the last run that measured all three benchmarks (else the last run)."""
+    if run_id:
+        return runs(rows).get(run_id, [])
     grouped = list(runs(rows).values())
     for run in reversed(grouped):
         if {"processor", "writer", "latency"} <= {row["bench"] for row in run}:
@@ -250,10 +252,12 @@ def reliability_section(path: Path) -> str:
     ])  # fmt: skip
 
 
-def render(rows: list[Row], junit: Sequence[Path], reliability: Path, out: Path) -> tuple[str, str]:
+def render(
+    rows: list[Row], junit: Sequence[Path], reliability: Path, out: Path, run_id: str | None = None
+) -> tuple[str, str]:
     """Write the plots under ``out``; return the page and the test count line."""
     out.mkdir(parents=True, exist_ok=True)
-    run = shown_run(rows)
+    run = shown_run(rows, run_id)
     tests, counts = tests_section(junit)
     parts = [
         "# Conveyor quality report",
@@ -277,8 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--junit", type=Path, nargs="*", default=list(JUNIT))
     parser.add_argument("--reliability", type=Path, default=RELIABILITY)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--run", help="the run to show side by side (default: the last complete one)")
     args = parser.parse_args(argv)
-    page, counts = render(load(*args.results), args.junit, args.reliability, args.out)
+    page, counts = render(load(*args.results), args.junit, args.reliability, args.out, args.run)
     (args.out / "index.md").write_text(page)
     print(f"bench.report: wrote {args.out / 'index.md'} and its plots")
     if counts:
