@@ -11,6 +11,7 @@ the naive baseline measured in the same run:
 - SQS requests per message at most 0.22 (processor, every concurrency) and 0.12 (writer, 64 clients);
 - Conveyor not slower than the naive baseline: throughput ratio at least 1 at every processor
   concurrency and at every writer client count from ``WRITER_RATIO_FROM_CLIENTS`` on;
+- peak RSS at most 150 MB with 1,000 handlers in flight (full runs only);
 - every measurement of the run's profile present.
 
 Prints one line per check, then `gate: N passed, N failed`; exits 1 if any failed (2 if there is no
@@ -32,6 +33,7 @@ from bench.results import RESULTS, Row, find, latest_run, load, runs
 PROCESSOR_REQUESTS_MAX = 0.22  # one receive and one delete batch per ten messages is 0.2: the floor
 WRITER_REQUESTS_MAX = 0.12  # at 64 clients, one SendMessageBatch per nine messages or better
 WRITER_REQUESTS_AT_CLIENTS = 64
+RSS_MAX_MB = 150.0  # issue 4: 1,000 handlers in flight (the full run's processor-rss measurement)
 RATIO_MIN = 1.0
 # With one client there is nobody to coalesce with: Conveyor's writer waits its batch linger
 # (CONVEYOR_BATCH_LINGER_MS) for company that never comes, and the naive one-send-per-request
@@ -134,6 +136,10 @@ def check(run: list[Row]) -> list[Check]:
     for clients in profile.writer_clients:
         checks.extend(writer_checks(run, clients))
     checks.extend(latency_checks(run))
+    rss = find(run, "processor-rss", CONVEYOR)
+    if profile.rss_run or rss:
+        peak = rss["figures"]["peak_rss_mb"] if rss else None
+        checks.append(at_most("processor, 1,000 in flight: peak RSS MB", peak, RSS_MAX_MB))
     return checks
 
 

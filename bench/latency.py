@@ -20,16 +20,18 @@ from typing import Any
 
 from bench.common import Service, create_queues, free_port, module, percentile, script, service, service_env
 from bench.load import steady
+from bench.processor import requests_after_setup
 from bench.profiles import CONVEYOR, NAIVE, Profile
 from bench.results import Emit
 
 DISTRIBUTION = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.9)
 CONCURRENCY = 50
+SETTLE_SECONDS = 0.5  # longer than the processor's delete linger (20 ms) and a DeleteMessageBatch
 
 
 @contextmanager
-def pipeline(system: str, endpoint: str, record: Path) -> Iterator[Service]:
-    """Writer and processor of ``system`` on a fresh queue; yields the writer."""
+def pipeline(system: str, endpoint: str, record: Path) -> Iterator[tuple[Service, Service]]:
+    """Writer and processor of ``system`` on a fresh queue; yields (writer, processor)."""
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     url = create_queues(endpoint, queue)
     writer_port, processor_port = free_port(), free_port()
@@ -47,8 +49,8 @@ def pipeline(system: str, endpoint: str, record: Path) -> Iterator[Service]:
         processor_argv = module("bench.baselines.naive_consumer")
         env["CONVEYOR_HANDLER"] = "bench.handlers:record_sync"
     with ExitStack() as stack:
-        stack.enter_context(service(processor_argv, env, processor_port, "/metrics"))
-        yield stack.enter_context(service(writer_argv, env, writer_port, "/healthz"))
+        processor = stack.enter_context(service(processor_argv, env, processor_port, "/metrics"))
+        yield stack.enter_context(service(writer_argv, env, writer_port, "/healthz")), processor
 
 
 def starts(record: Path) -> tuple[dict[int, float], int]:
@@ -73,7 +75,7 @@ def wait_started(record: Path, accepted: set[int], timeout: float) -> None:
 def run_once(system: str, endpoint: str, profile: Profile) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="conveyor-latency-") as scratch:
         record = Path(scratch) / "starts.txt"
-        with pipeline(system, endpoint, record) as writer:
+        with pipeline(system, endpoint, record) as (writer, processor):
 
             def body(seq: int) -> dict[str, Any]:
                 return {"body": {"seq": seq, "posted_at": time.time(), "payload": "x" * 200}}
@@ -84,6 +86,8 @@ def run_once(system: str, endpoint: str, profile: Profile) -> dict[str, Any]:
             )
             elapsed = time.monotonic() - began
             wait_started(record, accepted, timeout=30)
+            time.sleep(SETTLE_SECONDS)  # the last deletes are coalesced: counted once they are made
+            writer_calls, processor_calls = (requests_after_setup(server.metrics()) for server in (writer, processor))
         first, repeats = starts(record)
     latencies = [ms for seq, ms in first.items() if seq in accepted]
     return {
@@ -93,6 +97,9 @@ def run_once(system: str, endpoint: str, profile: Profile) -> dict[str, Any]:
         "error_answers": tally.failed,
         "lost": len(accepted - first.keys()),
         "started_twice": repeats,
+        "sqs_requests_per_message": per_message(writer_calls + processor_calls, accepted),
+        "writer_sqs_requests_per_message": per_message(writer_calls, accepted),
+        "processor_sqs_requests_per_message": per_message(processor_calls, accepted),
         "p50_ms": percentile(latencies, 50),
         "p90_ms": percentile(latencies, 90),
         "p99_ms": percentile(latencies, 99),
@@ -100,6 +107,10 @@ def run_once(system: str, endpoint: str, profile: Profile) -> dict[str, Any]:
         "distribution_ms": {str(p): percentile(latencies, p) for p in DISTRIBUTION},
         "post_p50_ms": percentile(tally.latencies_ms, 50),
     }
+
+
+def per_message(calls: float, accepted: set[int]) -> float | None:
+    return round(calls / len(accepted), 3) if accepted else None
 
 
 def measure(endpoint: str, profile: Profile, emit: Emit) -> None:

@@ -37,7 +37,7 @@ def git(*args: str) -> str:
 
 
 def dirty() -> bool:
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain")
     return any(not line[3:].startswith(OUTPUTS) for line in status.splitlines())
 
 

@@ -110,6 +110,20 @@ def test_a_missing_measurement_fails() -> None:
     assert failures([]) == ["run: no measurement in this run"]
 
 
+def test_a_full_run_also_checks_the_peak_rss_with_1000_in_flight() -> None:
+    rows = good_run()
+    for row in rows:
+        row["profile"] = "full"
+    assert failures(rows) == ["processor, 1,000 in flight: peak RSS MB: None (at most 150.0)"]
+    run = Run(
+        sqs_server="s", profile="full", commit="a" * 40, dirty=False, date="2026-11-29T00:00:00Z", cores=2, cpu="t"
+    )
+    rows.append(run.row("processor-rss", CONVEYOR, {"concurrency": 1000}, {"peak_rss_mb": 151.0}))
+    assert failures(rows) == ["processor, 1,000 in flight: peak RSS MB: 151.0 (at most 150.0)"]
+    rows[-1]["figures"]["peak_rss_mb"] = 83.0
+    assert failures(rows) == []
+
+
 def test_main_checks_the_last_run_and_exits_by_the_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     results = tmp_path / "results.jsonl"
     assert gate.main(["--results", str(results)]) == 2
