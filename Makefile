@@ -55,11 +55,11 @@ unit: $(VENV)/.installed
 integration: install nginx
 	$(PY) -m pytest -m "integration or e2e" -q tests
 
-bench: install  ## Conveyor and the naive baselines side by side (about 8 min); appends to bench/results.jsonl
+bench: install  ## Conveyor and the naive baselines side by side (about 7 min); appends to bench/results.jsonl
 	$(PY) -m bench.run --note "$(BENCH_NOTE)"
 	$(PY) -m bench.gate
 
-bench-quick: install  ## the same comparisons, short (about 75 s), as CI runs them; appends to bench/results.jsonl
+bench-quick: install  ## the same comparisons, short (about 80 s), as CI runs them; appends to bench/results.jsonl
 	$(PY) -m bench.run --quick --note "$(BENCH_NOTE)"
 	$(PY) -m bench.gate
 
