@@ -5,7 +5,10 @@ VENV := .venv
 LS_VENV := .venv-localstack
 PY := $(VENV)/bin/python
 
-.PHONY: run install nginx redis test lint types deploy-check unit integration bench lock clean openapi
+BENCH_NOTE ?=
+STATE := .conveyor
+
+.PHONY: run install nginx redis test lint types deploy-check unit integration bench bench-quick report lock clean openapi
 
 run: install  ## install what is missing, then run LocalStack + queues + writer + processor
 	$(VENV)/bin/conveyor dev
@@ -29,9 +32,15 @@ $(LS_VENV)/.installed: requirements/localstack.lock
 	$(LS_VENV)/bin/python -m pip install --quiet -r requirements/localstack.lock
 	touch $@
 
-test: install nginx redis lint types deploy-check  ## everything CI checks: lint, types, configs, unit, integration, e2e
-	$(PY) -m pytest -m "not integration and not e2e" -q tests
-	$(PY) -m pytest -m "integration or e2e" -q tests
+# The quick comparative benchmark runs in CI too; its results go to $(STATE)/ (not to the committed
+# history), the gate fails only on what does not depend on the machine's speed, and the report is
+# built from them to $(STATE)/quality/ (its last line is the test counts of the JUnit files).
+test: install nginx redis lint types deploy-check  ## everything CI checks: lint, types, configs, unit, bench gate, integration, e2e
+	$(PY) -m pytest -m "not integration and not e2e" -q --junitxml=$(STATE)/junit-unit.xml tests
+	$(PY) -m bench.run --quick --results $(STATE)/bench-ci.jsonl
+	$(PY) -m bench.gate --results $(STATE)/bench-ci.jsonl
+	$(PY) -m pytest -m "integration or e2e" -q --junitxml=$(STATE)/junit-e2e.xml tests
+	$(PY) -m bench.report --results bench/results.jsonl $(STATE)/bench-ci.jsonl --out $(STATE)/quality
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
@@ -55,10 +64,17 @@ unit: $(VENV)/.installed
 integration: install nginx redis
 	$(PY) -m pytest -m "integration or e2e" -q tests
 
-bench: install redis
-	$(PY) -m bench.writer
-	$(PY) -m bench.processor --rss
+bench: install redis  ## Conveyor and the naive baselines side by side (about 7 min); appends to bench/results.jsonl
+	$(PY) -m bench.run --note "$(BENCH_NOTE)"
+	$(PY) -m bench.gate
 	$(PY) -m bench.idempotency_store
+
+bench-quick: install  ## the same comparisons, short (about 80 s), as CI runs them; appends to bench/results.jsonl
+	$(PY) -m bench.run --quick --note "$(BENCH_NOTE)"
+	$(PY) -m bench.gate
+
+report: $(VENV)/.installed  ## docs/quality/index.md and its plots, from bench/results.jsonl and the last make test
+	$(PY) -m bench.report
 
 lock:  ## rebuild both lock files from scratch
 	rm -rf /tmp/conveyor-lock && $(PYTHON313) -m venv /tmp/conveyor-lock/dev && $(PYTHON313) -m venv /tmp/conveyor-lock/ls

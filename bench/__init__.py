@@ -1,1 +1,3 @@
-"""Benchmarks (not tests): each prints its figures; results are written down in docs/benchmarks.md."""
+"""Benchmarks (not tests): Conveyor and naive baselines side by side (`python -m bench.run`), the
+results history (bench/results.jsonl), the CI gate (`bench.gate`), the quality report
+(`bench.report`) and the comparison of two commits (`bench.compare`). See docs/benchmarks.md."""

@@ -1,88 +1,146 @@
-"""Processor benchmark: preload N messages, drain them with a 0.1 s handler, compare with the ideal.
+"""Processor benchmark: preload N messages, drain them with a 0.1 s handler, Conveyor's
+queue-processor and the naive consumer (bench/baselines/naive_consumer.py) side by side.
 
-    .venv/bin/python -m bench.processor [--concurrency 10 50 100] [--seconds 20] [--rss]
-
-For each concurrency: drain throughput (steady state, between the 10th and 90th percentile of
-completions) against the ideal concurrency / 0.1 s, SQS requests per message (counted at the
-processor's client), CPU seconds per message and peak RSS of the processor process. ``--rss`` adds
-a run with 1,000 handlers in flight at once (1 s handler) and reports the peak RSS.
+For each system and concurrency: drain throughput in the steady state (between the 10th and the
+90th percentile of completions) against the ideal concurrency / 0.1 s, SQS requests per message
+(every API call after start-up, counted by both at their client with botocore's after-call events),
+CPU ms per message and peak RSS of the consumer process, and what was lost (messages preloaded but
+never processed, or left on the queue).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
-from bench.common import REPO, create_queues, free_port, localstack, service, sqs, sum_samples
+from tests.localstack_fixtures import boto_client
+
+from bench.common import (
+    create_queues,
+    free_port,
+    module,
+    queue_count,
+    script,
+    service,
+    service_env,
+    sum_samples,
+)
+from bench.profiles import CONVEYOR, NAIVE, Profile
+from bench.results import Emit
+
+DONE = "conveyor_processor_succeeded_total"
+REQUESTS = "conveyor_sqs_requests_total"
+SETUP_OPERATIONS = ('operation="GetQueueUrl"', 'operation="GetQueueAttributes"')
+POLL_SECONDS = 0.05
 
 
-def preload(client, url: str, count: int) -> None:  # type: ignore[no-untyped-def]
+@dataclass(frozen=True)
+class Drain:
+    system: str
+    concurrency: int
+    messages: int
+    handler_seconds: float
+
+
+def preload(endpoint: str, url: str, count: int) -> None:
+    client = boto_client(endpoint)
     body = json.dumps({"payload": "x" * 200})
-    for start in range(0, count, 10):
+
+    def send(start: int) -> None:
         entries = [{"Id": str(i), "MessageBody": body} for i in range(min(10, count - start))]
-        client.send_message_batch(QueueUrl=url, Entries=entries)
+        client.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(send, range(0, count, 10)))
 
 
-def run_once(endpoint: str, concurrency: int, messages: int, sleep: float) -> dict[str, float]:
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    url = create_queues(endpoint, name)
-    preload(sqs(endpoint), url, messages)
+def command(drain: Drain, url: str, port: int, endpoint: str, queue: str) -> tuple[list[str], dict[str, str]]:
+    env = service_env(
+        endpoint, CONVEYOR_QUEUE_NAME=queue, CONVEYOR_QUEUE_URL=url, CONVEYOR_PROCESSOR_PORT=str(port),
+        CONVEYOR_CONCURRENCY=str(drain.concurrency), CONVEYOR_BENCH_SLEEP=str(drain.handler_seconds),
+    )  # fmt: skip
+    if drain.system == CONVEYOR:
+        env["CONVEYOR_HANDLER"] = "bench.handlers:sleep"
+        env["CONVEYOR_SQS_MAX_POOL_CONNECTIONS"] = str(max(64, drain.concurrency))
+        return script("queue-processor"), env
+    env["CONVEYOR_HANDLER"] = "bench.handlers:sleep_sync"
+    return module("bench.baselines.naive_consumer"), env
+
+
+def requests_after_setup(samples: dict[str, float]) -> float:
+    setup = sum(v for k, v in samples.items() if k.startswith(REQUESTS) and any(op in k for op in SETUP_OPERATIONS))
+    return sum_samples(samples, REQUESTS) - setup
+
+
+def failed_requests(samples: dict[str, float]) -> float:
+    return sum(v for k, v in samples.items() if k.startswith(REQUESTS) and 'outcome="ok"' not in k)
+
+
+def run_drain(endpoint: str, drain: Drain) -> dict[str, Any]:
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    url = create_queues(endpoint, queue)
+    preload(endpoint, url, drain.messages)
     port = free_port()
-    env = {
-        **os.environ, "PYTHONPATH": str(REPO), "CONVEYOR_SQS_ENDPOINT_URL": endpoint, "CONVEYOR_QUEUE_NAME": name,
-        "CONVEYOR_HANDLER": "bench.handlers:sleep", "CONVEYOR_BENCH_SLEEP": str(sleep),
-        "CONVEYOR_CONCURRENCY": str(concurrency), "CONVEYOR_PROCESSOR_PORT": str(port),
-        "CONVEYOR_LOG_LEVEL": "warning", "CONVEYOR_SQS_MAX_POOL_CONNECTIONS": str(max(64, concurrency)),
-    }  # fmt: skip
+    argv, env = command(drain, url, port, endpoint, queue)
+    ideal = drain.concurrency / drain.handler_seconds
+    deadline = time.monotonic() + 30 + 10 * drain.messages / ideal  # a tenth of the ideal rate, or lost
     marks: list[tuple[float, float]] = []
-    with service("queue-processor", env, port, "/healthz") as processor:
-        cpu_before = processor.cpu_seconds()
-        while True:
-            done = processor.metrics().get("conveyor_processor_succeeded_total", 0.0)
+    with service(argv, env, port, "/metrics") as consumer:
+        cpu_ready, done_ready = consumer.cpu_seconds(), consumer.metrics().get(DONE, 0.0)
+        while time.monotonic() < deadline:
+            done = consumer.metrics().get(DONE, 0.0)
             marks.append((time.monotonic(), done))
-            if done >= messages:
+            if done >= drain.messages:
                 break
-            time.sleep(0.05)
-        samples = processor.metrics()
-        cpu = processor.cpu_seconds() - cpu_before
-        rss = processor.peak_rss_mb()
-    first = next(t for t, d in marks if d >= messages * 0.1)
-    last = next(t for t, d in marks if d >= messages * 0.9)
-    throughput = messages * 0.8 / (last - first)
-    ideal = concurrency / sleep
-    requests = sum_samples(samples, "conveyor_sqs_requests_total")
-    setup = sum_samples(samples, 'conveyor_sqs_requests_total{operation="GetQueue')
+            time.sleep(POLL_SECONDS)
+        settle(endpoint, url)  # the last deletes are coalesced: counted once they are made
+        samples = consumer.metrics()
+        cpu = consumer.cpu_seconds() - cpu_ready
+        rss = consumer.peak_rss_mb()
+    processed = samples.get(DONE, 0.0)
+    left = queue_count(endpoint, url)
     return {
-        "concurrency": concurrency,
-        "messages": messages,
-        "throughput_msg_s": round(throughput, 1),
+        "throughput_msg_s": round(steady_throughput(marks, drain.messages), 1),
         "ideal_msg_s": ideal,
-        "percent_of_ideal": round(100 * throughput / ideal, 1),
-        "sqs_requests_per_message": round((requests - setup) / messages, 3),
-        "cpu_ms_per_message": round(1000 * cpu / messages, 3),
+        "percent_of_ideal": round(100 * steady_throughput(marks, drain.messages) / ideal, 1),
+        "sqs_requests_per_message": round(requests_after_setup(samples) / max(processed, 1), 3),
+        "cpu_ms_per_message": round(1000 * cpu / max(processed - done_ready, 1), 3),
         "peak_rss_mb": round(rss, 1),
+        "processed": int(processed),
+        "lost": int(max(drain.messages - processed, 0)),
+        "left_on_queue": left,
+        "sqs_errors": int(failed_requests(samples)),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[10, 50, 100])
-    parser.add_argument("--seconds", type=float, default=20.0, help="about how long each drain should take")
-    parser.add_argument("--sleep", type=float, default=0.1, help="handler time, seconds")
-    parser.add_argument("--gateway-server", default="twisted", choices=["twisted", "hypercorn"])
-    parser.add_argument("--rss", action="store_true", help="also measure RSS with 1,000 in flight")
-    args = parser.parse_args()
-    print(f"# LocalStack gateway server: {args.gateway_server}")
-    with localstack(args.gateway_server) as stack:
-        for concurrency in args.concurrency:
-            messages = int(concurrency / args.sleep * args.seconds)
-            print(json.dumps(run_once(stack.endpoint, concurrency, messages, args.sleep)), flush=True)
-        if args.rss:
-            print(json.dumps({"rss_run": True, **run_once(stack.endpoint, 1000, 3000, 1.0)}), flush=True)
+def settle(endpoint: str, url: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while queue_count(endpoint, url) and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
 
 
-if __name__ == "__main__":
-    main()
+def steady_throughput(marks: list[tuple[float, float]], messages: int) -> float:
+    """Messages per second between 10% and 90% of the completions (0 if it never got there)."""
+    first = next((t for t, done in marks if done >= messages * 0.1), None)
+    last = next((t for t, done in marks if done >= messages * 0.9), None)
+    if first is None or last is None or last <= first:
+        return 0.0
+    return messages * 0.8 / (last - first)
+
+
+def measure(endpoint: str, profile: Profile, emit: Emit) -> None:
+    """Each concurrency, Conveyor then the naive consumer; ``emit(bench, system, params, figures)``."""
+    for concurrency in profile.processor_concurrency:
+        messages = int(concurrency / profile.handler_seconds * profile.processor_seconds)
+        for system in (CONVEYOR, NAIVE):
+            drain = Drain(system, concurrency, messages, profile.handler_seconds)
+            params = {"concurrency": concurrency, "messages": messages, "handler_s": profile.handler_seconds}
+            emit("processor", system, params, run_drain(endpoint, drain))
+    if profile.rss_run:
+        drain = Drain(CONVEYOR, 1000, 3000, 1.0)
+        params = {"concurrency": 1000, "messages": 3000, "handler_s": 1.0}
+        emit("processor-rss", CONVEYOR, params, run_drain(endpoint, drain))

@@ -1,108 +1,109 @@
-"""Writer benchmark: N concurrent HTTP clients posting single messages against the real stack.
+"""Writer benchmark: N concurrent HTTP clients posting single messages to Conveyor's queue-writer,
+to the naive FastAPI + boto3 endpoint (bench/baselines/naive_writer.py) and to the no-op ceiling
+(bench/baselines/noop_writer.py), all three started at once and loaded in turn at each client count.
 
-    .venv/bin/python -m bench.writer [--clients 1 16 64] [--seconds 10] [--workers 1]
-
-For each client count: accepted requests/s, p50/p99 latency, SQS requests per accepted message
-(counted at the writer's client), and in the same run the throughput of a no-op endpoint
-(GET /healthz: same server, same middleware, no AWS call) as the HTTP ceiling.
+For each system and client count: accepted/s, p50/p99 latency, error answers, SQS requests per
+accepted message (counted at the server's client), CPU ms per message of the server process
+(/proc), and whether every accepted message is on the queue. For Conveyor also its share of the
+ceiling: ``percent_of_noop`` (throughput) and ``cpu_efficiency`` = the no-op's CPU per request /
+Conveyor's CPU per accepted message.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import os
-import statistics
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
 
-import aiohttp
+from bench.common import (
+    Service,
+    create_queues,
+    free_port,
+    module,
+    percentile,
+    queue_count,
+    script,
+    service,
+    service_env,
+    sum_samples,
+)
+from bench.load import closed_loop
+from bench.profiles import CONVEYOR, NAIVE, NOOP, Profile
+from bench.results import Emit
 
-from bench.common import REPO, create_queues, free_port, localstack, process_cpu_seconds, service, sum_samples
-from conveyor.localstack import LocalStack
-
-BODY = {"body": {"order": 1, "payload": "x" * 200}, "attributes": {"tenant": "bench"}}
-
-
-async def load(url: str, clients: int, seconds: float, post: bool) -> tuple[int, int, list[float]]:
-    """(answered 2xx, other, latencies in ms) for ``clients`` loops over ``seconds``."""
-    latencies: list[float] = []
-    ok = failed = 0
-    deadline = time.monotonic() + seconds
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def client() -> None:
-            nonlocal ok, failed
-            while time.monotonic() < deadline:
-                started = time.perf_counter()
-                request = session.post(url, json=BODY) if post else session.get(url)
-                async with request as response:
-                    await response.read()
-                    if 200 <= response.status < 300:
-                        ok += 1
-                    else:
-                        failed += 1
-                latencies.append((time.perf_counter() - started) * 1000)
-
-        async with asyncio.TaskGroup() as group:
-            for _ in range(clients):
-                group.create_task(client())
-    return ok, failed, latencies
+REQUESTS = "conveyor_sqs_requests_total"
+SYSTEMS = (CONVEYOR, NAIVE, NOOP)
 
 
-def stack_cpu(stack: LocalStack) -> float:
-    return process_cpu_seconds(stack.process.pid, tree=True)
+@contextmanager
+def writer(system: str, endpoint: str, queue: str, url: str) -> Iterator[Service]:
+    port = free_port()
+    env = service_env(endpoint, CONVEYOR_QUEUE_NAME=queue, CONVEYOR_QUEUE_URL=url, CONVEYOR_WRITER_PORT=str(port))
+    uvicorn = ("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log")
+    argv = {
+        CONVEYOR: script("queue-writer"),
+        NAIVE: module("uvicorn", "bench.baselines.naive_writer:app", *uvicorn),
+        NOOP: module("uvicorn", "bench.baselines.noop_writer:app", *uvicorn),
+    }[system]
+    with service(argv, env, port, "/healthz") as running:
+        yield running
 
 
-def percentile(values: list[float], p: float) -> float:
-    return round(statistics.quantiles(values, n=100)[int(p) - 1], 2) if len(values) > 1 else float("nan")
+def requests(server: Service, system: str) -> float:
+    return 0.0 if system == NOOP else sum_samples(server.metrics(), REQUESTS)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--gateway-server", default="twisted", choices=["twisted", "hypercorn"])
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the writer")
-    args = parser.parse_args()
-    print(f"# LocalStack gateway server: {args.gateway_server}; writer: {args.workers} uvicorn worker(s)")
-    with localstack(args.gateway_server) as stack:
-        name = f"bench-{uuid.uuid4().hex[:8]}"
-        create_queues(stack.endpoint, name)
-        port = free_port()
-        env = {
-            **os.environ, "PYTHONPATH": str(REPO), "CONVEYOR_SQS_ENDPOINT_URL": stack.endpoint,
-            "CONVEYOR_QUEUE_NAME": name, "CONVEYOR_WRITER_PORT": str(port), "CONVEYOR_LOG_LEVEL": "warning",
-            "CONVEYOR_WRITER_WORKERS": str(args.workers),
-        }  # fmt: skip
-        with service("queue-writer", env, port, "/readyz") as writer:
-            base = f"http://127.0.0.1:{port}"
-            for clients in args.clients:
-                before = writer.metrics()
-                cpu_before = (writer.cpu_seconds(tree=True), stack_cpu(stack))
-                ok, failed, latencies = asyncio.run(load(base + "/messages", clients, args.seconds, post=True))
-                after = writer.metrics()
-                writer_cpu, sqs_cpu = writer.cpu_seconds(tree=True) - cpu_before[0], stack_cpu(stack) - cpu_before[1]
-                noop_ok, _, noop_latencies = asyncio.run(load(base + "/healthz", clients, args.seconds, post=False))
-                calls = sum_samples(after, "conveyor_sqs_requests_total") - sum_samples(
-                    before, "conveyor_sqs_requests_total"
-                )
-                print(json.dumps({
-                    "clients": clients,
-                    "accepted_per_s": round(ok / args.seconds, 1),
-                    "not_accepted": failed,
-                    "p50_ms": percentile(latencies, 50),
-                    "p99_ms": percentile(latencies, 99),
-                    "sqs_requests_per_message": round(calls / ok, 3) if ok else None,
-                    "noop_per_s": round(noop_ok / args.seconds, 1),
-                    "percent_of_noop": round(100 * ok / noop_ok, 1) if noop_ok else None,
-                    "noop_p50_ms": percentile(noop_latencies, 50),
-                    "writer_cpu_ms_per_message": round(1000 * writer_cpu / ok, 3) if ok else None,
-                    "localstack_cpu_ms_per_message": round(1000 * sqs_cpu / ok, 3) if ok else None,
-                }), flush=True)  # fmt: skip
+def wait_on_queue(endpoint: str, url: str, expected: int, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (found := queue_count(endpoint, url)) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
 
 
-if __name__ == "__main__":
-    main()
+def load_once(system: str, server: Service, clients: int, seconds: float) -> tuple[dict[str, Any], int]:
+    requests_before, cpu_before = requests(server, system), server.cpu_seconds()
+    tally = asyncio.run(closed_loop(server.url + "/messages", clients, seconds))
+    cpu, calls = server.cpu_seconds() - cpu_before, requests(server, system) - requests_before
+    figures = {
+        "accepted_per_s": round(tally.ok / seconds, 1),
+        "accepted": tally.ok,
+        "error_answers": tally.failed,
+        "errors_by_status": {str(k): v for k, v in sorted(tally.errors.items())},
+        "p50_ms": percentile(tally.latencies_ms, 50),
+        "p99_ms": percentile(tally.latencies_ms, 99),
+        "sqs_requests_per_message": round(calls / tally.ok, 3) if tally.ok else None,
+        "cpu_ms_per_message": round(1000 * cpu / tally.ok, 3) if tally.ok else None,
+    }
+    return figures, tally.ok
+
+
+def add_ceiling(rows: dict[tuple[str, int], dict[str, Any]], clients: int) -> None:
+    """Conveyor's share of the ceiling measured at the same client count in the same run."""
+    ours, noop = rows[CONVEYOR, clients], rows[NOOP, clients]
+    if noop["accepted_per_s"]:
+        ours["percent_of_noop"] = round(100 * ours["accepted_per_s"] / noop["accepted_per_s"], 1)
+    if ours["cpu_ms_per_message"] and noop["cpu_ms_per_message"]:
+        ours["cpu_efficiency"] = round(noop["cpu_ms_per_message"] / ours["cpu_ms_per_message"], 3)
+
+
+def measure(endpoint: str, profile: Profile, emit: Emit) -> None:
+    queues = {system: f"bench-{uuid.uuid4().hex[:8]}" for system in SYSTEMS}
+    urls = {system: create_queues(endpoint, queue) for system, queue in queues.items()}
+    accepted = dict.fromkeys(SYSTEMS, 0)
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    with ExitStack() as stack:
+        servers = {s: stack.enter_context(writer(s, endpoint, queues[s], urls[s])) for s in SYSTEMS}
+        for clients in profile.writer_clients:
+            for system in SYSTEMS:
+                figures, ok = load_once(system, servers[system], clients, profile.writer_seconds)
+                accepted[system] += ok
+                if system != NOOP:  # the no-op sends nothing: nothing to find on its queue
+                    on_queue = wait_on_queue(endpoint, urls[system], accepted[system])
+                    figures["lost"] = max(accepted[system] - on_queue, 0)
+                rows[system, clients] = figures
+            add_ceiling(rows, clients)
+    for (system, clients), figures in rows.items():
+        emit("writer", system, {"clients": clients, "seconds": profile.writer_seconds}, figures)

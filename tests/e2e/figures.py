@@ -1,5 +1,6 @@
 """Figures of a run (messages, duplicates, recovery times), appended as JSON lines to
-.conveyor/reliability.jsonl so that docs/reliability.md can quote one full run."""
+.conveyor/reliability.jsonl; the quality report (`make report`, bench/report.py) shows the last
+record of each test."""
 
 from __future__ import annotations
 

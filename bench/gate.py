@@ -1,0 +1,171 @@
+"""The benchmark gate CI applies to a run: only what does not depend on the machine's speed.
+
+    .venv/bin/python -m bench.gate [--results bench/results.jsonl ...] [--run RUN_ID]
+
+Checks the last run in the results (or ``--run``), Conveyor's rows against the bounds and against
+the naive baseline measured in the same run:
+
+- nothing lost: every preloaded message processed and gone from the queue, every accepted message
+  on the queue (writer) and started by the handler (latency);
+- no error answer from the writer (writer and latency benchmarks);
+- SQS requests per message at most 0.22 (processor, every concurrency) and 0.12 (writer, 64 clients);
+- Conveyor not slower than the naive baseline: throughput ratio at least 1 at every processor
+  concurrency and at every writer client count from ``WRITER_RATIO_FROM_CLIENTS`` on;
+- peak RSS at most 150 MB with 1,000 handlers in flight (full runs only);
+- every measurement of the run's profile present.
+
+Prints one line per check, then `gate: N passed, N failed`; exits 1 if any failed (2 if there is no
+run to check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.profiles import CONVEYOR, NAIVE, PROFILES
+from bench.results import RESULTS, Row, find, latest_run, load, runs
+
+PROCESSOR_REQUESTS_MAX = 0.22  # one receive and one delete batch per ten messages is 0.2: the floor
+WRITER_REQUESTS_MAX = 0.12  # at 64 clients, one SendMessageBatch per nine messages or better
+WRITER_REQUESTS_AT_CLIENTS = 64
+RSS_MAX_MB = 150.0  # issue 4: 1,000 handlers in flight (the full run's processor-rss measurement)
+RATIO_MIN = 1.0
+# With one client there is nobody to coalesce with: Conveyor's writer waits its batch linger
+# (CONVEYOR_BATCH_LINGER_MS) for company that never comes, and the naive one-send-per-request
+# endpoint answers sooner. That ratio is printed (WARN below 1), gated from 16 clients on.
+WRITER_RATIO_FROM_CLIENTS = 16
+
+
+@dataclass(frozen=True)
+class Check:
+    status: str  # PASS, FAIL, WARN (a ratio below 1 that is not gated), INFO (a figure, no verdict)
+    what: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.status:4}  {self.what}: {self.detail}"
+
+
+def at_most(what: str, value: float | None, bound: float) -> Check:
+    ok = value is not None and value <= bound
+    return Check("PASS" if ok else "FAIL", what, f"{value} (at most {bound})")
+
+
+def none_of(what: str, value: int | None) -> Check:
+    return Check("PASS" if value == 0 else "FAIL", what, f"{value} (must be 0)")
+
+
+def ratio(what: str, ours: float | None, theirs: float | None, *, gated: bool = True) -> Check:
+    value = ours / theirs if ours is not None and theirs else None
+    shown = f"{value:.2f}" if value is not None else "n/a"
+    detail = f"{CONVEYOR} {ours} vs {NAIVE} {theirs}: ratio {shown} (at least {RATIO_MIN:.2f})"
+    if value is not None and value >= RATIO_MIN:
+        return Check("PASS", what, detail)
+    if not gated:
+        return Check("WARN", what, detail + ", not gated")
+    return Check("FAIL", what, detail)
+
+
+def efficiency(where: str, figures: dict[str, Any]) -> Check:
+    """The writer's CPU efficiency (issue 15's figure) and share of the ceiling: printed, not gated."""
+    detail = (
+        f"{figures.get('cpu_efficiency')} (no-op CPU per request / writer CPU per accepted message); "
+        f"{figures.get('percent_of_noop')}% of the no-op's throughput"
+    )
+    return Check("INFO", f"{where}: CPU efficiency", detail)
+
+
+def missing(what: str) -> Check:
+    return Check("FAIL", what, "no measurement in this run")
+
+
+def processor_checks(run: list[Row], concurrency: int) -> Iterator[Check]:
+    where = f"processor c={concurrency}"
+    ours, theirs = (
+        find(run, "processor", CONVEYOR, concurrency=concurrency),
+        find(run, "processor", NAIVE, concurrency=concurrency),
+    )
+    if ours is None or theirs is None:
+        yield missing(where)
+        return
+    figures = ours["figures"]
+    yield none_of(f"{where}: messages lost", figures["lost"])
+    yield none_of(f"{where}: messages left on the queue", figures["left_on_queue"])
+    yield at_most(f"{where}: SQS requests per message", figures["sqs_requests_per_message"], PROCESSOR_REQUESTS_MAX)
+    yield ratio(f"{where}: drained msg/s", figures["throughput_msg_s"], theirs["figures"]["throughput_msg_s"])
+
+
+def writer_checks(run: list[Row], clients: int) -> Iterator[Check]:
+    where = f"writer clients={clients}"
+    ours, theirs = find(run, "writer", CONVEYOR, clients=clients), find(run, "writer", NAIVE, clients=clients)
+    if ours is None or theirs is None:
+        yield missing(where)
+        return
+    figures = ours["figures"]
+    yield none_of(f"{where}: error answers", figures["error_answers"])
+    yield none_of(f"{where}: accepted messages not on the queue", figures["lost"])
+    if clients == WRITER_REQUESTS_AT_CLIENTS:
+        yield at_most(f"{where}: SQS requests per message", figures["sqs_requests_per_message"], WRITER_REQUESTS_MAX)
+        yield efficiency(where, figures)
+    gated = clients >= WRITER_RATIO_FROM_CLIENTS
+    yield ratio(f"{where}: accepted/s", figures["accepted_per_s"], theirs["figures"]["accepted_per_s"], gated=gated)
+
+
+def latency_checks(run: list[Row]) -> Iterator[Check]:
+    ours = find(run, "latency", CONVEYOR)
+    if ours is None:
+        yield missing("latency")
+        return
+    yield none_of("latency: error answers", ours["figures"]["error_answers"])
+    yield none_of("latency: accepted messages never started", ours["figures"]["lost"])
+
+
+def check(run: list[Row]) -> list[Check]:
+    """Every check of one run's rows (all from the same run)."""
+    if not run:
+        return [missing("run")]
+    profile = PROFILES[run[0]["profile"]]
+    checks: list[Check] = []
+    for concurrency in profile.processor_concurrency:
+        checks.extend(processor_checks(run, concurrency))
+    for clients in profile.writer_clients:
+        checks.extend(writer_checks(run, clients))
+    checks.extend(latency_checks(run))
+    rss = find(run, "processor-rss", CONVEYOR)
+    if profile.rss_run or rss:
+        peak = rss["figures"]["peak_rss_mb"] if rss else None
+        checks.append(at_most("processor, 1,000 in flight: peak RSS MB", peak, RSS_MAX_MB))
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, nargs="+", default=[RESULTS])
+    parser.add_argument("--run", help="the run id to check (default: the last one)")
+    args = parser.parse_args(argv)
+    rows = load(*args.results)
+    run = runs(rows).get(args.run, []) if args.run else latest_run(rows)
+    if not run:
+        print(
+            f"bench.gate: no run {args.run or ''} in {' '.join(map(str, args.results))}".replace("  ", " "),
+            file=sys.stderr,
+        )
+        return 2
+    first = run[0]
+    print(f"bench.gate: run {first['run']} ({first['profile']}; {first['sqs_server']}; {first['cores']} cores)")
+    checks = check(run)
+    for item in checks:
+        print(item)
+    failed = [item for item in checks if item.status == "FAIL"]
+    passed = sum(item.status == "PASS" for item in checks)
+    print(f"gate: {passed} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""What a run measures: the full benchmark (`make bench`) and the quick one (`make bench-quick`, CI).
+
+The quick profile keeps every point of the full one (each concurrency, each client count, both
+systems) and shortens each measurement, so the gate checks the same comparisons on every commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CONVEYOR = "conveyor"
+NAIVE = "naive-boto3"  # the baseline as tutorials write it (consumer, and FastAPI + boto3 writer)
+NOOP = "noop-fastapi"  # the writer's ceiling: FastAPI + uvicorn answering without an AWS call
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    processor_concurrency: tuple[int, ...] = (10, 50, 100)
+    processor_seconds: float = 20.0  # about how long one drain at the ideal rate takes
+    handler_seconds: float = 0.1
+    rss_run: bool = True  # Conveyor with 1,000 handlers in flight (1 s handler): peak RSS
+    writer_clients: tuple[int, ...] = (1, 16, 64)
+    writer_seconds: float = 10.0
+    latency_rate: float = 200.0  # messages posted per second, steady
+    latency_seconds: float = 30.0
+
+
+FULL = Profile("full")
+QUICK = Profile("quick", processor_seconds=2.5, rss_run=False, writer_seconds=2.5, latency_seconds=5.0)
+PROFILES = {profile.name: profile for profile in (FULL, QUICK)}
