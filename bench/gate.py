@@ -31,6 +31,7 @@ from bench.profiles import CONVEYOR, NAIVE, PROFILES
 from bench.results import RESULTS, Row, find, latest_run, load, runs
 
 PROCESSOR_REQUESTS_MAX = 0.22  # one receive and one delete batch per ten messages is 0.2: the floor
+FIFO_REQUESTS_MAX = 0.3  # issue 11: a FIFO drain, groups of ten per receive
 WRITER_REQUESTS_MAX = 0.12  # at 64 clients, one SendMessageBatch per nine messages or better
 WRITER_REQUESTS_AT_CLIENTS = 64
 RSS_MAX_MB = 150.0  # issue 4: 1,000 handlers in flight (the full run's processor-rss measurement)
@@ -125,6 +126,18 @@ def latency_checks(run: list[Row]) -> Iterator[Check]:
     yield none_of("latency: accepted messages never started", ours["figures"]["lost"])
 
 
+def fifo_checks(run: list[Row]) -> Iterator[Check]:
+    """The FIFO drain: nothing lost, the cost bound of issue 11 (its throughput is a figure, not gated:
+    it has no naive baseline to compare with)."""
+    ours = find(run, "fifo", CONVEYOR)
+    if ours is None:
+        return  # runs from before the FIFO benchmark existed
+    figures = ours["figures"]
+    yield none_of("fifo: messages lost", figures["lost"])
+    yield none_of("fifo: messages left on the queue", figures["left_on_queue"])
+    yield at_most("fifo: SQS requests per message", figures["sqs_requests_per_message"], FIFO_REQUESTS_MAX)
+
+
 def check(run: list[Row]) -> list[Check]:
     """Every check of one run's rows (all from the same run)."""
     if not run:
@@ -136,6 +149,7 @@ def check(run: list[Row]) -> list[Check]:
     for clients in profile.writer_clients:
         checks.extend(writer_checks(run, clients))
     checks.extend(latency_checks(run))
+    checks.extend(fifo_checks(run))
     rss = find(run, "processor-rss", CONVEYOR)
     if profile.rss_run or rss:
         peak = rss["figures"]["peak_rss_mb"] if rss else None

@@ -18,12 +18,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import latency, processor, writer
+from bench import fifo, latency, processor, writer
 from bench.common import localstack, sqs_server
 from bench.profiles import FULL, QUICK
 from bench.results import RESULTS, Row, Run, append
 
-BENCHES = {"processor": processor.measure, "writer": writer.measure, "latency": latency.measure}
+BENCHES = {
+    "processor": processor.measure,
+    "writer": writer.measure,
+    "latency": latency.measure,
+    "fifo": fifo.measure,
+}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -31,7 +31,7 @@ from conveyor.settings import (
 )
 from conveyor.sqs.client import ConfigurationError, sqs_client
 from conveyor.sqs.errors import SqsError, classify
-from conveyor.sqs.queues import canary_queue_url, create_queues
+from conveyor.sqs.queues import canary_queue_url, create_queues, fifo_name
 from conveyor.status import register as register_status
 
 EXIT_CONFIG = 2
@@ -88,10 +88,12 @@ def _service_parser(prog: str, description: str, settings: type[BaseModel]) -> O
     return parser
 
 
-async def _queues_create(settings: SqsSettings) -> None:
+async def _queues_create(settings: SqsSettings, content_based_dedup: bool) -> None:
     async with sqs_client(settings) as client:
         try:
-            url, dlq_url = await create_queues(client, settings.queue_name, settings.max_receive_count)
+            url, dlq_url = await create_queues(
+                client, settings.queue_name, settings.max_receive_count, content_based_dedup=content_based_dedup
+            )
             canary_url = await canary_queue_url(client, settings)
         except Exception as exc:
             raise SqsError(classify(exc)) from exc
@@ -103,11 +105,17 @@ def conveyor_main(argv: list[str] | None = None) -> None:
     parser = OneLineParser(prog="conveyor", description="Conveyor: HTTP to SQS, processed.")
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("dev", help="run LocalStack, the queues, the writer and the processor")
+    dev = commands.add_parser("dev", help="run LocalStack, the queues, the writer and the processor")
+    dev.add_argument("--fifo", action="store_true", help="on a FIFO pair (<name>.fifo, content-based deduplication)")
     queues = commands.add_parser("queues", help="manage the queue and its dead-letter queue")
-    queues.add_subparsers(dest="action", required=True).add_parser(
+    create = queues.add_subparsers(dest="action", required=True).add_parser(
         "create", help="create the queue, its DLQ with a redrive policy, and its canary queue (idempotent)"
     )
+    create.add_argument("--fifo", action="store_true", help="a FIFO pair: <name>.fifo and <name>-dlq.fifo")
+    create.add_argument(
+        "--content-based-deduplication", action="store_true",
+        help="with --fifo: SQS derives the deduplication id from the body when a message has none",
+    )  # fmt: skip
     canary_command.register(commands)
     dlq_command.register(commands)
     register_status(commands)
@@ -119,10 +127,17 @@ def conveyor_main(argv: list[str] | None = None) -> None:
     if args.command == "dev":
         from conveyor.dev import run_dev  # noqa: PLC0415 - only `dev` needs subprocess handling
 
-        raise SystemExit(_guarded("conveyor", lambda: run_dev(DevSettings())))
-    settings = _guarded("conveyor", SqsSettings)
+        raise SystemExit(_guarded("conveyor", lambda: run_dev(_fifo_if(args.fifo, DevSettings()))))
+    if args.content_based_deduplication and not args.fifo:
+        parser.error("--content-based-deduplication goes with --fifo")
+    settings = _guarded("conveyor", lambda: _fifo_if(args.fifo, SqsSettings()))
     configure_logging(settings.log_format, settings.log_level)
-    _guarded("conveyor", lambda: asyncio.run(_queues_create(settings)))
+    _guarded("conveyor", lambda: asyncio.run(_queues_create(settings, args.content_based_deduplication)))
+
+
+def _fifo_if[S: SqsSettings](fifo: bool, settings: S) -> S:
+    """``--fifo``: the queue is ``<name>.fifo``."""
+    return settings.model_copy(update={"queue_name": fifo_name(settings.queue_name)}) if fifo else settings
 
 
 def writer_command(argv: list[str] | None = None) -> None:

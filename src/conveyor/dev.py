@@ -31,8 +31,16 @@ def _script(name: str) -> str:
 
 async def _create(settings: DevSettings) -> tuple[str, str, str]:
     async with sqs_client(settings) as client:
-        url, dlq_url = await create_queues(client, settings.queue_name, settings.max_receive_count)
+        fifo = settings.queue_name.endswith(".fifo")  # content-based deduplication: curl needs no ids
+        url, dlq_url = await create_queues(
+            client, settings.queue_name, settings.max_receive_count, content_based_dedup=fifo
+        )
         return url, dlq_url, await canary_queue_url(client, settings)
+
+
+def _idempotency_store(settings: DevSettings) -> str:
+    """The one given, else the embedded default: a SQLite file in the state directory."""
+    return os.environ.get("CONVEYOR_IDEMPOTENCY_STORE") or f"sqlite:///{settings.state_dir}/idempotency.sqlite3"
 
 
 def _canary_secret(settings: DevSettings) -> str:
@@ -86,7 +94,13 @@ def run_dev(settings: DevSettings) -> int:
             endpoint = stack.endpoint
             print(f"conveyor dev: LocalStack SQS at {endpoint} (log: {stack.log_path})")
         secret = _canary_secret(settings)
-        env = {**os.environ, "CONVEYOR_SQS_ENDPOINT_URL": endpoint, "CONVEYOR_CANARY_SECRET": secret}
+        env = {
+            **os.environ,
+            "CONVEYOR_SQS_ENDPOINT_URL": endpoint,
+            "CONVEYOR_QUEUE_NAME": settings.queue_name,
+            "CONVEYOR_CANARY_SECRET": secret,
+            "CONVEYOR_IDEMPOTENCY_STORE": _idempotency_store(settings),
+        }
         url, dlq_url, canary_url = asyncio.run(_create(settings.model_copy(update={"sqs_endpoint_url": endpoint})))
         print(f"conveyor dev: queue {url}\nconveyor dev: dead-letter queue {dlq_url}")
         print(f"conveyor dev: canary queue {canary_url}")

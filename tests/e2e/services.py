@@ -93,6 +93,18 @@ def writer(queues: Queues, tmp: Path, **extra: str) -> Iterator[Proc]:
     assert proc.stop() == 0, "queue-writer did not exit 0 on SIGTERM"
 
 
+@contextmanager
+def stopped_at_the_end(proc: Proc) -> Iterator[Proc]:
+    """Stop ``proc`` (SIGTERM) when the block ends: it must exit 0 then; after a failure in the block
+    it is stopped without that check, so the first failure is the one reported."""
+    try:
+        yield proc
+    except BaseException:
+        proc.stop()
+        raise
+    assert proc.stop() == 0, f"{proc.log.name}: did not exit 0 on SIGTERM"
+
+
 def processor_env(queues: Queues, record: Path, handler: str = "tests.handlers:work", **extra: str) -> dict[str, str]:
     defaults = {"CONVEYOR_WAIT_TIME_SECONDS": "2", "CONVEYOR_SQS_READ_TIMEOUT_SECONDS": "10"}
     return queues.env(CONVEYOR_HANDLER=handler, CONVEYOR_TEST_RECORD=str(record), **(defaults | extra))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from conveyor import BatchFailures, InvalidJsonError, Message, Reject, Retry, batch_handler, metadata
 from conveyor.localstack import LocalStack, free_port
 from conveyor.processor.config import EngineConfig
+from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
 from conveyor.processor.handler import BatchHandler, adapt
 from conveyor.settings import SqsSettings
@@ -37,6 +38,7 @@ async def engine_on(
     queues: Queues,
     handler: Callable[[Message], Awaitable[None]] | BatchHandler,
     max_receive_count: int = 5,
+    dedupe: Dedupe | None = None,
     **overrides: object,
 ) -> AsyncIterator[Engine]:
     settings = SqsSettings(sqs_endpoint_url=queues.endpoint, queue_name=queues.name)
@@ -48,7 +50,7 @@ async def engine_on(
             poll_error_backoff_max=0.2, fifo=queues.name.endswith(".fifo"),
         )  # fmt: skip
         config = dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
-        engine = Engine(client, config, handler)
+        engine = Engine(client, config, handler, dedupe=dedupe)
         task = asyncio.create_task(engine.run())
         try:
             yield engine

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-
-from conveyor.settings import SqsSettings
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -24,11 +22,31 @@ CallObserver = Callable[[str, str], None]
 """Called once per SQS API call with (operation, outcome): outcome is "ok" or the error code."""
 
 
+class ClientSettings(Protocol):
+    """What the client factory reads of the settings (``conveyor.settings.SqsSettings`` has it all;
+    sqs/ does not import the settings: they sit above it)."""
+
+    @property
+    def endpoint(self) -> str | None: ...
+    @property
+    def aws_region(self) -> str | None: ...
+    @property
+    def sqs_max_pool_connections(self) -> int: ...
+    @property
+    def sqs_retry_mode(self) -> str: ...
+    @property
+    def sqs_max_attempts(self) -> int: ...
+    @property
+    def sqs_connect_timeout_seconds(self) -> float: ...
+    @property
+    def sqs_read_timeout_seconds(self) -> float | None: ...
+
+
 class ConfigurationError(Exception):
     """A setting that cannot work (no region, for instance); the message is one readable line."""
 
 
-def client_config(settings: SqsSettings) -> AioConfig:
+def client_config(settings: ClientSettings) -> AioConfig:
     """botocore config: explicit retry mode and pool size (the default pool of 10 caps concurrency)."""
     return AioConfig(
         max_pool_connections=settings.sqs_max_pool_connections,
@@ -42,7 +60,7 @@ def client_config(settings: SqsSettings) -> AioConfig:
 
 
 @asynccontextmanager
-async def sqs_client(settings: SqsSettings, observer: CallObserver | None = None) -> AsyncIterator[SQSClient]:
+async def sqs_client(settings: ClientSettings, observer: CallObserver | None = None) -> AsyncIterator[SQSClient]:
     """Create the process's SQS client. Dummy credentials are used only with a local endpoint."""
     session = get_session()
     kwargs: dict[str, Any] = {"config": client_config(settings)}

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from conveyor.settings import SqsSettings
 from conveyor.sqs.limits import MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
@@ -32,11 +31,26 @@ class QueueConfig:
     max_receive_count: int | None
 
 
+class QueueLocation(Protocol):
+    """Where the queue is, as the settings say it (``conveyor.settings.SqsSettings`` has it; sqs/
+    does not import the settings: they sit above it)."""
+
+    @property
+    def queue_url(self) -> object | None: ...  # a URL (pydantic's AnyHttpUrl), or None: by name
+    @property
+    def queue_name(self) -> str: ...
+
+
 def dlq_name(queue_name: str) -> str:
     """``orders`` -> ``orders-dlq``; ``orders.fifo`` -> ``orders-dlq.fifo`` (same queue type)."""
     if queue_name.endswith(FIFO_SUFFIX):
         return queue_name.removesuffix(FIFO_SUFFIX) + "-dlq" + FIFO_SUFFIX
     return queue_name + "-dlq"
+
+
+def fifo_name(queue_name: str) -> str:
+    """``orders`` -> ``orders.fifo`` (a name that ends so already is kept)."""
+    return queue_name if queue_name.endswith(FIFO_SUFFIX) else queue_name + FIFO_SUFFIX
 
 
 def canary_name(queue_name: str) -> str:
@@ -52,14 +66,17 @@ def queue_name_from_url(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
-def queue_name_of(settings: SqsSettings) -> str:
+def queue_name_of(settings: QueueLocation) -> str:
     """The configured queue's name (from CONVEYOR_QUEUE_URL when set)."""
     return queue_name_from_url(str(settings.queue_url)) if settings.queue_url else settings.queue_name
 
 
-async def create_queues(client: SQSClient, name: str, max_receive_count: int) -> tuple[str, str]:
+async def create_queues(
+    client: SQSClient, name: str, max_receive_count: int, *, content_based_dedup: bool = False
+) -> tuple[str, str]:
     """Create ``name`` and ``<name>-dlq`` with a redrive policy, and the canary queue; idempotent.
-    Returns the URLs of the queue and its DLQ."""
+    A ``.fifo`` name makes a FIFO pair (``content_based_dedup``: the queue derives deduplication ids
+    from the body). Returns the URLs of the queue and its DLQ."""
     fifo: dict[QueueAttributeNameType, str] = {"FifoQueue": "true"} if name.endswith(FIFO_SUFFIX) else {}
     dlq_url = (await client.create_queue(QueueName=dlq_name(name), Attributes=fifo))["QueueUrl"]
     dlq_attrs = await client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
@@ -67,7 +84,10 @@ async def create_queues(client: SQSClient, name: str, max_receive_count: int) ->
     url = (await client.create_queue(QueueName=name, Attributes=fifo))["QueueUrl"]
     policy = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
     # Set separately so that re-running with another maxReceiveCount updates, not conflicts.
-    await client.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(policy)})
+    attributes: dict[QueueAttributeNameType, str] = {"RedrivePolicy": json.dumps(policy)}
+    if fifo:
+        attributes["ContentBasedDeduplication"] = "true" if content_based_dedup else "false"
+    await client.set_queue_attributes(QueueUrl=url, Attributes=attributes)
     await create_canary_queue(client, name)
     return url, dlq_url
 
@@ -80,14 +100,14 @@ async def create_canary_queue(client: SQSClient, name: str) -> str:
     return url
 
 
-async def resolve_queue_url(client: SQSClient, settings: SqsSettings) -> str:
+async def resolve_queue_url(client: SQSClient, settings: QueueLocation) -> str:
     """The queue URL from CONVEYOR_QUEUE_URL, else looked up by CONVEYOR_QUEUE_NAME."""
     if settings.queue_url is not None:
         return str(settings.queue_url)
     return (await client.get_queue_url(QueueName=settings.queue_name))["QueueUrl"]
 
 
-async def canary_queue_url(client: SQSClient, settings: SqsSettings) -> str:
+async def canary_queue_url(client: SQSClient, settings: QueueLocation) -> str:
     """The URL of the configured queue's canary queue (in the queue's account)."""
     extra = {}
     if settings.queue_url is not None:

@@ -1,0 +1,80 @@
+"""The package's structure (issue 14): no import circle, and no module importing "upward".
+
+Layers, from the bottom: the handler API (``message``, ``metadata``) and ``sqs/``; the idempotency
+store; the settings; then the services (``writer/``, ``processor/``), which never import each other;
+then the entry points (``cli``, ``dev``). Imports made only for type checking count too: a circle
+there is still a circle for a reader.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).parents[2] / "src"
+PACKAGE = SRC / "conveyor"
+
+# module prefix -> prefixes it must not import
+FORBIDDEN = {
+    "conveyor.sqs": ("conveyor.settings", "conveyor.writer", "conveyor.processor", "conveyor.idempotency",
+                     "conveyor.cli", "conveyor.dev", "conveyor.canary", "conveyor.dlq"),
+    "conveyor.message": ("conveyor.settings", "conveyor.sqs", "conveyor.writer", "conveyor.processor"),
+    "conveyor.metadata": ("conveyor.",),
+    "conveyor.idempotency": ("conveyor.settings", "conveyor.writer", "conveyor.processor", "conveyor.cli"),
+    "conveyor.settings": ("conveyor.writer", "conveyor.processor", "conveyor.cli", "conveyor.dev"),
+    "conveyor.writer": ("conveyor.processor", "conveyor.cli", "conveyor.dev", "conveyor.dlq"),
+    "conveyor.processor": ("conveyor.writer", "conveyor.cli", "conveyor.dev", "conveyor.dlq"),
+}  # fmt: skip
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> Iterator[str]:
+    """The conveyor modules ``path`` imports (absolute imports; this package uses no relative ones)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("conveyor"):
+            for alias in node.names:  # `from package import submodule` imports the submodule
+                submodule = f"{node.module}.{alias.name}"
+                yield (
+                    submodule
+                    if (PACKAGE.parent / submodule.replace(".", "/")).with_suffix(".py").exists()
+                    else node.module
+                )
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names if alias.name.startswith("conveyor"))
+
+
+MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+GRAPH = {name: {target for target in imports(path) if target in MODULES} for name, path in MODULES.items()}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_imports_upward(module: str) -> None:
+    rules = [banned for prefix, banned in FORBIDDEN.items() if module == prefix or module.startswith(prefix + ".")]
+    wrong = {target for target in imports(MODULES[module]) for banned in rules for b in banned if target.startswith(b)}
+    assert wrong == set()
+
+
+def test_there_is_no_import_circle() -> None:
+    circles: list[list[str]] = []
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(GRAPH[module]):
+            if state.get(target) == "open":
+                circles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = "done"
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module, [module])
+    assert circles == []
