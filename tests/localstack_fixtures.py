@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -93,6 +94,16 @@ def count(sqs: SyncSQSClient, url: str) -> tuple[int, int]:
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     )["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def freeze(stack: LocalStack) -> None:
+    """An SQS outage: freeze LocalStack's whole process group (SIGSTOP). It stops answering but keeps
+    its queues (a restarted LocalStack would have none); to its clients it is just as gone."""
+    os.killpg(stack.process.pid, signal.SIGSTOP)
+
+
+def thaw(stack: LocalStack) -> None:
+    os.killpg(stack.process.pid, signal.SIGCONT)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

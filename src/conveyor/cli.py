@@ -17,11 +17,9 @@ from typing import Any, NoReturn
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from conveyor.canary import command as canary_command
-from conveyor.command_error import CommandError
 from conveyor.dlq import command as dlq_command
-from conveyor.localstack import LocalStackError
+from conveyor.errors import ConveyorError
 from conveyor.logs import configure_logging
-from conveyor.processor.handler import HandlerLoadError
 from conveyor.settings import (
     DevSettings,
     ProcessorSettings,
@@ -29,8 +27,8 @@ from conveyor.settings import (
     WriterSettings,
     describe_errors,
 )
-from conveyor.sqs.client import ConfigurationError, sqs_client
-from conveyor.sqs.errors import SqsError, classify
+from conveyor.sqs.client import sqs_client
+from conveyor.sqs.errors import classified
 from conveyor.sqs.queues import canary_queue_url, create_queues, fifo_name
 from conveyor.status import register as register_status
 
@@ -50,11 +48,9 @@ def _guarded[T](prog: str, body: Callable[[], T]) -> T:
         return body()
     except ValidationError as exc:
         _fail(prog, describe_errors(exc), EXIT_CONFIG)
-    except ConfigurationError as exc:
-        _fail(prog, [str(exc)], EXIT_CONFIG)
-    except HandlerLoadError as exc:
-        _fail(prog, [str(exc)], EXIT_CONFIG)
-    except (LocalStackError, SqsError, OSError, CommandError) as exc:
+    except ConveyorError as exc:
+        _fail(prog, [str(exc)], exc.exit_code)
+    except OSError as exc:
         _fail(prog, [str(exc)], EXIT_FAILURE)
 
 
@@ -90,13 +86,11 @@ def _service_parser(prog: str, description: str, settings: type[BaseModel]) -> O
 
 async def _queues_create(settings: SqsSettings, content_based_dedup: bool) -> None:
     async with sqs_client(settings) as client:
-        try:
+        with classified():
             url, dlq_url = await create_queues(
                 client, settings.queue_name, settings.max_receive_count, content_based_dedup=content_based_dedup
             )
             canary_url = await canary_queue_url(client, settings)
-        except Exception as exc:
-            raise SqsError(classify(exc)) from exc
     print(f"queue: {url}\ndead-letter queue: {dlq_url}\ncanary queue: {canary_url}")
 
 

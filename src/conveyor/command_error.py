@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from conveyor.errors import ConveyorError
 from conveyor.sqs.errors import classify
 
 
-class CommandError(Exception):
+class CommandError(ConveyorError):
     """An operator command failed; the message is the one line the user sees (exit 1)."""
 
 

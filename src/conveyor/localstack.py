@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from conveyor.errors import ConveyorError
+
 READY_TIMEOUT_SECONDS = 60.0
 # LocalStack's own shutdown waits for open long polls (up to 20 s). It keeps no state here that a
 # kill could lose, so it gets a short grace, then SIGKILL.
@@ -26,7 +28,7 @@ STOP_TIMEOUT_SECONDS = 3.0
 HEALTH_PATH = "/_localstack/health"
 
 
-class LocalStackError(RuntimeError):
+class LocalStackError(ConveyorError):
     """LocalStack could not be started; the message names its log file."""
 
 
@@ -120,13 +122,6 @@ class LocalStack:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
-
-    def pause(self) -> None:
-        """Freeze the whole process group (SIGSTOP): SQS stops answering but keeps its state."""
-        os.killpg(self.process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        os.killpg(self.process.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         """Stop the whole process group: SIGTERM, then SIGKILL after a deadline."""

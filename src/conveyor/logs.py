@@ -12,19 +12,6 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 LEVELS["error"] = logging.ERROR
 
 
-class StderrLogger:
-    """Writes each event line to whatever ``sys.stderr`` is at that moment (tests swap it)."""
-
-    def msg(self, message: str) -> None:
-        sys.stderr.write(message + "\n")
-
-    log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
-
-
-def _stderr_logger(*_: object) -> StderrLogger:
-    return StderrLogger()
-
-
 def configure_logging(fmt: Literal["auto", "json", "console"] = "auto", level: str = "info") -> None:
     """Configure structlog (and route stdlib logging through the same output)."""
     console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
@@ -41,7 +28,8 @@ def configure_logging(fmt: Literal["auto", "json", "console"] = "auto", level: s
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=_stderr_logger,
+        # The process's own stderr, not whatever sys.stderr is when this runs (a test's capture).
+        logger_factory=structlog.PrintLoggerFactory(sys.__stderr__ or sys.stderr),
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)

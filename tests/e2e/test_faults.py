@@ -12,7 +12,17 @@ from conveyor import metadata
 from conveyor.localstack import LocalStack
 from tests.e2e.figures import report
 from tests.e2e.services import Posted, Record, duplicates, elapsed, post_messages, start_processor, writer
-from tests.localstack_fixtures import LOCALSTACK_PYTHON, Queues, boto_client, count, drain, make_queues, wait_for
+from tests.localstack_fixtures import (
+    LOCALSTACK_PYTHON,
+    Queues,
+    boto_client,
+    count,
+    drain,
+    freeze,
+    make_queues,
+    thaw,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -42,11 +52,11 @@ def test_sqs_outage_gives_503_and_everything_accepted_is_processed(tmp_path: Pat
                 load.start()
                 wait_for(lambda: len(record.rows()) >= 20, 30, "load under way")
                 # WHEN SQS stops answering
-                stack.pause()
+                freeze(stack)
                 paused_at = time.monotonic()
                 wait_for(lambda: not processor.ready(), 20, "processor not ready while SQS is down")
                 time.sleep(max(0.0, OUTAGE_SECONDS - elapsed(paused_at)))  # the outage lasts its full length
-                stack.resume()
+                thaw(stack)
                 resumed_at = time.monotonic()
                 wait_for(processor.ready, 30, "processor ready again")
                 ready_after = elapsed(resumed_at)
@@ -54,7 +64,7 @@ def test_sqs_outage_gives_503_and_everything_accepted_is_processed(tmp_path: Pat
             record.wait_for_keys(posted.accepted, 60)
             processed_after = elapsed(resumed_at)
         finally:
-            stack.resume()
+            thaw(stack)
             assert processor.stop() == 0
     finally:
         stack.stop()

@@ -23,8 +23,9 @@ from prometheus_client import start_http_server
 from conveyor.canary.inbox import ReplyInbox
 from conveyor.canary.metrics import CanaryMetrics
 from conveyor.canary.probe import Prober, ProbeResult, Target
+from conveyor.errors import ConfigurationError
 from conveyor.settings import CanarySettings
-from conveyor.sqs.client import ConfigurationError, sqs_client
+from conveyor.sqs.client import sqs_client
 from conveyor.sqs.errors import SQS_ERRORS, SqsError, classify
 from conveyor.sqs.queues import canary_name, canary_queue_url, queue_name_of
 

@@ -13,12 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.errors import ConfigurationError
 from conveyor.message import BATCH_MARK, BatchFailures, Message
 
 type Handler = Callable[[Message], Awaitable[None]]
 
 
-class HandlerLoadError(Exception):
+class HandlerLoadError(ConfigurationError):
     """CONVEYOR_HANDLER does not name a usable callable; the message is one readable line."""
 
 

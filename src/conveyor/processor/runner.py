@@ -28,7 +28,7 @@ from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.ops import OpsServer, ops_server
 from conveyor.settings import ProcessorSettings
 from conveyor.sqs.client import sqs_client
-from conveyor.sqs.errors import SqsError, classify
+from conveyor.sqs.errors import classified
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -95,12 +95,10 @@ def _dedupe(
 
 async def _read_queues(client: SQSClient, settings: ProcessorSettings) -> tuple[QueueConfig, QueueConfig | None]:
     """The queue's configuration and its dead-letter queue's (for its own size limit)."""
-    try:
+    with classified():
         queue = await read_queue_config(client, await resolve_queue_url(client, settings))
         dlq_url = await dlq_url_of(client, queue)
         return queue, (await read_queue_config(client, dlq_url) if dlq_url else None)
-    except Exception as exc:
-        raise SqsError(classify(exc)) from exc
 
 
 async def _serve(engine: Engine, server: OpsServer, sock: socket.socket) -> int:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from conveyor.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
@@ -40,10 +42,6 @@ class ClientSettings(Protocol):
     def sqs_connect_timeout_seconds(self) -> float: ...
     @property
     def sqs_read_timeout_seconds(self) -> float | None: ...
-
-
-class ConfigurationError(Exception):
-    """A setting that cannot work (no region, for instance); the message is one readable line."""
 
 
 def client_config(settings: ClientSettings) -> AioConfig:

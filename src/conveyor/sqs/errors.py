@@ -16,9 +16,13 @@ ids) and ``summary`` (a generic sentence per cause, safe to show to an HTTP clie
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from conveyor.errors import ConveyorError
 
 
 class Kind(enum.Enum):
@@ -180,7 +184,7 @@ def classify(exc: BaseException) -> SqsFailure:
     return SqsFailure(type(exc).__name__, str(exc), Kind.RETRYABLE, UNREACHABLE.summary)
 
 
-class SqsError(Exception):
+class SqsError(ConveyorError):
     """An SQS call or batch entry failed; carries the classification."""
 
     def __init__(self, failure: SqsFailure) -> None:
@@ -197,6 +201,18 @@ class SqsError(Exception):
     @classmethod
     def unexpected(cls, exc: BaseException) -> SqsError:
         return cls(classify(exc))
+
+
+@contextmanager
+def classified() -> Iterator[None]:
+    """Around SQS calls whose failure stops what is being done: any failure becomes an
+    :class:`SqsError` carrying its classification (one readable line, exit 1)."""
+    try:
+        yield
+    except SqsError:
+        raise
+    except SQS_ERRORS as exc:
+        raise SqsError(classify(exc)) from exc
 
 
 RECEIPT_GONE = frozenset(

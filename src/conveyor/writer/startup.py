@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from conveyor.settings import SqsSettings
-from conveyor.sqs.errors import SQS_ERRORS, SqsError, SqsFailure, classify
+from conveyor.sqs.errors import SqsError, SqsFailure, classified
 from conveyor.sqs.queues import QueueConfig, read_queue_config, resolve_queue_url
 
 if TYPE_CHECKING:
@@ -39,10 +39,8 @@ class QueueUnusableError(SqsError):
 
 async def read_queue(client: SQSClient, settings: SqsSettings) -> QueueConfig:
     """Resolve the queue URL and read its configuration; raise a classified :class:`SqsError`."""
-    try:
+    with classified():
         return await read_queue_config(client, await resolve_queue_url(client, settings))
-    except SQS_ERRORS as exc:
-        raise SqsError(classify(exc)) from exc
 
 
 async def first_read(client: SQSClient, settings: SqsSettings) -> QueueConfig | SqsFailure:
