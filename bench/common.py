@@ -21,12 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.localstack_fixtures import LOCALSTACK_PYTHON, boto_client
+from tests.localstack_fixtures import BIN, LOCALSTACK_PYTHON, boto_client
 
 from conveyor.localstack import LocalStack, free_port
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MAX_RECEIVE_COUNT = "5"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient as SyncSQSClient
 
 REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # this installation's console scripts
 LOCALSTACK_PYTHON = Path(os.environ.get("CONVEYOR_LOCALSTACK_PYTHON", REPO / ".venv-localstack/bin/python"))
 
 

@@ -8,7 +8,6 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -21,9 +20,7 @@ from pathlib import Path
 import httpx
 
 from conveyor.localstack import free_port
-from tests.localstack_fixtures import Queues, wait_for
-
-BIN = Path(sys.executable).parent
+from tests.localstack_fixtures import BIN, Queues, wait_for
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import httpx
 
 from conveyor.localstack import free_port
-from tests.e2e.services import BIN, Record, post_messages, start_processor, writer
-from tests.localstack_fixtures import Queues, count, wait_for
+from tests.e2e.services import Record, post_messages, start_processor, writer
+from tests.localstack_fixtures import BIN, Queues, count, wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

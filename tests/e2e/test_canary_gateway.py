@@ -6,9 +6,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.e2e.services import BIN, start_processor
+from tests.e2e.services import start_processor
 from tests.e2e.test_canary import SECRET, canary
 from tests.e2e.test_gateway import KEY, Gateway, gateway
+from tests.localstack_fixtures import BIN
 
 __all__ = ["gateway"]
 

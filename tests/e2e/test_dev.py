@@ -13,8 +13,7 @@ from pathlib import Path
 import httpx
 
 from conveyor.localstack import free_port
-from tests.e2e.services import BIN
-from tests.localstack_fixtures import LOCALSTACK_PYTHON, boto_client, wait_for
+from tests.localstack_fixtures import BIN, LOCALSTACK_PYTHON, boto_client, wait_for
 
 
 def listening(port: int) -> bool:

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING
 import httpx
 
 from tests.e2e.figures import report
-from tests.e2e.services import Proc, Record, duplicates, elapsed, post_messages, start_processor, writer
+from tests.e2e.services import (
+    Proc,
+    Record,
+    duplicates,
+    elapsed,
+    post_messages,
+    start_processor,
+    stopped_at_the_end,
+    writer,
+)
 from tests.localstack_fixtures import Queues, count, drain, wait_for
 
 if TYPE_CHECKING:
@@ -95,11 +104,8 @@ def test_sigterm_under_load_exits_in_grace_and_loses_nothing(queues: Queues, sqs
     assert first.process.wait(grace + 5) == 0
     stop_seconds = elapsed(stopping)
     done_by_first = len(record.rows())
-    second = start_processor(queues, tmp_path, record.path, CONVEYOR_CONCURRENCY="10")
-    try:
+    with stopped_at_the_end(start_processor(queues, tmp_path, record.path, CONVEYOR_CONCURRENCY="10")):
         record.wait_for_keys(posted.accepted, 60)
-    finally:
-        assert second.stop() == 0
     seen = record.keys()
     assert set(seen) == posted.accepted
     assert duplicates(seen) == 0

@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING
 from conveyor import metadata
 from conveyor.localstack import LocalStack
 from tests.e2e.figures import report
-from tests.e2e.services import Posted, Record, duplicates, elapsed, post_messages, start_processor, writer
+from tests.e2e.services import (
+    Posted,
+    Record,
+    duplicates,
+    elapsed,
+    post_messages,
+    start_processor,
+    stopped_at_the_end,
+    writer,
+)
 from tests.localstack_fixtures import (
     LOCALSTACK_PYTHON,
     Queues,
@@ -43,7 +52,7 @@ def test_sqs_outage_gives_503_and_everything_accepted_is_processed(tmp_path: Pat
             queues, tmp_path, record.path, CONVEYOR_WAIT_TIME_SECONDS="1", CONVEYOR_POLL_ERROR_BACKOFF_MAX_SECONDS="2",
             **fast_fail,
         )  # fmt: skip
-        try:
+        with stopped_at_the_end(processor):
             with writer(queues, tmp_path, **fast_fail) as api:
                 posted = Posted()
                 load = threading.Thread(
@@ -63,10 +72,8 @@ def test_sqs_outage_gives_503_and_everything_accepted_is_processed(tmp_path: Pat
                 load.join(120)
             record.wait_for_keys(posted.accepted, 60)
             processed_after = elapsed(resumed_at)
-        finally:
-            thaw(stack)
-            assert processor.stop() == 0
     finally:
+        thaw(stack)
         stack.stop()
     statuses = posted.statuses()
     seen = record.keys()
@@ -91,15 +98,12 @@ def test_random_handler_failures_end_processed(localstack: LocalStack, sqs: SQSC
     record = Record(tmp_path / "record.sqlite")
     with writer(queues, tmp_path) as api:
         posted = post_messages(api.url, 300)
-    processor = start_processor(
+    with stopped_at_the_end(start_processor(
         queues, tmp_path, record.path, "tests.handlers:flaky", CONVEYOR_RETRY_BASE_SECONDS="0",
         CONVEYOR_RETRY_MAX_SECONDS="0", CONVEYOR_TEST_FAIL_RATE="0.2",
-    )  # fmt: skip
-    try:
+    )):  # fmt: skip
         record.wait_for_keys(posted.accepted, 90)
         wait_for(lambda: count(sqs, queues.url) == (0, 0), 30, "queue empty")
-    finally:
-        assert processor.stop() == 0
     seen = record.keys()
     assert set(seen) == posted.accepted
     assert count(sqs, queues.dlq_url) == (0, 0)
@@ -112,15 +116,12 @@ def test_a_handler_that_always_fails_dead_letters_everything(localstack: LocalSt
     record = Record(tmp_path / "record.sqlite")
     with writer(queues, tmp_path) as api:
         posted = post_messages(api.url, 100)
-    processor = start_processor(
+    with stopped_at_the_end(start_processor(
         queues, tmp_path, record.path, "tests.handlers:always_fail",
         CONVEYOR_RETRY_BASE_SECONDS="0", CONVEYOR_RETRY_MAX_SECONDS="0",
-    )  # fmt: skip
-    try:
+    )):  # fmt: skip
         dead = drain(sqs, queues.dlq_url, 100, timeout=90)
         wait_for(lambda: count(sqs, queues.url) == (0, 0), 30, "queue empty")
-    finally:
-        assert processor.stop() == 0
     dead_keys = [json.loads(m["Body"])["key"] for m in dead]
     # processed + dead-lettered = accepted, exactly
     assert record.keys() == {}
@@ -136,15 +137,12 @@ def test_a_handler_slower_than_the_visibility_timeout_is_delivered_once(
     record = Record(tmp_path / "record.sqlite")
     with writer(queues, tmp_path) as api:
         posted = post_messages(api.url, 20)
-    processor = start_processor(
+    with stopped_at_the_end(start_processor(
         queues, tmp_path, record.path, CONVEYOR_CONCURRENCY="20", CONVEYOR_VISIBILITY_TIMEOUT_SECONDS="5",
         CONVEYOR_TEST_SLEEP="12",
-    )  # fmt: skip
-    try:
+    )):  # fmt: skip
         record.wait_for_keys(posted.accepted, 40)
         wait_for(lambda: count(sqs, queues.url) == (0, 0), 10, "queue empty")
-    finally:
-        assert processor.stop() == 0
     rows = record.rows()
     assert len(rows) == 20
     assert {receive_count for _, _, _, receive_count in rows} == {1}
@@ -165,14 +163,11 @@ def test_foreign_messages_are_processed_or_dead_lettered_without_a_crash(
     for body in good + bad:
         sqs.send_message(QueueUrl=queues.url, MessageBody=body, MessageAttributes=odd_attributes)  # type: ignore[arg-type]
     record = Record(tmp_path / "record.sqlite")
-    processor = start_processor(queues, tmp_path, record.path)
-    try:
+    with stopped_at_the_end(start_processor(queues, tmp_path, record.path)) as processor:
         dead = drain(sqs, queues.dlq_url, len(bad), timeout=30)
         record.wait_for_keys({f"good{i}" for i in range(3)}, 30)
         wait_for(lambda: count(sqs, queues.url) == (0, 0), 10, "queue empty")
         assert processor.ready()
-    finally:
-        assert processor.stop() == 0
     assert sorted(m["Body"] for m in dead) == sorted(bad)
     for message in dead:  # the originals kept (10 with ours: the overflow folded into our record)
         attributes = message["MessageAttributes"]

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import httpx
 
 from conveyor.localstack import LocalStack
-from tests.e2e.services import BIN, Record, start_processor, writer
-from tests.localstack_fixtures import Queues, count, make_queues, wait_for
+from tests.e2e.services import Record, start_processor, writer
+from tests.localstack_fixtures import BIN, Queues, count, make_queues, wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

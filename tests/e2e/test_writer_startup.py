@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from conveyor.localstack import LocalStack, free_port
-from tests.e2e.services import BIN, STARTED, Proc
-from tests.localstack_fixtures import REPO, wait_for
+from tests.e2e.services import STARTED, Proc
+from tests.localstack_fixtures import BIN, REPO, wait_for
 
 
 def start_writer(tmp: Path, endpoint: str, **extra: str) -> Proc:

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 from conveyor import Message, metadata
 from conveyor.idempotency import open_store
 from conveyor.processor.dedupe import Dedupe
-from tests.integration.test_processor_localstack import engine_on, until
+from tests.integration.test_processor_localstack import engine_on
 from tests.localstack_fixtures import Queues, count
+from tests.polling import until
 from tests.redis_fixtures import redis_server, redis_url
 
 if TYPE_CHECKING:

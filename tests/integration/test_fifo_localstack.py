@@ -13,8 +13,9 @@ import pytest
 
 from conveyor import Message, Reject, Retry
 from conveyor.localstack import LocalStack
-from tests.integration.test_processor_localstack import engine_on, until
+from tests.integration.test_processor_localstack import engine_on
 from tests.localstack_fixtures import Queues, count, drain, make_queues
+from tests.polling import until
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,12 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor import metadata
 from conveyor.localstack import LocalStack, free_port
-from tests.localstack_fixtures import Queues, count, drain, make_queues, wait_for
+from tests.localstack_fixtures import BIN, Queues, count, drain, make_queues, wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-
-BIN = Path(sys.executable).parent
 
 
 def conveyor(queues: Queues, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ import math
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,12 +24,11 @@ from conveyor.processor.engine import Engine
 from conveyor.processor.handler import BatchHandler, adapt
 from conveyor.settings import SqsSettings
 from conveyor.sqs.client import sqs_client
-from tests.localstack_fixtures import Queues, count, drain, make_queues, wait_for
+from tests.localstack_fixtures import BIN, Queues, count, drain, make_queues, wait_for
+from tests.polling import until
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-
-BIN = Path(sys.executable).parent
 
 
 @asynccontextmanager
@@ -57,14 +55,6 @@ async def engine_on(
         finally:
             engine.stop()
             await asyncio.wait_for(task, 30)
-
-
-async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:  # noqa: ASYNC109 - a deadline
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(0.1)
 
 
 def send(sqs: SQSClient, url: str, bodies: list[str]) -> None:

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conveyor.localstack import LocalStack
-from tests.localstack_fixtures import Queues
+from tests.localstack_fixtures import BIN, Queues
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-
-BIN = Path(sys.executable).parent
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

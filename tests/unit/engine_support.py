@@ -12,6 +12,9 @@ from conveyor.processor.config import EngineConfig
 from conveyor.processor.engine import Engine
 from conveyor.processor.handler import BatchHandler
 from tests.fakes import FakeSqs, as_client
+from tests.polling import until
+
+__all__ = ["DLQ", "QUEUE", "config_for", "running", "until"]
 
 QUEUE = "work"
 DLQ = "work-dlq"
@@ -53,13 +56,3 @@ async def running(
     finally:
         engine.stop()
         await asyncio.wait_for(task, 10)
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109 - a deadline, not a cancel scope
-    """Poll ``condition`` with a deadline (never a bare sleep)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.01)
