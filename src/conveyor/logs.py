@@ -8,6 +8,8 @@ from typing import Literal
 
 import structlog
 
+from conveyor.tracing import add_trace_ids
+
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 LEVELS["error"] = logging.ERROR
 
@@ -22,6 +24,7 @@ def configure_logging(fmt: Literal["auto", "json", "console"] = "auto", level: s
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from conveyor.canary.reply import CanaryResponder
+from conveyor.metadata import TRACEPARENT
 from conveyor.processor.acker import Acker
 from conveyor.processor.buffer import Buffer
 from conveyor.processor.config import EngineConfig
@@ -46,6 +47,7 @@ from conveyor.processor.outcome import (
 from conveyor.processor.slots import Slots
 from conveyor.sqs.errors import SQS_ERRORS, classify
 from conveyor.sqs.limits import MAX_BATCH_ENTRIES
+from conveyor.tracing import NO_TRACING, Carried, NoTracing, Recorder, Tracing
 
 log = structlog.get_logger("conveyor.processor")
 type Stopped = dict[str, int]  # FIFO: group -> seconds until the message it waits for is visible again
@@ -75,8 +77,11 @@ class Dispatcher:
         metrics: ProcessorMetrics,
         dedupe: Dedupe | None = None,
         canary: CanaryResponder | None = None,
+        tracing: NoTracing | Tracing = NO_TRACING,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._tracing = tracing
+        self._destination = config.queue_url.rstrip("/").rsplit("/", 1)[-1]  # the queue's name
         self._dedupe = dedupe
         self._canary = canary
         self._config = config
@@ -201,12 +206,13 @@ class Dispatcher:
         admitted = self._admitted(leases)
         runnable = [lease for lease in leases if lease.message_id not in admitted.decided]
         runnable = [lease for lease in runnable if (lease.group_id or "") not in admitted.stops]
-        try:
-            errors = await self._invoker.errors(runnable) if runnable else {}
-        except asyncio.CancelledError:
-            self._unfinished(leases, stopped)
-            raise
-        await self._settle_all(leases, errors, stopped, admitted.decided)
+        with self._tracing.process(self._destination, [_carried(lease) for lease in leases]) as span:
+            try:
+                errors = await self._invoker.errors(runnable) if runnable else {}
+            except asyncio.CancelledError:
+                self._unfinished(leases, stopped)
+                raise
+            await self._settle_all(leases, errors, stopped, admitted.decided, span)
 
     async def _answer_canaries(self, leases: list[Lease]) -> list[Lease]:
         """Canaries are answered and settled here, never seen by the handler; returns the others."""
@@ -249,6 +255,7 @@ class Dispatcher:
         errors: Mapping[str, BaseException],
         stopped: Stopped,
         decided_before: Mapping[str, Outcome],
+        span: Recorder,
     ) -> None:
         """Settle each message. On a standard queue the deletes and retries go first and the
         dead-letter copies (an SQS call each, awaited) last, so a stop during a copy never hands back
@@ -265,8 +272,11 @@ class Dispatcher:
                 if self._config.fifo and group in stopped:
                     log.info("released_behind_failure", group_id=group)
                     self.release(lease, stopped[group])
-                elif (seconds := await self._settle(lease, outcome)) is not None:
+                    span.outcome(lease.message_id, "released")
+                    continue
+                if (seconds := await self._settle(lease, outcome)) is not None:
                     stopped[group] = seconds
+                span.outcome(lease.message_id, OUTCOME_NAMES[type(outcome)])
 
     def _decide(self, lease: Lease, errors: Mapping[str, BaseException]) -> Outcome:
         return decide(errors.get(lease.message_id), lease.receive_count, self._policy)
@@ -346,6 +356,16 @@ class Dispatcher:
         else:  # dead-lettered is not completed: a copy redriven later may run
             self._dedupe.failed(lease, then=lambda: self._acker.delete(lease))
         return None
+
+
+OUTCOME_NAMES: dict[type, str] = {
+    Ack: "ack", RetryAfter: "retry", DeadLetter: "dead_letter", Duplicate: "duplicate", Defer: "defer",
+}  # fmt: skip
+
+
+def _carried(lease: Lease) -> Carried:
+    traceparent = lease.attributes.get(TRACEPARENT, {}).get("StringValue")
+    return Carried(lease.message_id, str(traceparent) if traceparent else None)
 
 
 def _groups(leases: list[Lease]) -> set[str]:

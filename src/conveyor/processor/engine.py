@@ -36,6 +36,7 @@ from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.poller import Poller
 from conveyor.processor.slots import Slots
 from conveyor.sqs.errors import SqsError
+from conveyor.tracing import NO_TRACING, NoTracing, Tracing
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -53,6 +54,7 @@ class Engine:
         metrics: ProcessorMetrics | None = None,
         dedupe: Dedupe | None = None,
         canary: CanaryResponder | None = None,
+        tracing: NoTracing | Tracing = NO_TRACING,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
@@ -62,6 +64,7 @@ class Engine:
         self.handler = handler
         self.dedupe = dedupe  # with an idempotency store: a handler completion happens once per key
         self.canary = canary  # with CONVEYOR_CANARY_SECRET: canaries are answered, never handled
+        self.tracing = tracing  # OpenTelemetry, when the OTEL_* variables turn it on
         self.metrics = metrics or ProcessorMetrics()
         self.clock = clock
         self._sleep = sleep  # the pollers' backoff after errors (tests record it)
@@ -88,7 +91,7 @@ class Engine:
             dispatcher = Dispatcher(
                 config, self.handler, stopping=self.stopping, buffer=self.buffer, slots=self.slots,
                 acker=acker, dead_letters=self._dead_letter_queue(), metrics=self.metrics, dedupe=self.dedupe,
-                canary=self.canary, clock=self.clock,
+                canary=self.canary, tracing=self.tracing, clock=self.clock,
             )  # fmt: skip
             heartbeat = Heartbeat(
                 self.inflight, acker, self.metrics, config.visibility_timeout, clock=self.clock,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from conveyor import tracing
 from conveyor.canary.reply import responder_for
 from conveyor.idempotency import IdempotencyStore, open_store
 from conveyor.message import idempotency_options
@@ -71,7 +72,10 @@ async def run(settings: ProcessorSettings) -> int:
                 config = EngineConfig.build(settings, queue, dlq)
                 dedupe = _dedupe(store, config, settings, options.key)
                 canary = await responder_for(client, settings, metrics.registry)
-                engine = Engine(client, config, adapt(func, pool), metrics=metrics, dedupe=dedupe, canary=canary)
+                engine = Engine(
+                    client, config, adapt(func, pool), metrics=metrics, dedupe=dedupe, canary=canary,
+                    tracing=tracing.ACTIVE,
+                )  # fmt: skip
                 engine.health.poll_succeeded()  # the queue answered: ready until polls say otherwise
                 return await _serve(engine, ops_server(engine.health, metrics), sock)
     finally:
@@ -145,9 +149,11 @@ def _exit_now(code: int) -> None:
 
 
 def main(settings: ProcessorSettings) -> int:
-    """Run the processor. Handlers still running in threads at the end were abandoned (their
-    messages come back after their visibility timeout): the process does not wait for them, as the
-    interpreter would at exit, whether it stops on a signal or on an error."""
+    """Run the processor, with tracing as the OTEL_* variables say. Handlers still running in threads
+    at the end were abandoned (their messages come back after their visibility timeout): the process
+    does not wait for them, as the interpreter would at exit, whether it stops on a signal or on an
+    error."""
+    tracing.install(tracing.from_environment("queue-processor"))
     try:
         code = asyncio.run(run(settings))
     except Exception as exc:
@@ -155,6 +161,8 @@ def main(settings: ProcessorSettings) -> int:
             print(f"queue-processor: {exc}", file=sys.stderr)  # the CLI's one line, before leaving now
             _abandon_threads(EXIT_FAILURE)
         raise
+    finally:
+        tracing.ACTIVE.shutdown()  # the spans still buffered are exported
     if THREADS.running:
         _abandon_threads(code)
     return code
