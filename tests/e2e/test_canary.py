@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from conveyor.localstack import free_port
-from tests.e2e.services import Record, post_messages, start_processor, writer
-from tests.localstack_fixtures import BIN, Queues, count, wait_for
+from conveyor.localstack import LocalStack, free_port
+from tests.e2e.services import Record, post_messages, start_processor, stopped_at_the_end, writer
+from tests.localstack_fixtures import BIN, Queues, count, make_queues, wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -181,3 +181,14 @@ def _scrape(port: int, name: str) -> float:
         return metric(f"http://127.0.0.1:{port}", name)
     except httpx.TransportError:
         return -1.0
+
+
+def test_a_canary_passes_on_a_fifo_queue(localstack: LocalStack, tmp_path: Path) -> None:
+    # GIVEN a FIFO pair without content-based deduplication (the canary brings its own ids)
+    queues = make_queues(localstack.endpoint, fifo=True)
+    record = Record(tmp_path / "record.sqlite")
+    processor = start_processor(queues, tmp_path, record.path, CONVEYOR_CANARY_SECRET=SECRET)
+    with stopped_at_the_end(processor), writer(queues, tmp_path) as api:
+        result = canary(queues, "--once", "--url", api.url)
+    assert result.returncode == 0, result.stderr
+    assert record.rows() == []  # the handler never saw it

@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=api_key,
         secret=settings.canary_secret.get_secret_value().encode(),
         timeout=args.timeout,
+        fifo=queue_name_of(settings).endswith(".fifo"),
     )
     options = Options(target, args.once, args.interval, args.json, args.metrics_host, args.metrics_port)
     return asyncio.run(_main(settings, options))

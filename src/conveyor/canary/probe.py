@@ -54,6 +54,7 @@ class Target:
     api_key: str | None
     secret: bytes
     timeout: float
+    fifo: bool = False  # the queue is FIFO: a canary needs a group id and a deduplication id
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,9 @@ class Prober:
         if target.api_key:
             headers["X-Api-Key"] = target.api_key
         url = target.url.rstrip("/") + "/messages"
-        payload = {"body": canary_body(target.secret, canary)}
+        payload: dict[str, Any] = {"body": canary_body(target.secret, canary)}
+        if target.fifo:  # a group of its own (it never holds up the user's groups), deduplicated by its id
+            payload |= {"group_id": "conveyor-canary", "deduplication_id": f"canary-{canary.id}"}
         started = self._clock()
         timeout = aiohttp.ClientTimeout(total=max(0.001, deadline - started))
         try:
