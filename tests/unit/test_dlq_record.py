@@ -136,3 +136,13 @@ def test_export_keeps_everything_needed_to_send_it_again() -> None:
         "system_attributes": {"SentTimestamp": "1"},
         "dead_letter": None,
     }
+
+
+def test_a_redrive_puts_back_the_attributes_kept_inside_the_record() -> None:
+    # GIVEN a message that had ten attributes: the processor kept the tenth (binary) in its record
+    user = {f"a{n}": "v" for n in range(9)}
+    kept = record() | {"overflow_attributes": {"blob": {"DataType": "Binary.gz", "BinaryValue": "AP8="}}}
+    attributes = redriven_attributes(message(kept, user=user), NOW, limits.MAX_MESSAGE_BYTES)
+    # THEN all ten go back as attributes (no room is left for the history, and none is needed)
+    assert attributes["blob"] == {"DataType": "Binary.gz", "BinaryValue": b"\x00\xff"}
+    assert set(attributes) == {*user, "blob"}

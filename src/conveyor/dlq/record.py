@@ -131,11 +131,14 @@ class Filter:
 
 
 def redriven_attributes(message: DeadLettered, now_ms: int, max_bytes: int) -> dict[str, Any]:
-    """The user's attributes unchanged, plus the redrive history when it fits (see the module doc)."""
-    attributes = message.user_attributes()
+    """The user's attributes unchanged (with those that did not fit beside the dead-letter record,
+    kept inside it as ``overflow_attributes``, put back), plus the redrive history when it fits (see
+    the module doc)."""
+    attributes = message.user_attributes() | _overflow_of(message.record)
     history = _history_of(message.attributes)
     if message.record is not None:
-        history.append(message.record | {"redriven_at": now_ms})
+        record = {k: v for k, v in message.record.items() if k != "overflow_attributes"}
+        history.append(record | {"redriven_at": now_ms})
     history = history[-MAX_HISTORY:]
     if len(attributes) >= limits.MAX_ATTRIBUTES:
         return attributes
@@ -146,6 +149,23 @@ def redriven_attributes(message: DeadLettered, now_ms: int, max_bytes: int) -> d
             return candidate
         history = history[1:]
     return attributes
+
+
+def _overflow_of(record: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The user's attributes the processor kept inside its record (binary values were base64)."""
+    found = (record or {}).get("overflow_attributes")
+    restored: dict[str, Any] = {}
+    for name, value in found.items() if isinstance(found, dict) else ():
+        if not isinstance(value, dict) or not isinstance(value.get("DataType"), str):
+            continue
+        if "BinaryValue" in value:
+            try:
+                restored[name] = {"DataType": value["DataType"], "BinaryValue": base64.b64decode(value["BinaryValue"])}
+            except (ValueError, TypeError):
+                continue
+        elif isinstance(value.get("StringValue"), str):
+            restored[name] = {"DataType": value["DataType"], "StringValue": value["StringValue"]}
+    return restored
 
 
 def _history_of(attributes: Mapping[str, Any]) -> list[Any]:
