@@ -76,6 +76,7 @@ class ProcessorSettings(SqsSettings):
     poll_error_backoff_max_seconds: Annotated[float, Field(gt=0, le=300)] = 20.0
     processor_host: str = "127.0.0.1"
     processor_port: Port = 8001
+    processes: Annotated[int, Field(ge=1, le=64)] = 1
     demo_work_seconds: Annotated[float, Field(ge=0, le=3600)] = 0.1
 
     @model_validator(mode="after")

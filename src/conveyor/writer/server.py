@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import uvicorn
 
+from conveyor import metrics_dir
 from conveyor.settings import WriterSettings
 from conveyor.sqs.client import sqs_client
 from conveyor.sqs.errors import Kind, SqsError, classify
@@ -63,8 +65,25 @@ def serve(settings: WriterSettings) -> int:
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "lifespan": "on",
     }
-    if settings.writer_workers > 1:  # uvicorn's supervisor forks the workers and handles signals
-        uvicorn.run(APP, **options)
+    if settings.writer_workers > 1:  # uvicorn's supervisor starts the workers and handles signals
+        with _shared_metrics():
+            uvicorn.run(APP, **options)
     else:
         WriterServer(uvicorn.Config(APP, **options)).run()
     return 0
+
+
+@contextmanager
+def _shared_metrics() -> Iterator[None]:
+    """One ``/metrics`` for all workers: each writes its samples to a directory this process owns
+    (named in the environment the workers inherit) and removes at the end."""
+    previous = os.environ.get(metrics_dir.ENV)
+    with metrics_dir.owned_dir("conveyor-writer-metrics-") as path:
+        os.environ[metrics_dir.ENV] = str(path)
+        try:
+            yield
+        finally:
+            if previous is None:
+                del os.environ[metrics_dir.ENV]
+            else:
+                os.environ[metrics_dir.ENV] = previous
