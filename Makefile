@@ -49,6 +49,7 @@ integration: install nginx
 bench: install
 	$(PY) -m bench.writer
 	$(PY) -m bench.processor --rss
+	$(PY) -m bench.processes
 
 lock:  ## rebuild both lock files from scratch
 	rm -rf /tmp/conveyor-lock && $(PYTHON313) -m venv /tmp/conveyor-lock/dev && $(PYTHON313) -m venv /tmp/conveyor-lock/ls

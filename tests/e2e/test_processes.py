@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 import urllib.request
 import uuid
@@ -19,8 +20,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from conveyor.localstack import free_port
 from tests.e2e.figures import report
-from tests.e2e.services import Proc, Record, duplicates, elapsed, start_processor, writer
+from tests.e2e.services import BIN, Proc, Record, duplicates, elapsed, start_processor, writer
 from tests.localstack_fixtures import Queues, count, drain, wait_for
 
 if TYPE_CHECKING:
@@ -166,6 +168,16 @@ def test_sigterm_drains_every_child(queues: Queues, sqs: SQSClient, tmp_path: Pa
     rest = [json.loads(message["Body"])["key"] for message in drain(sqs, queues.url, len(keys) - len(handled))]
     assert sorted(rest + list(handled)) == sorted(keys)
     report("processes_sigterm", messages=200, handled_before_stop=len(handled), stop_seconds=stop_seconds)
+
+
+def test_a_missing_queue_is_one_line_from_the_supervisor(queues: Queues, tmp_path: Path) -> None:
+    env = queues.env(
+        CONVEYOR_QUEUE_NAME=f"missing-{uuid.uuid4().hex[:8]}", CONVEYOR_PROCESSOR_PORT=str(free_port()), **TWO
+    )
+    result = subprocess.run([str(BIN / "queue-processor")], env=env, capture_output=True, timeout=60, check=False)
+    assert result.returncode == 1
+    [line] = result.stderr.decode().strip().splitlines()  # not one traceback per child
+    assert line.startswith("queue-processor: AWS.SimpleQueueService.NonExistentQueue"), line
 
 
 def _worker_counts(writer_pid: int) -> dict[int, float]:
