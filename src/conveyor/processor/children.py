@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import sys
 from collections.abc import Mapping
@@ -75,6 +76,9 @@ class EngineProcess:
         self.status = state
 
     def signal(self, sig: int) -> None:
+        """Signal the child if it has not been reaped yet. ``os.kill`` rather than the process
+        object's method, which would reap it behind the event loop's back (the last-resort kill
+        comes from a thread)."""
         if self._process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                self._process.send_signal(sig)
+                os.kill(self._process.pid, sig)
