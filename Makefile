@@ -68,6 +68,7 @@ bench: install redis  ## Conveyor and the naive baselines side by side (about 7 
 	$(PY) -m bench.run --note "$(BENCH_NOTE)"
 	$(PY) -m bench.gate
 	$(PY) -m bench.idempotency_store
+	$(PY) -m bench.processes
 
 bench-quick: install  ## the same comparisons, short (about 80 s), as CI runs them; appends to bench/results.jsonl
 	$(PY) -m bench.run --quick --note "$(BENCH_NOTE)"

@@ -1,4 +1,5 @@
-"""The benchmark's handlers: a real job's ~0.1 s of waiting, and nothing else (no per-message log).
+"""The benchmarks' handlers: a real job's ~0.1 s of waiting (``sleep``), or ~10 ms of CPU (``cpu``), and
+nothing else (no per-message log).
 
 ``sleep`` and ``record`` are Conveyor handlers (``CONVEYOR_HANDLER=bench.handlers:sleep``);
 ``sleep_sync`` and ``record_sync`` are the same for the naive consumer, which passes the body.
@@ -10,6 +11,7 @@ appended to the file named by ``CONVEYOR_BENCH_LATENCY_FILE``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import time
@@ -48,3 +50,19 @@ def note_start(body: str, started: float) -> None:
         os.write(descriptor, line)
     finally:
         os.close(descriptor)
+
+
+CPU_ROUNDS = int(os.environ.get("CONVEYOR_BENCH_CPU_ROUNDS", "32000"))  # about 10 ms here
+
+
+def burn(rounds: int) -> bytes:
+    """CPU in the interpreter, holding the GIL: one small hash per round (no I/O, no GIL release)."""
+    digest = b"conveyor"
+    for _ in range(rounds):
+        digest = hashlib.sha256(digest).digest()
+    return digest
+
+
+async def cpu(message: Message) -> None:
+    """A CPU-bound handler: about 10 ms of work per message (CONVEYOR_BENCH_CPU_ROUNDS rounds)."""
+    burn(CPU_ROUNDS)

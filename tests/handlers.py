@@ -1,7 +1,7 @@
 """Handlers used by tests that run the real `queue-processor` (CONVEYOR_HANDLER=tests.handlers:...).
 
-Each records what it saw in the SQLite file named by CONVEYOR_TEST_RECORD (one row per delivery),
-so tests assert on deliveries, not on logs.
+Each records what it saw in the SQLite file named by CONVEYOR_TEST_RECORD (one row per delivery,
+with the pid of the process that handled it), so tests assert on deliveries, not on logs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from contextlib import closing
 from conveyor import Message, PermanentError
 
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS deliveries (message_id TEXT, body TEXT, request_id TEXT, receive_count INT, at REAL)"
+    "CREATE TABLE IF NOT EXISTS deliveries"
+    " (message_id TEXT, body TEXT, request_id TEXT, receive_count INT, at REAL, pid INT)"
 )
 
 
@@ -27,8 +28,8 @@ def record(message: Message) -> None:
     with closing(sqlite3.connect(path, timeout=30)) as db, db:
         db.execute(SCHEMA)
         db.execute(
-            "INSERT INTO deliveries VALUES (?, ?, ?, ?, ?)",
-            (message.message_id, message.body, message.request_id, message.receive_count, time.time()),
+            "INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?)",
+            (message.message_id, message.body, message.request_id, message.receive_count, time.time(), os.getpid()),
         )
 
 

@@ -104,6 +104,7 @@ class ProcessorSettings(SqsSettings, IdempotencySettings):
     poll_error_backoff_max_seconds: Annotated[float, Field(gt=0, le=300)] = 20.0
     processor_host: str = "127.0.0.1"
     processor_port: Port = 8001
+    processes: Annotated[int, Field(ge=1, le=64)] = 1
     demo_work_seconds: Annotated[float, Field(ge=0, le=3600)] = 0.1
     canary_secret: CanarySecret | None = None  # set: answer canaries (see docs/canary.md)
     processor_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # default hostname:pid

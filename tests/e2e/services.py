@@ -182,6 +182,16 @@ class Record:
             except sqlite3.OperationalError:  # the table does not exist yet
                 return []
 
+    def pids(self) -> Counter[int]:
+        """Deliveries by the pid of the process that handled them."""
+        if not self.path.exists():
+            return Counter()
+        with closing(sqlite3.connect(self.path, timeout=30)) as db:
+            try:
+                return Counter(pid for (pid,) in db.execute("SELECT pid FROM deliveries"))
+            except sqlite3.OperationalError:  # the table does not exist yet
+                return Counter()
+
     def keys(self) -> Counter[str]:
         return Counter(json.loads(body)["key"] for _, body, _, _ in self.rows())
 

@@ -28,6 +28,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         ("CONVEYOR_SQS_ENDPOINT_URL", "not-a-url", lambda: conveyor_main(["queues", "create"])),
         ("CONVEYOR_WRITER_PORT", "99999", writer_main),
         ("CONVEYOR_CONCURRENCY", "0", processor_main),
+        ("CONVEYOR_PROCESSES", "0", processor_main),
     ],
 )
 def test_a_wrong_setting_is_one_line_and_exit_2(
@@ -42,9 +43,11 @@ def test_a_wrong_setting_is_one_line_and_exit_2(
     assert f"invalid setting {name}" in lines[0]
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])  # with 2, checked once by the supervisor, before any child
 def test_a_handler_that_does_not_import_is_one_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], processes: str
 ) -> None:
+    monkeypatch.setenv("CONVEYOR_PROCESSES", processes)
     monkeypatch.setenv("CONVEYOR_HANDLER", "no.such.module:handle")
     with pytest.raises(SystemExit) as exit_info:
         processor_main()

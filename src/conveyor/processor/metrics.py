@@ -1,4 +1,10 @@
-"""The processor's Prometheus metrics, in a registry of its own (one per engine)."""
+"""The processor's Prometheus metrics, in a registry of its own (one per engine).
+
+With ``CONVEYOR_PROCESSES`` above 1 each engine process also writes them to the supervisor's
+multiprocess directory (prometheus-client's multiprocess mode, see :mod:`conveyor.metrics_dir`); the
+gauges say how to add up the processes ('livesum': over the live ones). In one process the mode is
+unused.
+"""
 
 from __future__ import annotations
 
@@ -55,8 +61,13 @@ class ProcessorMetrics:
             "Messages whose key another process is handling now: made visible again later.",
             registry=r,
         )
-        self.in_flight = Gauge("conveyor_processor_in_flight", "Messages held by this process.", registry=r)
-        self.running = Gauge("conveyor_processor_running", "Handlers running now.", registry=r)
+        # Summed over the live processes when several run (prometheus-client's multiprocess mode).
+        self.in_flight = Gauge(
+            "conveyor_processor_in_flight", "Messages held now.", registry=r, multiprocess_mode="livesum"
+        )
+        self.running = Gauge(
+            "conveyor_processor_running", "Handlers running now.", registry=r, multiprocess_mode="livesum"
+        )
         self.sqs_calls = Counter(
             "conveyor_sqs_requests",
             "SQS API calls by operation and outcome (ok or the error code).",

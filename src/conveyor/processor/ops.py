@@ -1,22 +1,32 @@
-"""The processor's ops HTTP port: /healthz, /readyz and /metrics (Prometheus)."""
+"""The processor's ops HTTP port: /healthz, /readyz and /metrics (Prometheus).
+
+The same app serves one engine process (its :class:`~conveyor.processor.health.Health` and its own
+registry) and the supervisor of several (their readiness together, and a registry that adds up
+their metrics).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from conveyor.processor.health import Health
-from conveyor.processor.metrics import ProcessorMetrics
+
+class Readiness(Protocol):
+    @property
+    def ready(self) -> bool: ...
+
+    def describe(self) -> dict[str, object]: ...
 
 
-def ops_app(health: Health, metrics: ProcessorMetrics) -> Starlette:
+def ops_app(health: Readiness, registry: CollectorRegistry) -> Starlette:
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -24,7 +34,7 @@ def ops_app(health: Health, metrics: ProcessorMetrics) -> Starlette:
         return JSONResponse(health.describe(), status_code=200 if health.ready else 503)
 
     async def prometheus(_: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", prometheus)])
 
@@ -37,7 +47,7 @@ class OpsServer(uvicorn.Server):
         yield
 
 
-def ops_server(health: Health, metrics: ProcessorMetrics) -> OpsServer:
+def ops_server(health: Readiness, registry: CollectorRegistry) -> OpsServer:
     """Serves on a socket bound by the caller (``serve(sockets=[...])``)."""
-    config = uvicorn.Config(ops_app(health, metrics), log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(ops_app(health, registry), log_level="warning", access_log=False, lifespan="off")
     return OpsServer(config)

@@ -1,6 +1,10 @@
 """`queue-processor`: one SQS client, the ops server and the engine; signals are handled here only.
 
 First SIGTERM/SIGINT: graceful stop. A second: stop at once (exit code 130).
+
+With ``CONVEYOR_PROCESSES`` above 1 this process is a supervisor (:mod:`conveyor.processor.supervisor`)
+and its children run the engine here, each reporting its readiness through its link instead of
+serving an ops port.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import socket
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 
@@ -25,38 +29,41 @@ from conveyor.processor.config import EngineConfig
 from conveyor.processor.dedupe import Dedupe, KeyFunction
 from conveyor.processor.engine import Engine
 from conveyor.processor.handler import THREADS, adapt, import_handler
+from conveyor.processor.link import ParentLink, StatusReporter
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.ops import OpsServer, ops_server
+from conveyor.processor.startup import EXIT_FAILURE, EXIT_HARD_STOP, HARD_STOP_SECONDS, bind_ops_socket, read_queues
 from conveyor.settings import ProcessorSettings
 from conveyor.sqs.client import sqs_client
-from conveyor.sqs.errors import classified
-
-if TYPE_CHECKING:
-    from types_aiobotocore_sqs import SQSClient
-from conveyor.sqs.queues import QueueConfig, dlq_url_of, read_queue_config, resolve_queue_url
 
 log = structlog.get_logger("conveyor.processor")
-EXIT_HARD_STOP = 130
-EXIT_FAILURE = 1
-HARD_STOP_SECONDS = 2.0  # after a second signal, the longest the process lives on
 
 
-def bind_ops_socket(host: str, port: int) -> socket.socket:
-    """Bind the ops port before anything starts, so that a port in use is one clear error."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"cannot listen on {host}:{port} for the ops port: {exc.strerror}") from exc
-    return sock
+class Sidecar(Protocol):
+    """What runs next to the engine: the ops server, or a child's link to its supervisor."""
+
+    async def serve(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
-async def run(settings: ProcessorSettings) -> int:
-    """Run until a signal stops it; returns the exit code."""
+class OpsSidecar:
+    def __init__(self, server: OpsServer, sock: socket.socket) -> None:
+        self._server = server
+        self._sock = sock
+
+    async def serve(self) -> None:
+        await self._server.serve(sockets=[self._sock])
+
+    def close(self) -> None:
+        self._server.should_exit = True
+
+
+async def run(settings: ProcessorSettings, link: ParentLink | None = None) -> int:
+    """Run until a signal stops it; returns the exit code. With ``link`` (a supervisor's child), no
+    ops port: readiness goes to the supervisor."""
     func = import_handler(settings.handler)
-    sock = bind_ops_socket(settings.processor_host, settings.processor_port)
+    port = link if link is not None else bind_ops_socket(settings.processor_host, settings.processor_port)
     metrics = ProcessorMetrics()
     # Plain-function handlers run here. The pool is shut down without waiting: a thread cannot be
     # stopped, and waiting for one would block the event loop (and a second signal with it).
@@ -64,9 +71,9 @@ async def run(settings: ProcessorSettings) -> int:
     options = idempotency_options(func)
     store = open_store(settings.idempotency_store) if settings.idempotency_store and options.enabled else None
     try:
-        with sock:
+        with port if isinstance(port, socket.socket) else contextlib.nullcontext():
             async with sqs_client(settings, metrics.observe_sqs_call) as client, store or contextlib.nullcontext():
-                queue, dlq = await _read_queues(client, settings)
+                queue, dlq = await read_queues(client, settings)
                 if dlq is None:
                     log.warning("no_dead_letter_queue", detail="permanent errors back off and are never deleted")
                 config = EngineConfig.build(settings, queue, dlq)
@@ -77,7 +84,12 @@ async def run(settings: ProcessorSettings) -> int:
                     tracing=tracing.ACTIVE,
                 )  # fmt: skip
                 engine.health.poll_succeeded()  # the queue answered: ready until polls say otherwise
-                return await _serve(engine, ops_server(engine.health, metrics), sock)
+                side: Sidecar = (
+                    StatusReporter(port, engine.health, engine.stop)
+                    if isinstance(port, ParentLink)
+                    else OpsSidecar(ops_server(engine.health, metrics.registry), port)
+                )
+                return await _serve(engine, side)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -97,16 +109,8 @@ def _dedupe(
     )
 
 
-async def _read_queues(client: SQSClient, settings: ProcessorSettings) -> tuple[QueueConfig, QueueConfig | None]:
-    """The queue's configuration and its dead-letter queue's (for its own size limit)."""
-    with classified():
-        queue = await read_queue_config(client, await resolve_queue_url(client, settings))
-        dlq_url = await dlq_url_of(client, queue)
-        return queue, (await read_queue_config(client, dlq_url) if dlq_url else None)
-
-
-async def _serve(engine: Engine, server: OpsServer, sock: socket.socket) -> int:
-    ops = asyncio.create_task(server.serve(sockets=[sock]))
+async def _serve(engine: Engine, side: Sidecar) -> int:
+    ops = asyncio.create_task(side.serve())
     work = asyncio.create_task(engine.run())
     _handle_signals(engine, work)
     try:
@@ -114,7 +118,7 @@ async def _serve(engine: Engine, server: OpsServer, sock: socket.socket) -> int:
     except asyncio.CancelledError:
         return EXIT_HARD_STOP
     finally:
-        server.should_exit = True
+        side.close()
         await ops
     return 0
 
@@ -153,9 +157,16 @@ def main(settings: ProcessorSettings) -> int:
     at the end were abandoned (their messages come back after their visibility timeout): the process
     does not wait for them, as the interpreter would at exit, whether it stops on a signal or on an
     error."""
+    link = ParentLink.from_environment()
+    if link is None and settings.processes > 1:
+        from conveyor.processor.supervisor import supervise  # noqa: PLC0415 - only a supervisor needs it
+
+        return supervise(settings)
+    if link is not None:
+        structlog.contextvars.bind_contextvars(process=link.index)  # on every line of this child
     tracing.install(tracing.from_environment("queue-processor"))
     try:
-        code = asyncio.run(run(settings))
+        code = asyncio.run(run(settings, link))
     except Exception as exc:
         if THREADS.running:
             print(f"queue-processor: {exc}", file=sys.stderr)  # the CLI's one line, before leaving now

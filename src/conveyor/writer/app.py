@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from conveyor import metrics_dir
 from conveyor.settings import WriterSettings
 from conveyor.sqs.client import sqs_client
 from conveyor.sqs.errors import classify
@@ -149,9 +150,14 @@ def _add_routes(app: FastAPI, metrics: WriterMetrics) -> None:
         state.ready_until = now + state.settings.ready_cache_seconds
         return JSONResponse({"status": "ready"})
 
+    shared = metrics_dir.active()  # several workers: every worker's samples, added up
+    registry = metrics.registry if shared is None else metrics_dir.aggregate_registry(shared)
+
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        if shared is not None:
+            metrics_dir.forget_dead(shared)  # a worker uvicorn replaced no longer counts as in progress
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _unready(problem: Problem) -> Problem:

@@ -1,4 +1,9 @@
-"""The writer's Prometheus metrics, in a registry of its own (one per app)."""
+"""The writer's Prometheus metrics, in a registry of its own (one per app).
+
+With ``CONVEYOR_WRITER_WORKERS`` above 1 every worker also writes them to a directory the server
+owns (prometheus-client's multiprocess mode, :mod:`conveyor.metrics_dir`) and ``/metrics`` adds up
+all the workers; with one worker the mode is unused.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ class WriterMetrics:
             "HTTP requests being handled now, by route (those waiting for their batch included).",
             ["route"],
             registry=self.registry,
+            multiprocess_mode="livesum",  # with several workers: summed over the live ones
         )
         self.sqs_calls = Counter(
             "conveyor_sqs_requests",

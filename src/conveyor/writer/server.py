@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from conveyor import metrics_dir
 from conveyor.settings import WriterSettings
 
 # The writer must have drained (stopped accepting, answered what is in flight) well inside the usual
@@ -57,7 +59,8 @@ def serve(settings: WriterSettings) -> int:
     config = uvicorn.Config(APP, **options)
     try:
         if settings.writer_workers > 1:
-            return _supervise(config)
+            with _shared_metrics():
+                return _supervise(config)
         WriterServer(config).run()
     except SystemExit as exc:
         if exc.code == STARTUP_FAILURE:
@@ -80,3 +83,19 @@ def _supervise(config: uvicorn.Config) -> int:
 def _drop_worker_failed(record: logging.LogRecord) -> bool:
     """The worker said why in one line; uvicorn's own line about it adds nothing."""
     return "failed to start, stopping the parent process" not in record.getMessage()
+
+
+@contextmanager
+def _shared_metrics() -> Iterator[None]:
+    """One ``/metrics`` for all workers: each writes its samples to a directory this process owns
+    (named in the environment the workers inherit) and removes at the end."""
+    previous = os.environ.get(metrics_dir.ENV)
+    with metrics_dir.owned_dir("conveyor-writer-metrics-") as path:
+        os.environ[metrics_dir.ENV] = str(path)
+        try:
+            yield
+        finally:
+            if previous is None:
+                del os.environ[metrics_dir.ENV]
+            else:
+                os.environ[metrics_dir.ENV] = previous

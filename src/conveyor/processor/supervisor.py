@@ -1,0 +1,258 @@
+"""`queue-processor` with ``CONVEYOR_PROCESSES`` above 1: N engine processes under one supervisor.
+
+The supervisor checks what would make every child fail the same way (the handler, the ops port, the
+queue) once, then starts N children (:mod:`conveyor.processor.children`) and keeps them running:
+a child that ends is logged (exit code or signal) and started again after a short delay; after
+several fast failures in a row it gives up (:mod:`conveyor.processor.restarts`). The messages a dead
+child held come back after their visibility timeout. It serves the one ops port: ``/readyz`` is
+ready when every child is, ``/metrics`` adds up the children's metrics (prometheus-client's
+multiprocess mode, in a directory it owns and removes).
+
+Signals: the first SIGTERM/SIGINT is passed on, once, to every child, each of which stops
+gracefully as a single process does; the supervisor waits for all and exits 0 (or the worst child's
+code). A second stops every child at once (exit 130, within about 2 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from conveyor import metrics_dir
+from conveyor.processor.children import Child, EngineProcess
+from conveyor.processor.handler import import_handler
+from conveyor.processor.ops import ops_server
+from conveyor.processor.restarts import GiveUp, RestartPolicy, Restarts
+from conveyor.processor.startup import EXIT_FAILURE, EXIT_HARD_STOP, HARD_STOP_SECONDS, bind_ops_socket, read_queues
+from conveyor.settings import ProcessorSettings
+from conveyor.sqs.client import sqs_client
+
+log = structlog.get_logger("conveyor.processor")
+
+type Spawn = Callable[[int], Awaitable[Child]]
+
+
+@dataclass
+class Slot:
+    """One of the N places a child runs in; its child changes when one is restarted."""
+
+    index: int
+    child: Child | None = None
+    state: str = "starting"  # starting, running, restarting, stopped
+    restarts: int = 0
+    exit_code: int = 0  # the last child's, once the supervisor is stopping
+    exits: list[int] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.child is not None and self.child.status.get("ready") is True
+
+    def describe(self) -> dict[str, object]:
+        child = self.child
+        return {
+            "process": self.index,
+            "pid": child.pid if child else None,
+            "state": self.state,
+            "restarts": self.restarts,
+            **(child.status if child else {}),
+            "ready": self.ready,
+        }
+
+
+class Supervisor:
+    def __init__(
+        self,
+        count: int,
+        spawn: Spawn,
+        *,
+        policy: RestartPolicy = RestartPolicy(),  # noqa: B008 - frozen: one shared default is fine
+        on_exit: Callable[[int], None] = lambda pid: None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.slots = [Slot(index) for index in range(count)]
+        self.stopping = asyncio.Event()
+        self.failure: str | None = None  # why it gave up
+        self._spawn = spawn
+        self._policy = policy
+        self._on_exit = on_exit  # a child's pid, once it has ended
+        self._clock = clock
+        self._sleep = sleep
+
+    async def run(self) -> int:
+        """Keep every slot's child running until :meth:`stop`; the exit code."""
+        async with asyncio.TaskGroup() as group:
+            for slot in self.slots:
+                group.create_task(self._keep(slot))
+        if self.failure is not None:
+            return EXIT_FAILURE
+        return max(slot.exit_code for slot in self.slots)
+
+    def stop(self) -> None:
+        """Every child stops gracefully (one SIGTERM each); nothing is restarted any more."""
+        if not self.stopping.is_set():
+            self.stopping.set()
+            self.signal_all(signal.SIGTERM)
+
+    def signal_all(self, sig: int) -> None:
+        for slot in self.slots:
+            if slot.child is not None:
+                slot.child.signal(sig)
+
+    @property
+    def ready(self) -> bool:
+        return not self.stopping.is_set() and all(slot.ready for slot in self.slots)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "ready": self.ready,
+            "stopping": self.stopping.is_set(),
+            "not_ready": [slot.index for slot in self.slots if not slot.ready],
+            "processes": [slot.describe() for slot in self.slots],
+        }
+
+    async def _keep(self, slot: Slot) -> None:
+        restarts = Restarts(self._policy)
+        while not self.stopping.is_set():
+            code, lived = await self._run_child(slot)
+            if self.stopping.is_set():
+                slot.exit_code = _code_after_stop(code)
+                break
+            decision = restarts.after_exit(lived)
+            if isinstance(decision, GiveUp):
+                self.failure = (
+                    f"process {slot.index} failed {decision.failures} times in a row within "
+                    f"{self._policy.stable_seconds:g} s of starting (last: {_describe_exit(code)}); giving up"
+                )
+                self.stop()
+                break
+            slot.state, slot.restarts = "restarting", slot.restarts + 1
+            log.warning("process_restarting", process=slot.index, in_seconds=decision.delay)
+            await self._pause(decision.delay)
+        slot.state = "stopped"
+
+    async def _run_child(self, slot: Slot) -> tuple[int | None, float]:
+        """Start a child and wait for its end: (its exit code, or None if it could not start; how long
+        it lived)."""
+        started = self._clock()
+        try:
+            child = await self._spawn(slot.index)
+        except OSError as exc:
+            log.error("process_start_failed", process=slot.index, error=str(exc))
+            return None, 0.0
+        slot.child, slot.state = child, "running"
+        log.info("process_started", process=slot.index, pid=child.pid)
+        if self.stopping.is_set():  # the stop came while it was starting
+            child.signal(signal.SIGTERM)
+        try:
+            code = await child.wait()
+        finally:
+            slot.child = None
+            self._on_exit(child.pid)
+        slot.exits.append(code)
+        lived = self._clock() - started
+        if self.stopping.is_set():
+            log.info("process_stopped", process=slot.index, pid=child.pid, exit=_describe_exit(code))
+        else:
+            log.error("process_died", process=slot.index, pid=child.pid, exit=_describe_exit(code),
+                      lived_seconds=round(lived, 3))  # fmt: skip
+        return code, lived
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if the stop begins."""
+        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        stopping = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({sleeping, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            stopping.cancel()
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "could not start"
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+def _code_after_stop(code: int | None) -> int:
+    """A child's exit code as the supervisor's own. Dead of the SIGTERM the supervisor sent, a child
+    had not yet set its signal handlers, so it held no message: a clean stop."""
+    if code is None or code == -signal.SIGTERM:
+        return 0
+    return 128 - code if code < 0 else code
+
+
+def supervise(settings: ProcessorSettings) -> int:
+    """Run ``settings.processes`` engine processes until a signal stops them; the exit code.
+    A bad handler, a port in use or an unusable queue fail here, once, with one line."""
+    import_handler(settings.handler)
+    sock = bind_ops_socket(settings.processor_host, settings.processor_port)
+    with sock, metrics_dir.owned_dir("conveyor-processor-metrics-") as path:
+        return asyncio.run(_supervise(settings, sock, path))
+
+
+async def _supervise(settings: ProcessorSettings, sock: socket.socket, path: Path) -> int:
+    async with sqs_client(settings) as client:
+        await read_queues(client, settings)
+    env = {**os.environ, metrics_dir.ENV: str(path)}
+    supervisor = Supervisor(
+        settings.processes,
+        lambda index: EngineProcess.start(index, env),
+        on_exit=lambda pid: metrics_dir.forget(pid, path),
+    )
+    server = ops_server(supervisor, metrics_dir.aggregate_registry(path))
+    ops = asyncio.create_task(server.serve(sockets=[sock]))
+    _handle_signals(supervisor, path)
+    log.info("supervisor_started", processes=settings.processes, pid=os.getpid())
+    try:
+        code = await supervisor.run()
+    finally:
+        server.should_exit = True
+        await ops
+    if supervisor.failure is not None:
+        print(f"queue-processor: {supervisor.failure}", file=sys.stderr)
+    log.info("supervisor_stopped", exit_code=code)
+    return code
+
+
+def _handle_signals(supervisor: Supervisor, path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    received = 0
+
+    def on_signal() -> None:
+        nonlocal received
+        received += 1
+        if received == 1:
+            log.info("signal_received", action="graceful stop of every process")
+            supervisor.stop()
+        else:
+            log.warning("signal_received", action="stop at once")
+            supervisor.signal_all(signal.SIGTERM)  # a child's second signal: it stops at once
+            # The children end within their own 2 s; whatever is left then is killed, from a thread
+            # (the event loop may be what hangs).
+            timer = threading.Timer(HARD_STOP_SECONDS, _kill_all_and_exit, [supervisor, path])
+            timer.daemon = True
+            timer.start()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+
+
+def _kill_all_and_exit(supervisor: Supervisor, path: Path) -> None:
+    supervisor.signal_all(signal.SIGKILL)
+    metrics_dir.remove(path)
+    sys.stderr.flush()
+    os._exit(EXIT_HARD_STOP)
