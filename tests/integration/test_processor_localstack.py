@@ -21,7 +21,7 @@ from conveyor.localstack import LocalStack, free_port
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
-from conveyor.processor.handler import BatchHandler, adapt
+from conveyor.processor.user_code import BatchHandler, adapt
 from conveyor.settings import SqsSettings
 from conveyor.sqs.client import sqs_client
 from tests.localstack_fixtures import BIN, Queues, count, drain, make_queues, wait_for

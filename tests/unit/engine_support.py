@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from conveyor.message import Message
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.engine import Engine
-from conveyor.processor.handler import BatchHandler
+from conveyor.processor.user_code import BatchHandler
 from tests.fakes import FakeSqs, as_client
 from tests.polling import until
 

@@ -16,8 +16,8 @@ from conveyor.canary.reply import CanaryConfig, CanaryResponder
 from conveyor.canary.wire import Canary, canary_body, parse_reply
 from conveyor.message import BatchFailures, batch_handler
 from conveyor.processor.engine import Engine
-from conveyor.processor.handler import BatchHandler
 from conveyor.processor.metrics import ProcessorMetrics
+from conveyor.processor.user_code import BatchHandler
 from tests.fakes import FakeSqs, as_client, client_error
 from tests.unit.engine_support import QUEUE, config_for, until
 

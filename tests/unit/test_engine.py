@@ -13,7 +13,7 @@ import pytest
 
 from conveyor import BatchFailures, Message, Reject, Retry, batch_handler, metadata
 from conveyor.processor.engine import Engine
-from conveyor.processor.handler import adapt
+from conveyor.processor.user_code import adapt
 from conveyor.sqs.errors import SqsError
 from tests.fakes import FakeSqs, as_client, client_error
 from tests.unit.engine_support import DLQ, QUEUE, config_for, running, until

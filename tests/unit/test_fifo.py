@@ -15,7 +15,7 @@ import pytest
 
 from conveyor import BatchFailures, Message, Reject, Retry, batch_handler
 from conveyor.processor.engine import Engine
-from conveyor.processor.handler import BatchHandler, adapt
+from conveyor.processor.user_code import BatchHandler, adapt
 from tests.fakes import FakeSqs, as_client
 from tests.unit.engine_support import config_for, until
 

@@ -16,10 +16,10 @@ import pytest
 from conveyor import BatchFailures, Message, Reject, Retry, batch_handler, metadata
 from conveyor.processor.backoff import retry_delay
 from conveyor.processor.engine import Engine
-from conveyor.processor.handler import adapt
 from conveyor.processor.heartbeat import Heartbeat
 from conveyor.processor.lease import InFlight, Lease
 from conveyor.processor.metrics import ProcessorMetrics
+from conveyor.processor.user_code import adapt
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
 from tests.fakes import FakeSqs, as_client, client_error
 from tests.unit.engine_support import DLQ, QUEUE, config_for, running, until

@@ -15,9 +15,9 @@ from botocore.exceptions import ReadTimeoutError
 from conveyor import BatchFailures, Message, Reject, batch_handler, metadata
 from conveyor.processor.dead_letter import fitting_attributes
 from conveyor.processor.engine import Engine
-from conveyor.processor.handler import BatchHandler
 from conveyor.processor.lease import Lease
 from conveyor.processor.outcome import DeadLetter
+from conveyor.processor.user_code import BatchHandler
 from conveyor.sqs import limits
 from tests.fakes import FakeSqs, as_client
 from tests.unit.engine_support import DLQ, QUEUE, config_for, running, until

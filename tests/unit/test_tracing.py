@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind
 
 from conveyor import BatchFailures, Message, batch_handler, metadata, tracing
 from conveyor.processor.engine import Engine
-from conveyor.processor.handler import adapt
+from conveyor.processor.user_code import adapt
 from tests.fakes import FakeSqs, as_client
 from tests.unit.engine_support import QUEUE, config_for, until
 

@@ -28,7 +28,6 @@ from conveyor.processor.buffer import Buffer
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.dead_letter import DeadLetterQueue, DeadLetterTooLargeError
 from conveyor.processor.dedupe import Dedupe
-from conveyor.processor.handler import BatchHandler, Handler
 from conveyor.processor.invoke import Invoker
 from conveyor.processor.lease import Lease, Stage
 from conveyor.processor.metrics import ProcessorMetrics
@@ -45,6 +44,7 @@ from conveyor.processor.outcome import (
     describe,
 )
 from conveyor.processor.slots import Slots
+from conveyor.processor.user_code import BatchHandler, Handler
 from conveyor.sqs.errors import SQS_ERRORS, classify
 from conveyor.sqs.limits import MAX_BATCH_ENTRIES
 from conveyor.tracing import NO_TRACING, Carried, NoTracing, Recorder, Tracing

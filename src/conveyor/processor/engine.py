@@ -28,13 +28,13 @@ from conveyor.processor.config import EngineConfig
 from conveyor.processor.dead_letter import DeadLetterQueue
 from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.dispatcher import Dispatcher
-from conveyor.processor.handler import BatchHandler, Handler
 from conveyor.processor.health import Health
 from conveyor.processor.heartbeat import Heartbeat
 from conveyor.processor.lease import InFlight
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.poller import Poller
 from conveyor.processor.slots import Slots
+from conveyor.processor.user_code import BatchHandler, Handler
 from conveyor.sqs.errors import SqsError
 from conveyor.tracing import NO_TRACING, NoTracing, Tracing
 

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 
 import structlog
 
-from conveyor.processor.handler import BatchHandler, Handler, StillRunningError
 from conveyor.processor.lease import Lease
 from conveyor.processor.metrics import ProcessorMetrics
+from conveyor.processor.user_code import BatchHandler, Handler, StillRunningError
 
 log = structlog.get_logger("conveyor.processor")
 HANDLER_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, KeyboardInterrupt)

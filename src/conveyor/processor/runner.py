@@ -28,11 +28,11 @@ from conveyor.message import idempotency_options
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.dedupe import Dedupe, KeyFunction
 from conveyor.processor.engine import Engine
-from conveyor.processor.handler import THREADS, adapt, import_handler
 from conveyor.processor.link import ParentLink, StatusReporter
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.ops import OpsServer, ops_server
 from conveyor.processor.startup import EXIT_FAILURE, EXIT_HARD_STOP, HARD_STOP_SECONDS, bind_ops_socket, read_queues
+from conveyor.processor.user_code import THREADS, adapt, import_handler
 from conveyor.settings import ProcessorSettings
 from conveyor.sqs.client import sqs_client
 

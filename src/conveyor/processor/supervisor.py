@@ -30,10 +30,10 @@ import structlog
 
 from conveyor import metrics_dir
 from conveyor.processor.children import Child, EngineProcess
-from conveyor.processor.handler import import_handler
 from conveyor.processor.ops import ops_server
 from conveyor.processor.restarts import GiveUp, RestartPolicy, Restarts
 from conveyor.processor.startup import EXIT_FAILURE, EXIT_HARD_STOP, HARD_STOP_SECONDS, bind_ops_socket, read_queues
+from conveyor.processor.user_code import import_handler
 from conveyor.settings import ProcessorSettings
 from conveyor.sqs.client import sqs_client
 
