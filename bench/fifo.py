@@ -96,7 +96,9 @@ def run_fifo(endpoint: str, per_group: int, handler_seconds: float) -> dict[str,
 
 
 def measure(endpoint: str, profile: Profile, emit: Emit) -> None:
-    per_group = int(profile.processor_seconds * 5)  # 100 in the full run, about 10 s at the ideal rate
+    # Whole receives of ten per group (100 in the full run, about 10 s at the ideal rate; 20 in the
+    # quick one): a group's last receive of fewer than ten would weigh on the cost of a short run.
+    per_group = 10 * max(2, round(profile.processor_seconds / 2))
     params = {
         "groups": GROUPS,
         "per_group": per_group,
