@@ -70,7 +70,7 @@ bench: install redis  ## Conveyor and the naive baselines side by side (about 7 
 	$(PY) -m bench.idempotency_store
 	$(PY) -m bench.processes
 
-bench-quick: install  ## the same comparisons, short (about 80 s), as CI runs them; appends to bench/results.jsonl
+bench-quick: install redis  ## the same comparisons, short (about 80 s), as CI runs them; appends to bench/results.jsonl
 	$(PY) -m bench.run --quick --note "$(BENCH_NOTE)"
 	$(PY) -m bench.gate
 

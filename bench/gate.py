@@ -138,6 +138,16 @@ def fifo_checks(run: list[Row]) -> Iterator[Check]:
     yield at_most("fifo: SQS requests per message", figures["sqs_requests_per_message"], FIFO_REQUESTS_MAX)
 
 
+def dedupe_checks(run: list[Row]) -> Iterator[Check]:
+    """The processor with the idempotency store: nothing lost, the same cost bound."""
+    ours = find(run, "processor-dedupe", CONVEYOR, store="redis")
+    if ours is None:
+        return  # runs from before this benchmark existed
+    figures = ours["figures"]
+    yield none_of("dedupe: messages lost", figures["lost"])
+    yield at_most("dedupe: SQS requests per message", figures["sqs_requests_per_message"], PROCESSOR_REQUESTS_MAX)
+
+
 def check(run: list[Row]) -> list[Check]:
     """Every check of one run's rows (all from the same run)."""
     if not run:
@@ -150,6 +160,7 @@ def check(run: list[Row]) -> list[Check]:
         checks.extend(writer_checks(run, clients))
     checks.extend(latency_checks(run))
     checks.extend(fifo_checks(run))
+    checks.extend(dedupe_checks(run))
     rss = find(run, "processor-rss", CONVEYOR)
     if profile.rss_run or rss:
         peak = rss["figures"]["peak_rss_mb"] if rss else None

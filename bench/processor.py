@@ -44,6 +44,7 @@ class Drain:
     concurrency: int
     messages: int
     handler_seconds: float
+    extra_env: tuple[tuple[str, str], ...] = ()  # more settings for the consumer (an idempotency store, say)
 
 
 def preload(endpoint: str, url: str, count: int) -> None:
@@ -63,6 +64,7 @@ def command(drain: Drain, url: str, port: int, endpoint: str, queue: str) -> tup
         endpoint, CONVEYOR_QUEUE_NAME=queue, CONVEYOR_QUEUE_URL=url, CONVEYOR_PROCESSOR_PORT=str(port),
         CONVEYOR_CONCURRENCY=str(drain.concurrency), CONVEYOR_BENCH_SLEEP=str(drain.handler_seconds),
     )  # fmt: skip
+    env |= dict(drain.extra_env)
     if drain.system == CONVEYOR:
         env["CONVEYOR_HANDLER"] = "bench.handlers:sleep"
         env["CONVEYOR_SQS_MAX_POOL_CONNECTIONS"] = str(max(64, drain.concurrency))

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import fifo, latency, processor, writer
+from bench import dedupe, fifo, latency, processor, writer
 from bench.common import localstack, sqs_server
 from bench.profiles import FULL, QUICK
 from bench.results import RESULTS, Row, Run, append
@@ -28,6 +28,7 @@ BENCHES = {
     "writer": writer.measure,
     "latency": latency.measure,
     "fifo": fifo.measure,
+    "dedupe": dedupe.measure,
 }
 
 
