@@ -13,8 +13,9 @@ from pydantic import ValidationError
 from conveyor import metadata
 from conveyor.sqs import limits
 from conveyor.sqs.queues import QueueConfig
-from conveyor.writer.outgoing import RequestMeta, build_outgoing
+from conveyor.writer.outgoing import build_outgoing
 from conveyor.writer.problems import EntryProblem
+from conveyor.writer.request_meta import RequestMeta
 from conveyor.writer.schemas import BatchIn, MessageIn
 
 META = RequestMeta(request_id="r1")

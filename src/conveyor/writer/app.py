@@ -20,18 +20,18 @@ from conveyor.settings import WriterSettings
 from conveyor.sqs.client import sqs_client
 from conveyor.sqs.errors import classify
 from conveyor.sqs.queues import QueueConfig
-from conveyor.writer.batch import send_batch, validation_problem
-from conveyor.writer.edge import EdgeMiddleware
+from conveyor.writer.batch import send_batch
+from conveyor.writer.edge import EdgeMiddleware, Routes
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.outgoing import build_outgoing
-from conveyor.writer.parse_errors import parse_problem
+from conveyor.writer.parse_errors import parse_problem, validation_problem
 from conveyor.writer.problems import PROBLEM_JSON, EntryProblem, from_sqs, problem_response
 from conveyor.writer.request_meta import request_meta
 from conveyor.writer.schemas import (
     Accepted,
     BatchIn,
     BatchResult,
-    Health,
+    HealthStatus,
     MessageIn,
     Problem,
 )
@@ -68,7 +68,7 @@ def create_app(settings: WriterSettings, client: SQSClient | None = None) -> Fas
             )
             first = await first_read(sqs, settings)  # QueueUnusableError: start-up fails, one line
             state = WriterState(settings, sqs, metrics)
-            await stack.enter_async_context(state.batcher)
+            await stack.enter_async_context(state.sender)
             if isinstance(first, QueueConfig):
                 state.attach(first)
                 log.info("writer_started", queue=first.url, max_message_bytes=first.max_message_bytes)
@@ -88,9 +88,9 @@ def create_app(settings: WriterSettings, client: SQSClient | None = None) -> Fas
         lifespan=lifespan,
     )
     app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
-    app.add_middleware(EdgeMiddleware, max_body=settings.max_request_bytes, metrics=metrics)
     _add_error_handlers(app)
     _add_routes(app, metrics)
+    app.add_middleware(EdgeMiddleware, routes=Routes.of(app), max_body=settings.max_request_bytes, metrics=metrics)
     return app
 
 
@@ -113,7 +113,7 @@ def _add_routes(app: FastAPI, metrics: WriterMetrics) -> None:
         """Validate one message and answer 202 once SQS has it."""
         state, meta = _state(request), request_meta(request)
         outgoing = build_outgoing(message, meta, state.require_queue())
-        message_id = await state.send(outgoing)
+        message_id = await state.sender.send(outgoing)
         accepted = Accepted(message_id=message_id, request_id=meta.request_id)
         return JSONResponse(accepted.model_dump(), status_code=202)
 
@@ -122,12 +122,12 @@ def _add_routes(app: FastAPI, metrics: WriterMetrics) -> None:
         """Send up to 100 messages; each entry succeeds or fails on its own."""
         return await send_batch(batch, _state(request), request_meta(request))
 
-    @app.get("/healthz", response_model=Health)
-    async def healthz() -> Health:
+    @app.get("/healthz", response_model=HealthStatus)
+    async def healthz() -> HealthStatus:
         """The process is alive (no AWS call)."""
-        return Health(status="ok")
+        return HealthStatus(status="ok")
 
-    @app.get("/readyz", response_model=Health, responses={503: {"model": Problem}})
+    @app.get("/readyz", response_model=HealthStatus, responses={503: {"model": Problem}})
     async def readyz(request: Request) -> Response:
         """SQS answers for the queue (cached for a few seconds)."""
         state = _state(request)

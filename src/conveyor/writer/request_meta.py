@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from fastapi import Request
 
 from conveyor.sqs import limits
-from conveyor.writer.outgoing import RequestMeta
 from conveyor.writer.problems import EntryProblem
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")  # fullmatch: no trailing newline
 _OPTIONAL_WHITESPACE = " \t"  # what HTTP allows around a header value (RFC 9110), not newlines
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMeta:
+    """What travels with every message of one HTTP request."""
+
+    request_id: str
+    traceparent: str | None = None
+    idempotency_key: str | None = None
+    content_type: str = "application/json"
 
 
 def request_meta(request: Request) -> RequestMeta:

@@ -84,5 +84,5 @@ class Problem(BaseModel):
             self.type = "urn:conveyor:problem:" + self.title.lower().replace(" ", "-")
 
 
-class Health(BaseModel):
+class HealthStatus(BaseModel):  # what /healthz and /readyz answer
     status: str
