@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from conveyor.idempotency import open_store
 from conveyor.settings import WriterSettings
 from conveyor.sqs.client import sqs_client
 from conveyor.sqs.errors import classify
@@ -26,7 +27,8 @@ from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.outgoing import build_outgoing
 from conveyor.writer.parse_errors import parse_problem, validation_problem
 from conveyor.writer.problems import PROBLEM_JSON, EntryProblem, from_sqs, problem_response
-from conveyor.writer.request_meta import request_meta
+from conveyor.writer.replay import Keyed, Replay, fingerprint
+from conveyor.writer.request_meta import RequestMeta, request_meta
 from conveyor.writer.schemas import (
     Accepted,
     BatchIn,
@@ -45,6 +47,8 @@ log = structlog.get_logger("conveyor.writer")
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem} for status in (400, 413, 415, 422, 500, 503)
 }
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem}}  # an Idempotency-Key still in flight
+MESSAGES_ROUTE = "POST /messages"
 
 
 def _state(request: Request) -> WriterState:
@@ -68,6 +72,9 @@ def create_app(settings: WriterSettings, client: SQSClient | None = None) -> Fas
             )
             first = await first_read(sqs, settings)  # QueueUnusableError: start-up fails, one line
             state = WriterState(settings, sqs, metrics)
+            if settings.idempotency_store is not None:  # closed after the sender's last flush
+                store = await stack.enter_async_context(open_store(settings.idempotency_store))
+                state.replay = await stack.enter_async_context(Replay(store, settings, metrics))
             await stack.enter_async_context(state.sender)
             if isinstance(first, QueueConfig):
                 state.attach(first)
@@ -108,14 +115,11 @@ def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
 
 
 def _add_routes(app: FastAPI, metrics: WriterMetrics) -> None:
-    @app.post("/messages", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES)
-    async def post_message(message: MessageIn, request: Request) -> JSONResponse:
-        """Validate one message and answer 202 once SQS has it."""
-        state, meta = _state(request), request_meta(request)
-        outgoing = build_outgoing(message, meta, state.require_queue())
-        message_id = await state.sender.send(outgoing)
-        accepted = Accepted(message_id=message_id, request_id=meta.request_id)
-        return JSONResponse(accepted.model_dump(), status_code=202)
+    @app.post("/messages", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES | CONFLICT)
+    async def post_message(message: MessageIn, request: Request) -> Response:
+        """Validate one message and answer 202 once SQS has it. With an Idempotency-Key (and an
+        idempotency store), a repeat gets the first answer again (Idempotent-Replayed: true)."""
+        return await _send_one(message, _state(request), request_meta(request))
 
     @app.post("/messages/batch", response_model=BatchResult, responses=ERROR_RESPONSES)
     async def post_batch(batch: BatchIn, request: Request) -> Response:
@@ -150,6 +154,21 @@ def _add_routes(app: FastAPI, metrics: WriterMetrics) -> None:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+async def _send_one(message: MessageIn, state: WriterState, meta: RequestMeta) -> Response:
+    queue = state.require_queue()
+    outgoing = build_outgoing(message, meta, queue)
+
+    async def send() -> JSONResponse:
+        message_id = await state.sender.send(outgoing)
+        accepted = Accepted(message_id=message_id, request_id=meta.request_id)
+        return JSONResponse(accepted.model_dump(), status_code=202)
+
+    if state.replay is None or meta.idempotency_key is None:
+        return await send()
+    keyed = Keyed(meta.idempotency_key, fingerprint(MESSAGES_ROUTE, queue, meta.content_type, message))
+    return await state.replay.once(keyed, send)
+
+
 def _unready(problem: Problem) -> Problem:
     return problem.model_copy(update={"status": 503})
 
@@ -159,7 +178,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def entry_problem(request: Request, exc: EntryProblem) -> Response:
         state: WriterState = request.app.state.writer
         state.metrics.messages.labels(str(exc.status)).inc()
-        headers = {"Retry-After": str(state.settings.retry_after_seconds)} if exc.retryable else None
+        retry_after = exc.retry_after or state.settings.retry_after_seconds
+        headers = {"Retry-After": str(retry_after)} if exc.retryable else None
         return problem_response(exc.to_problem(request.state.request_id), headers)
 
     @app.exception_handler(RequestValidationError)

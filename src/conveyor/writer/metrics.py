@@ -59,6 +59,14 @@ class WriterMetrics(SqsCallMetrics):
             registry=self.registry,
         )
 
+        self.idempotency = Counter(
+            "conveyor_writer_idempotency_keys",
+            "Requests and batch entries with an idempotency key, by the store's answer: new, replay, mismatch, "
+            "in_flight, or store_unavailable.",
+            ["result"],
+            registry=self.registry,
+        )
+
     def observe_batch(self, entries: int, seconds: float) -> None:
         """The batcher's report of one call: its entries and how long it took."""
         self.batch_entries.observe(entries)

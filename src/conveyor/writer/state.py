@@ -1,4 +1,5 @@
-"""What the writer's routes share: the SQS client, the queue (once known), the sender, the metrics."""
+"""What the writer's routes share: the SQS client, the queue (once known), the sender, the metrics,
+the idempotency store's replay (when one is configured)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from conveyor.sqs.errors import UNREACHABLE, Kind, SqsFailure
 from conveyor.sqs.queues import QueueConfig
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.problems import from_sqs
+from conveyor.writer.replay import Replay
 from conveyor.writer.sender import Sender
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ class WriterState:
     queue: QueueConfig | None = None  # None until start-up could read it
     failure: SqsFailure = STARTING  # why the queue is not known (yet, or for good)
     ready_until: float = field(default=0.0)
+    replay: Replay | None = None  # with an idempotency store: Idempotency-Key replay
     sender: Sender = field(init=False)  # entered by the app's lifespan
 
     def __post_init__(self) -> None:
