@@ -13,13 +13,14 @@ import asyncio
 import dataclasses
 import json
 from collections import Counter
-from dataclasses import dataclass
 
 from fastapi.responses import JSONResponse, Response
 
 from conveyor.idempotency import RequestState, StoredResponse
 from conveyor.sqs.queues import QueueConfig
-from conveyor.writer.outgoing import Outgoing, build_outgoing
+from conveyor.writer.batch_entry import Entry
+from conveyor.writer.group_order import is_group_stop, send_in_group_order
+from conveyor.writer.outgoing import build_outgoing
 from conveyor.writer.problems import EntryProblem
 from conveyor.writer.replay import Keyed, Replay, fingerprint
 from conveyor.writer.request_meta import RequestMeta, is_valid_idempotency_key, scoped_key
@@ -28,23 +29,6 @@ from conveyor.writer.sender import Sender
 from conveyor.writer.state import WriterState
 
 ROUTE = "POST /messages/batch"
-
-
-@dataclass(slots=True)
-class Entry:
-    """One entry on its way: validated, maybe keyed, then sent or not."""
-
-    id: str
-    group_id: str | None
-    outgoing: Outgoing | None = None
-    keyed: Keyed | None = None
-    begun: bool = False  # its key's in-flight marker is ours: finish or abandon it
-    result: str | EntryProblem | None = None  # the SQS MessageId, or why not
-    replayed: bool = False
-
-    @property
-    def pending(self) -> bool:
-        return self.result is None
 
 
 def _check_unique_ids(batch: BatchIn) -> None:
@@ -89,23 +73,24 @@ async def send_batch(batch: BatchIn, state: WriterState, meta: RequestMeta) -> R
     queue = state.require_queue()
     entries = [_prepare(m, meta, queue, keyed=state.replay is not None) for m in batch.messages]
     if state.replay is None:
-        await _send(entries, state.sender)
+        await _send(entries, state.sender, fifo=queue.is_fifo)
         return _answer(entries)
     await _begin(entries, state.replay)
     try:
-        await _send(entries, state.sender)
+        await _send(entries, state.sender, fifo=queue.is_fifo)
     finally:
         await _end(entries, state.replay)
     return _answer(entries)
 
 
-async def _send(entries: list[Entry], sender: Sender) -> None:
+async def _send(entries: list[Entry], sender: Sender, *, fifo: bool) -> None:
+    if fifo:
+        await send_in_group_order(entries, sender)
+        return
     todo = [e for e in entries if e.pending and e.outgoing is not None]
     results = await asyncio.gather(*(sender.send(e.outgoing) for e in todo if e.outgoing), return_exceptions=True)
     for entry, result in zip(todo, results, strict=True):
-        if isinstance(result, BaseException) and not isinstance(result, EntryProblem):
-            raise result
-        entry.result = result
+        entry.settle(result)
 
 
 async def _begin(entries: list[Entry], replay: Replay) -> None:
@@ -154,8 +139,9 @@ def _answer(entries: list[Entry]) -> Response:
 
 def _shared_server_problem(successful: list[BatchSuccess], failed: list[EntryProblem]) -> EntryProblem | None:
     """An error status for the whole request only when nothing was accepted for one shared
-    server-side cause (SQS down, queue missing); entry-level refusals stay in ``failed``."""
-    causes = {(p.status, p.code, p.title) for p in failed}
-    if successful or len(causes) != 1 or failed[0].status < 500:
+    server-side cause (SQS down, queue missing); entry-level refusals stay in ``failed``. On a FIFO
+    queue, the entries not sent because an earlier one of their group failed share its cause."""
+    causes = [p for p in failed if not is_group_stop(p)]
+    if successful or not causes or len({(p.status, p.code, p.title) for p in causes}) != 1 or causes[0].status < 500:
         return None
-    return failed[0]
+    return causes[0]

@@ -3,8 +3,9 @@ with its own message's SQS MessageId, or the problem that tells the client why n
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -61,9 +62,27 @@ class Sender:
 
     async def send(self, outgoing: Outgoing) -> str:
         """Send one message through the coalescing batcher; raise :class:`EntryProblem`."""
+        try:
+            future = self._batcher.submit_nowait(outgoing)
+        except BatcherClosedError as exc:
+            raise _shutting_down() from exc
+        return await self._answer(future, outgoing, time.monotonic())
+
+    async def send_now(self, outgoing: Sequence[Outgoing]) -> list[str | BaseException]:
+        """Send messages at once, without waiting for company (nothing more of theirs will come): a
+        MessageId or an exception (:class:`EntryProblem` for what the client is told) per message."""
         started = time.monotonic()
         try:
-            message_id = await self._batcher.submit(outgoing)
+            futures = [self._batcher.submit_nowait(o) for o in outgoing]
+        except BatcherClosedError as exc:
+            return [_shutting_down(exc) for _ in outgoing]
+        self._batcher.flush_now()
+        answers = (self._answer(f, o, started) for f, o in zip(futures, outgoing, strict=True))
+        return await asyncio.gather(*answers, return_exceptions=True)
+
+    async def _answer(self, future: Awaitable[str], outgoing: Outgoing, started: float) -> str:
+        try:
+            message_id = await future
         except SqsError as exc:
             self._metrics.messages.labels("sqs_error").inc()
             problem = from_sqs(exc.failure)
@@ -77,8 +96,6 @@ class Sender:
                 request_id=outgoing.request_id,
             )
             raise problem from exc
-        except BatcherClosedError as exc:
-            raise EntryProblem(503, "Shutting down", "this writer is stopping", retryable=True) from exc
         finally:
             self._metrics.batch_wait.observe(time.monotonic() - started)
         self._metrics.messages.labels("accepted").inc()
@@ -99,6 +116,12 @@ class Sender:
             settle(index, _message_id_or_error(result))
 
         await call_batch(call, [m.entry() for m in messages], self._entry_retries, on_result)
+
+
+def _shutting_down(cause: BaseException | None = None) -> EntryProblem:
+    problem = EntryProblem(503, "Shutting down", "this writer is stopping", retryable=True)
+    problem.__cause__ = cause
+    return problem
 
 
 def _message_id_or_error(result: EntryResult) -> SendResult:
