@@ -182,6 +182,7 @@ class FakeSqs:
 
     async def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
         self._record("SendMessageBatch", {"QueueUrl": QueueUrl, "Entries": Entries})
+        await self._answer_later("SendMessageBatch")
         assert 1 <= len(Entries) <= 10, "SendMessageBatch takes 1 to 10 entries"
         queue = self.queue(QueueUrl)
         # SQS caps a call's total (bodies and attributes) by 1 MiB and, on a queue whose limit is

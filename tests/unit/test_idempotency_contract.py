@@ -241,6 +241,80 @@ async def test_ten_concurrent_requests_with_one_key_make_one_new(backend: Backen
     assert states.count(RequestState.IN_FLIGHT) == 9
 
 
+async def test_a_batch_of_requests_begins_in_order_in_one_round_trip(backend: Backend, store: IdempotencyStore) -> None:
+    other = await backend.store()
+    await other.begin_requests([("busy", "fp"), ("done", "fp"), ("done-other", "fp")], 30)
+    await other.finish_requests([("done", "fp", RESPONSE), ("done-other", "fp", RESPONSE)], LONG)
+    requests = [("new-1", "fp"), ("busy", "fp"), ("done", "fp"), ("done-other", "changed"), ("new-2", "fp")]
+    requests.append(("new-1", "fp"))  # a key given twice: the second finds the first's marker
+    before = backend.round_trips()
+
+    claims = await store.begin_requests(requests, 30)
+
+    assert backend.round_trips() - before == 1
+    assert [c.state for c in claims] == [
+        RequestState.NEW, RequestState.IN_FLIGHT, RequestState.REPLAY, RequestState.MISMATCH,
+        RequestState.NEW, RequestState.IN_FLIGHT,
+    ]  # fmt: skip
+    assert claims[2].response == RESPONSE
+    assert claims[1].retry_after is not None
+    assert 25 < claims[1].retry_after <= 30
+    assert await store.begin_requests([], 30) == []
+
+
+async def test_a_batch_of_requests_finishes_and_abandons_in_one_round_trip(
+    backend: Backend, store: IdempotencyStore
+) -> None:
+    await store.begin_requests([("sent-1", "fp"), ("sent-2", "fp"), ("failed", "fp"), ("done", "fp")], 30)
+    await store.finish_request("done", "fp", RESPONSE, LONG)
+    other = StoredResponse(202, b'{"message_id":"m-2"}', "application/json")
+    before = backend.round_trips()
+
+    await store.finish_requests(
+        [("sent-1", "fp", RESPONSE), ("sent-2", "fp", other)], LONG, abandoned=["failed", "done", "absent"]
+    )
+
+    assert backend.round_trips() - before == 1
+    after = await store.begin_requests([("sent-1", "fp"), ("sent-2", "fp"), ("failed", "fp"), ("done", "fp")], 30)
+    assert after == [
+        RequestClaim(RequestState.REPLAY, response=RESPONSE),
+        RequestClaim(RequestState.REPLAY, response=other),
+        RequestClaim(RequestState.NEW),  # abandoned: a retry starts afresh
+        RequestClaim(RequestState.REPLAY, response=RESPONSE),  # abandon keeps a finished response
+    ]
+    left = await backend.remaining("conveyor:w:sent-1")
+    assert left is not None
+    assert LONG - 5 < left <= LONG
+    before = backend.round_trips()
+    await store.finish_requests([], LONG, abandoned=[])
+    assert backend.round_trips() == before  # nothing to say: no round trip
+
+
+async def test_an_exchange_ends_then_begins_in_one_round_trip(backend: Backend, store: IdempotencyStore) -> None:
+    await store.begin_requests([("done", "fp"), ("failed", "fp"), ("busy", "fp")], 30)
+    before = backend.round_trips()
+
+    claims = await store.exchange_requests(
+        [("done", "fp", RESPONSE)], ["failed"], [("done", "fp"), ("failed", "other"), ("busy", "fp"), ("new", "fp")],
+        ttl_seconds=LONG, lease_seconds=30,
+    )  # fmt: skip
+
+    assert backend.round_trips() - before == 1
+    assert claims == [
+        RequestClaim(RequestState.REPLAY, response=RESPONSE),  # finished first, in the same round trip
+        RequestClaim(RequestState.NEW),  # abandoned first: a retry starts afresh
+        claims[2],
+        RequestClaim(RequestState.NEW),
+    ]
+    assert claims[2].state is RequestState.IN_FLIGHT
+    left = await backend.remaining("conveyor:w:done")
+    assert left is not None
+    assert left > 30  # the TTL, not the lease
+    before = backend.round_trips()
+    assert await store.exchange_requests((), (), (), ttl_seconds=LONG, lease_seconds=30) == []
+    assert backend.round_trips() == before
+
+
 @pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf")])
 async def test_durations_must_be_positive_and_finite(store: IdempotencyStore, seconds: float) -> None:
     with pytest.raises(ValueError, match="lease_seconds must be a positive number of seconds"):
@@ -249,6 +323,14 @@ async def test_durations_must_be_positive_and_finite(store: IdempotencyStore, se
         await store.complete(["k"], "a", seconds)
     with pytest.raises(ValueError, match="lease_seconds must be a positive number of seconds"):
         await store.begin_request("k", "fp", seconds)
+    with pytest.raises(ValueError, match="lease_seconds must be a positive number of seconds"):
+        await store.begin_requests([("k", "fp")], seconds)
+    with pytest.raises(ValueError, match="ttl_seconds must be a positive number of seconds"):
+        await store.finish_requests([("k", "fp", RESPONSE)], seconds)
+    with pytest.raises(ValueError, match="ttl_seconds must be a positive number of seconds"):
+        await store.exchange_requests((), (), [("k", "fp")], ttl_seconds=seconds, lease_seconds=30)
+    with pytest.raises(ValueError, match="lease_seconds must be a positive number of seconds"):
+        await store.exchange_requests((), (), [("k", "fp")], ttl_seconds=LONG, lease_seconds=seconds)
 
 
 async def _state(answer: object) -> RequestState:

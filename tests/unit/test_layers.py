@@ -23,7 +23,8 @@ FORBIDDEN = {
                      "conveyor.cli", "conveyor.dev", "conveyor.canary", "conveyor.dlq"),
     "conveyor.message": ("conveyor.settings", "conveyor.sqs", "conveyor.writer", "conveyor.processor"),
     "conveyor.metadata": ("conveyor.",),
-    "conveyor.idempotency": ("conveyor.settings", "conveyor.writer", "conveyor.processor", "conveyor.cli"),
+    "conveyor.idempotency": ("conveyor.settings", "conveyor.writer", "conveyor.processor", "conveyor.cli",
+                             "conveyor.sqs"),
     "conveyor.settings": ("conveyor.writer", "conveyor.processor", "conveyor.cli", "conveyor.dev"),
     "conveyor.writer": ("conveyor.processor", "conveyor.cli", "conveyor.dev", "conveyor.dlq"),
     "conveyor.processor": ("conveyor.writer", "conveyor.cli", "conveyor.dev", "conveyor.dlq"),
@@ -80,3 +81,14 @@ def test_there_is_no_import_circle() -> None:
         if module not in state:
             visit(module, [module])
     assert circles == []
+
+
+def test_only_the_writers_entry_point_imports_its_app() -> None:
+    importers = {module for module, targets in GRAPH.items() if "conveyor.writer.app" in targets}
+    assert importers <= {"conveyor.writer.asgi", "conveyor.cli"}
+
+
+def test_the_graph_is_read() -> None:
+    # the reader finds the imports it is about to judge (an empty graph would pass everything)
+    assert "conveyor.writer.sender" in GRAPH["conveyor.writer.app"] | GRAPH["conveyor.writer.state"]
+    assert "conveyor.sqs.errors" in GRAPH["conveyor.processor.startup"]

@@ -19,7 +19,6 @@ DOCS = (REPO / "docs" / "errors.md").read_text()
 DYNAMIC = {
     ("app.py", "http_error"),  # str(exc.detail): Starlette's 404 and 405, checked below
     ("problems.py", "to_problem"),  # an EntryProblem's own title, collected where it is raised
-    ("batch.py", "_shared_server_problem"),  # the title of the entries' failure, likewise
 }
 
 

@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from conveyor import metadata
+from conveyor.sqs import limits
 from conveyor.sqs.queues import QueueConfig
-from conveyor.writer.outgoing import RequestMeta, build_outgoing
+from conveyor.writer.outgoing import build_outgoing
 from conveyor.writer.problems import EntryProblem
+from conveyor.writer.request_meta import RequestMeta
 from conveyor.writer.schemas import BatchIn, MessageIn
 
 META = RequestMeta(request_id="r1")
@@ -45,7 +47,13 @@ def test_characters_sqs_refuses_are_422_naming_the_field(prefix: str, bad: str, 
     text = prefix + bad + suffix
     message = MessageIn(body={"nested": [text]}) if where == "body" else MessageIn(body=1, attributes={"a": text})
     if where == "body" and bad < "\x20":
-        build_outgoing(message, META, queue())  # JSON escapes control characters: \\u0000 is allowed text
+        # JSON escapes control characters: SQS gets the escape (\u0000, \b), which it allows, never
+        # the character itself, and the consumer parses the text back exactly.
+        sent = build_outgoing(message, META, queue()).body
+        assert bad not in sent
+        assert json.dumps(bad)[1:-1] in sent
+        assert limits.first_refused_char(sent) is None
+        assert json.loads(sent) == {"nested": [text]}
         return
     with pytest.raises(EntryProblem) as raised:
         build_outgoing(message, META, queue())

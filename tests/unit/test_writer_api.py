@@ -249,6 +249,18 @@ async def test_health_ready_and_metrics(api: httpx.AsyncClient, fake: FakeSqs) -
     assert 'conveyor_writer_messages_total{result="accepted"} 1.0' in metrics
 
 
+async def test_the_time_of_each_send_message_batch_is_measured(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+    # GIVEN an SQS that takes 30 ms to answer a SendMessageBatch
+    fake.call_delay["SendMessageBatch"] = 0.03
+    # WHEN one message is sent
+    assert (await api.post("/messages", json={"body": 1})).status_code == 202
+    # THEN the call's time is in the histogram, in the bucket of 25 to 50 ms
+    metrics = (await api.get("/metrics")).text
+    assert "conveyor_writer_batch_seconds_count 1.0" in metrics
+    assert 'conveyor_writer_batch_seconds_bucket{le="0.025"} 0.0' in metrics
+    assert 'conveyor_writer_batch_seconds_bucket{le="0.05"} 1.0' in metrics
+
+
 async def test_readyz_is_503_when_sqs_fails(api: httpx.AsyncClient, fake: FakeSqs) -> None:
     fake.fail_calls["GetQueueAttributes"].append(client_error("ServiceUnavailable", "GetQueueAttributes", 503))
     response = await api.get("/readyz")

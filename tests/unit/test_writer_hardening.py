@@ -16,8 +16,8 @@ from starlette.requests import Request
 from conveyor.settings import WriterSettings
 from conveyor.sqs.queues import QueueConfig
 from conveyor.writer.edge import request_id_from
-from conveyor.writer.outgoing import RequestMeta, build_outgoing
-from conveyor.writer.request_meta import request_meta
+from conveyor.writer.outgoing import build_outgoing
+from conveyor.writer.request_meta import RequestMeta, request_meta
 from conveyor.writer.schemas import MessageIn
 from tests.fakes import FakeSqs, client_error
 from tests.unit.conftest import QUEUE, running_writer

@@ -11,6 +11,7 @@ supported; one Redis (with replicas and Sentinel failover behind one address) is
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -84,23 +85,34 @@ end
 return 0
 """
 
-BEGIN = """
--- KEYS[1]: request key; ARGV: lease (ms), the in-flight record.
--- Returns {'new'}, {'in_flight', ms left}, or {'completed', the record}.
-local raw = redis.call('GET', KEYS[1])
-if not raw then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
-  return {'new'}
+EXCHANGE = """
+-- One writer round: KEYS are the finished request keys, then the abandoned ones, then the keys to
+-- begin. ARGV[1]: TTL (ms) of the finished; ARGV[2]: lease (ms) of the begun; ARGV[3], ARGV[4]: how
+-- many are finished, abandoned; ARGV[4 + i]: the record of KEYS[i] (a response record for a finished
+-- key, an in-flight record for a key to begin, unused for an abandoned one).
+-- Abandoned: only an in-flight marker is dropped (a completed response is kept). Returns one JSON
+-- array with, per key to begin in order, ["new"], ["in_flight", ms left] or ["completed", the
+-- record]: one string to read rather than a nested reply (redis-py parses those element by element).
+local finished, abandoned = tonumber(ARGV[3]), tonumber(ARGV[4])
+local answers = {}
+for i, key in ipairs(KEYS) do
+  local raw = nil
+  if i > finished then raw = redis.call('GET', key) end
+  if i <= finished then
+    redis.call('SET', key, ARGV[4 + i], 'PX', ARGV[1])
+  elseif i <= finished + abandoned then
+    if raw and cjson.decode(raw).state == 'in_flight' then redis.call('DEL', key) end
+  elseif not raw then
+    redis.call('SET', key, ARGV[4 + i], 'PX', ARGV[2])
+    answers[#answers + 1] = {'new'}
+  elseif cjson.decode(raw).state == 'in_flight' then
+    answers[#answers + 1] = {'in_flight', redis.call('PTTL', key)}
+  else
+    answers[#answers + 1] = {'completed', raw}
+  end
 end
-if cjson.decode(raw).state == 'in_flight' then return {'in_flight', redis.call('PTTL', KEYS[1])} end
-return {'completed', raw}
-"""
-
-ABANDON = """
--- KEYS[1]: request key. Only an in-flight marker: a completed response is kept.
-local raw = redis.call('GET', KEYS[1])
-if raw and cjson.decode(raw).state == 'in_flight' then redis.call('DEL', KEYS[1]) end
-return 0
+if #answers == 0 then return '[]' end
+return cjson.encode(answers)
 """
 
 
@@ -123,8 +135,7 @@ class RedisStore:
         self._extend = client.register_script(EXTEND)
         self._complete = client.register_script(COMPLETE)
         self._release = client.register_script(RELEASE)
-        self._begin = client.register_script(BEGIN)
-        self._abandon = client.register_script(ABANDON)
+        self._exchange = client.register_script(EXCHANGE)
 
     async def __aenter__(self) -> Self:
         return self
@@ -159,17 +170,11 @@ class RedisStore:
             await self._call(self._release, records.handler_keys(keys), [owner])
 
     async def begin_request(self, key: str, fingerprint: str, lease_seconds: float) -> RequestClaim:
-        lease = records.millis(lease_seconds, "lease_seconds")
-        answer = await self._call(
-            self._begin, [records.request_key(key)], [lease, records.in_flight_record(fingerprint)]
-        )
-        match _text(answer[0]):
-            case "new":
-                return RequestClaim(RequestState.NEW)
-            case "in_flight":
-                return RequestClaim(RequestState.IN_FLIGHT, retry_after=max(0, int(answer[1])) / 1000)
-            case _:
-                return records.replay(answer[1], fingerprint)
+        [claim] = await self.begin_requests([(key, fingerprint)], lease_seconds)
+        return claim
+
+    async def begin_requests(self, requests: Sequence[tuple[str, str]], lease_seconds: float) -> list[RequestClaim]:
+        return await self.exchange_requests((), (), requests, ttl_seconds=1, lease_seconds=lease_seconds)
 
     async def finish_request(self, key: str, fingerprint: str, response: StoredResponse, ttl_seconds: float) -> None:
         ttl = records.millis(ttl_seconds, "ttl_seconds")
@@ -180,13 +185,53 @@ class RedisStore:
             raise _unavailable(error) from error
 
     async def abandon_request(self, key: str) -> None:
-        await self._call(self._abandon, [records.request_key(key)], [])
+        await self.exchange_requests((), [key], (), ttl_seconds=1, lease_seconds=1)
+
+    async def finish_requests(
+        self,
+        finished: Sequence[tuple[str, str, StoredResponse]],
+        ttl_seconds: float,
+        *,
+        abandoned: Sequence[str] = (),
+    ) -> None:
+        await self.exchange_requests(finished, abandoned, (), ttl_seconds=ttl_seconds, lease_seconds=1)
+
+    async def exchange_requests(
+        self,
+        finished: Sequence[tuple[str, str, StoredResponse]],
+        abandoned: Sequence[str],
+        begin: Sequence[tuple[str, str]],
+        *,
+        ttl_seconds: float,
+        lease_seconds: float,
+    ) -> list[RequestClaim]:
+        ttl, lease = records.millis(ttl_seconds, "ttl_seconds"), records.millis(lease_seconds, "lease_seconds")
+        if not (finished or abandoned or begin):
+            return []
+        keys = [records.request_key(key) for key, _, _ in finished]
+        keys += [records.request_key(key) for key in abandoned] + [records.request_key(key) for key, _ in begin]
+        values = [records.response_record(fingerprint, response) for _, fingerprint, response in finished]
+        values += [""] * len(abandoned) + [records.in_flight_record(fingerprint) for _, fingerprint in begin]
+        answers = json.loads(
+            await self._call(self._exchange, keys, [ttl, lease, len(finished), len(abandoned), *values])
+        )
+        return [_request_claim(answer, fingerprint) for answer, (_, fingerprint) in zip(answers, begin, strict=True)]
 
     async def _call(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
         try:
             return await script(keys=keys, args=args)
         except (RedisError, OSError) as error:
             raise _unavailable(error) from error
+
+
+def _request_claim(answer: list[Any], fingerprint: str) -> RequestClaim:
+    match answer[0]:
+        case "new":
+            return RequestClaim(RequestState.NEW)
+        case "in_flight":
+            return RequestClaim(RequestState.IN_FLIGHT, retry_after=max(0, int(answer[1])) / 1000)
+        case _:
+            return records.replay(answer[1], fingerprint)
 
 
 def _unavailable(error: BaseException) -> StoreUnavailableError:

@@ -123,21 +123,11 @@ class SqliteStore:
         await self._write(run, 0)
 
     async def begin_request(self, key: str, fingerprint: str, lease_seconds: float) -> RequestClaim:
-        lease = records.millis(lease_seconds, "lease_seconds") / 1000
-        name = records.request_key(key)
+        [claim] = await self.begin_requests([(key, fingerprint)], lease_seconds)
+        return claim
 
-        def run(db: sqlite3.Connection, now: float) -> RequestClaim:
-            row = db.execute("SELECT value, expires_at FROM records WHERE key = ? AND expires_at > ?", (name, now))
-            found = row.fetchone()
-            if found is None:
-                _put(db, name, records.in_flight_record(fingerprint), now + lease)
-                return RequestClaim(RequestState.NEW)
-            value, expires_at = found
-            if json.loads(value)["state"] == records.IN_FLIGHT:
-                return RequestClaim(RequestState.IN_FLIGHT, retry_after=max(0.0, expires_at - now))
-            return records.replay(value, fingerprint)
-
-        return await self._write(run, 1)
+    async def begin_requests(self, requests: Sequence[tuple[str, str]], lease_seconds: float) -> list[RequestClaim]:
+        return await self.exchange_requests((), (), requests, ttl_seconds=1, lease_seconds=lease_seconds)
 
     async def finish_request(self, key: str, fingerprint: str, response: StoredResponse, ttl_seconds: float) -> None:
         ttl = records.millis(ttl_seconds, "ttl_seconds") / 1000
@@ -150,14 +140,42 @@ class SqliteStore:
         await self._write(run, 1)
 
     async def abandon_request(self, key: str) -> None:
-        name = records.request_key(key)
+        await self.exchange_requests((), [key], (), ttl_seconds=1, lease_seconds=1)
 
-        def run(db: sqlite3.Connection, now: float) -> None:
-            current = _live(db, name, now)
-            if current is not None and current["state"] == records.IN_FLIGHT:
-                db.execute("DELETE FROM records WHERE key = ?", (name,))
+    async def finish_requests(
+        self,
+        finished: Sequence[tuple[str, str, StoredResponse]],
+        ttl_seconds: float,
+        *,
+        abandoned: Sequence[str] = (),
+    ) -> None:
+        await self.exchange_requests(finished, abandoned, (), ttl_seconds=ttl_seconds, lease_seconds=1)
 
-        await self._write(run, 0)
+    async def exchange_requests(
+        self,
+        finished: Sequence[tuple[str, str, StoredResponse]],
+        abandoned: Sequence[str],
+        begin: Sequence[tuple[str, str]],
+        *,
+        ttl_seconds: float,
+        lease_seconds: float,
+    ) -> list[RequestClaim]:
+        ttl = records.millis(ttl_seconds, "ttl_seconds") / 1000
+        lease = records.millis(lease_seconds, "lease_seconds") / 1000
+        rows = [(records.request_key(k), records.response_record(fp, response)) for k, fp, response in finished]
+        dropped = [records.request_key(key) for key in abandoned]
+        named = [(records.request_key(key), fingerprint) for key, fingerprint in begin]
+        if not (rows or dropped or named):
+            return []
+
+        def run(db: sqlite3.Connection, now: float) -> list[RequestClaim]:
+            for name, record in rows:
+                _put(db, name, record, now + ttl)
+            for name in dropped:
+                _abandon(db, name, now)
+            return [_begin(db, name, fingerprint, now, lease) for name, fingerprint in named]
+
+        return await self._write(run, len(rows) + len(named))
 
     async def _write[T](self, body: Callable[[sqlite3.Connection, float], T], added: int) -> T:
         """Run ``body`` in one BEGIN IMMEDIATE transaction in the store's thread, then sweep at least
@@ -207,6 +225,23 @@ class SqliteStore:
 def _live(db: sqlite3.Connection, key: str, now: float) -> dict[str, str] | None:
     row = db.execute("SELECT value FROM records WHERE key = ? AND expires_at > ?", (key, now)).fetchone()
     return None if row is None else dict(json.loads(row[0]))
+
+
+def _begin(db: sqlite3.Connection, name: str, fingerprint: str, now: float, lease: float) -> RequestClaim:
+    found = db.execute("SELECT value, expires_at FROM records WHERE key = ? AND expires_at > ?", (name, now)).fetchone()
+    if found is None:
+        _put(db, name, records.in_flight_record(fingerprint), now + lease)
+        return RequestClaim(RequestState.NEW)
+    value, expires_at = found
+    if json.loads(value)["state"] == records.IN_FLIGHT:
+        return RequestClaim(RequestState.IN_FLIGHT, retry_after=max(0.0, expires_at - now))
+    return records.replay(value, fingerprint)
+
+
+def _abandon(db: sqlite3.Connection, name: str, now: float) -> None:
+    current = _live(db, name, now)
+    if current is not None and current["state"] == records.IN_FLIGHT:
+        db.execute("DELETE FROM records WHERE key = ?", (name,))
 
 
 def _owned(record: dict[str, str] | None, owner: str) -> bool:

@@ -1,7 +1,9 @@
 """What both services see of the store: the answers it gives and the protocol both stores implement.
 
 Every method takes a batch (or one request key) and makes ONE round trip to the store: the processor
-claims the keys of a received batch of ten at once, and records their completions at once.
+claims the keys of a received batch of ten at once, and records their completions at once; the
+writer begins the keys of a batch request at once, and finishes (or abandons) them at once; and under
+load, one round trip ends the requests that finished and begins those that start meanwhile.
 """
 
 from __future__ import annotations
@@ -82,6 +84,37 @@ class IdempotencyStore(Protocol):
 
     async def abandon_request(self, key: str) -> None:
         """The request failed: forget its in-flight marker (a completed record is kept)."""
+        ...
+
+    async def begin_requests(self, requests: Sequence[tuple[str, str]], lease_seconds: float) -> list[RequestClaim]:
+        """:meth:`begin_request` for each ``(key, fingerprint)``, in order, atomically: the entries of
+        one batch request. A key given twice is NEW, then IN_FLIGHT."""
+        ...
+
+    async def finish_requests(
+        self,
+        finished: Sequence[tuple[str, str, StoredResponse]],
+        ttl_seconds: float,
+        *,
+        abandoned: Sequence[str] = (),
+    ) -> None:
+        """:meth:`finish_request` for each ``(key, fingerprint, response)`` and :meth:`abandon_request`
+        for each key of ``abandoned``, together: the end of one batch request."""
+        ...
+
+    async def exchange_requests(
+        self,
+        finished: Sequence[tuple[str, str, StoredResponse]],
+        abandoned: Sequence[str],
+        begin: Sequence[tuple[str, str]],
+        *,
+        ttl_seconds: float,
+        lease_seconds: float,
+    ) -> list[RequestClaim]:
+        """:meth:`finish_requests` (``finished`` for ``ttl_seconds``, ``abandoned``), then
+        :meth:`begin_requests` (``begin`` for ``lease_seconds``), atomically: the writer's round of
+        the requests that ended and those that start meanwhile, in one round trip (none if all three
+        are empty). The answers are for ``begin``, in order."""
         ...
 
     async def aclose(self) -> None: ...

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from conveyor.sqs.metrics import SqsCallMetrics
+
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no _created series: noise for counters
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
 
 
-class ProcessorMetrics:
+class ProcessorMetrics(SqsCallMetrics):
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__(r)
         self.received = Counter("conveyor_processor_received", "Messages received.", registry=r)
         self.succeeded = Counter("conveyor_processor_succeeded", "Handler returned: deleted.", registry=r)
         self.retried = Counter(
@@ -68,12 +71,3 @@ class ProcessorMetrics:
         self.running = Gauge(
             "conveyor_processor_running", "Handlers running now.", registry=r, multiprocess_mode="livesum"
         )
-        self.sqs_calls = Counter(
-            "conveyor_sqs_requests",
-            "SQS API calls by operation and outcome (ok or the error code).",
-            ["operation", "outcome"],
-            registry=r,
-        )
-
-    def observe_sqs_call(self, operation: str, outcome: str) -> None:
-        self.sqs_calls.labels(operation, outcome).inc()

@@ -19,12 +19,13 @@ from typing import Self
 
 from conveyor.sqs.limits import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES
 
-type Outcome[R] = R | BaseException
-type FlushFn[E, R] = Callable[[Sequence[E]], Awaitable[Sequence[Outcome[R]]]]
-type Settle[R] = Callable[[int, Outcome[R]], None]
-"""Hands the entry at an index of the call its outcome."""
+type Answer[R] = R | BaseException
+"""What one entry's submitter gets: its result, or its exception."""
+type FlushFn[E, R] = Callable[[Sequence[E]], Awaitable[Sequence[Answer[R]]]]
+type Settle[R] = Callable[[int, Answer[R]], None]
+"""Hands the entry at an index of the call its answer."""
 type SettlingFlushFn[E, R] = Callable[[Sequence[E], Settle[R]], Awaitable[None]]
-"""A flush that settles each entry as soon as its outcome is known."""
+"""A flush that settles each entry as soon as its answer is known."""
 
 
 @dataclass(slots=True)
@@ -58,7 +59,7 @@ class Batcher[E, R]:
         elif settle_each is not None and flush is None:
             self._flush_each = settle_each
         else:
-            raise TypeError("give either flush (all outcomes at the end) or settle_each (one by one)")
+            raise TypeError("give either flush (all answers at the end) or settle_each (one by one)")
         self._linger = linger
         self._max_entries = max_entries
         self.max_bytes = max_bytes  # may be lowered once the queue's own limit is known
@@ -116,8 +117,8 @@ class Batcher[E, R]:
         loop = asyncio.get_running_loop()
         started = loop.time()
 
-        def settle(index: int, outcome: Outcome[R]) -> None:
-            _resolve(pending.futures[index], outcome)
+        def settle(index: int, answer: Answer[R]) -> None:
+            _resolve(pending.futures[index], answer)
 
         try:
             try:
@@ -133,20 +134,20 @@ class Batcher[E, R]:
 
 
 def _settle_all[E, R](flush: FlushFn[E, R]) -> SettlingFlushFn[E, R]:
-    """A flush that returns every outcome at the end, as a settling flush."""
+    """A flush that returns every answer at the end, as a settling flush."""
 
     async def flush_each(entries: Sequence[E], settle: Settle[R]) -> None:
-        outcomes = await flush(entries)
-        for index, outcome in zip(range(len(entries)), outcomes, strict=True):
-            settle(index, outcome)
+        answers = await flush(entries)
+        for index, answer in zip(range(len(entries)), answers, strict=True):
+            settle(index, answer)
 
     return flush_each
 
 
-def _resolve[R](future: asyncio.Future[R], outcome: Outcome[R]) -> None:
+def _resolve[R](future: asyncio.Future[R], answer: Answer[R]) -> None:
     if future.done():
         return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
+    if isinstance(answer, BaseException):
+        future.set_exception(answer)
     else:
-        future.set_result(outcome)
+        future.set_result(answer)

@@ -17,23 +17,25 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conveyor import metrics_dir
+from conveyor.idempotency import open_store
 from conveyor.settings import WriterSettings
 from conveyor.sqs.client import sqs_client
 from conveyor.sqs.errors import classify
 from conveyor.sqs.queues import QueueConfig
-from conveyor.writer.batch import send_batch, validation_problem
+from conveyor.writer.batch import send_batch
 from conveyor.writer.docs import add_docs
-from conveyor.writer.edge import EdgeMiddleware
+from conveyor.writer.edge import EdgeMiddleware, Routes
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.outgoing import build_outgoing
-from conveyor.writer.parse_errors import parse_problem
+from conveyor.writer.parse_errors import parse_problem, validation_problem
 from conveyor.writer.problems import PROBLEM_JSON, EntryProblem, from_sqs, problem_response
-from conveyor.writer.request_meta import request_meta
+from conveyor.writer.replay import Keyed, Replay, fingerprint
+from conveyor.writer.request_meta import RequestMeta, request_meta
 from conveyor.writer.schemas import (
     Accepted,
     BatchIn,
     BatchResult,
-    Health,
+    HealthStatus,
     MessageIn,
     Problem,
 )
@@ -47,6 +49,8 @@ log = structlog.get_logger("conveyor.writer")
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem} for status in (400, 413, 415, 422, 500, 503)
 }
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem}}  # an Idempotency-Key still in flight
+MESSAGES_ROUTE = "POST /messages"
 
 
 def _state(request: Request) -> WriterState:
@@ -70,7 +74,10 @@ def create_app(settings: WriterSettings, client: SQSClient | None = None) -> Fas
             )
             first = await first_read(sqs, settings)  # QueueUnusableError: start-up fails, one line
             state = WriterState(settings, sqs, metrics)
-            await stack.enter_async_context(state.batcher)
+            if settings.idempotency_store is not None:  # closed after the sender's last flush
+                store = await stack.enter_async_context(open_store(settings.idempotency_store))
+                state.replay = await stack.enter_async_context(Replay(store, settings, metrics))
+            await stack.enter_async_context(state.sender)
             if isinstance(first, QueueConfig):
                 state.attach(first)
                 log.info("writer_started", queue=first.url, max_message_bytes=first.max_message_bytes)
@@ -92,10 +99,10 @@ def create_app(settings: WriterSettings, client: SQSClient | None = None) -> Fas
         redoc_url=None,
     )
     app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
-    app.add_middleware(EdgeMiddleware, max_body=settings.max_request_bytes, metrics=metrics)
     _add_error_handlers(app)
     _add_routes(app, metrics)
     add_docs(app)
+    app.add_middleware(EdgeMiddleware, routes=Routes.of(app), max_body=settings.max_request_bytes, metrics=metrics)
     return app
 
 
@@ -113,26 +120,23 @@ def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
 
 
 def _add_routes(app: FastAPI, metrics: WriterMetrics) -> None:
-    @app.post("/messages", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES)
-    async def post_message(message: MessageIn, request: Request) -> JSONResponse:
-        """Validate one message and answer 202 once SQS has it."""
-        state, meta = _state(request), request_meta(request)
-        outgoing = build_outgoing(message, meta, state.require_queue())
-        message_id = await state.send(outgoing)
-        accepted = Accepted(message_id=message_id, request_id=meta.request_id)
-        return JSONResponse(accepted.model_dump(), status_code=202)
+    @app.post("/messages", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES | CONFLICT)
+    async def post_message(message: MessageIn, request: Request) -> Response:
+        """Validate one message and answer 202 once SQS has it. With an Idempotency-Key (and an
+        idempotency store), a repeat gets the first answer again (Idempotent-Replayed: true)."""
+        return await _send_one(message, _state(request), request_meta(request))
 
     @app.post("/messages/batch", response_model=BatchResult, responses=ERROR_RESPONSES)
     async def post_batch(batch: BatchIn, request: Request) -> Response:
         """Send up to 100 messages; each entry succeeds or fails on its own."""
         return await send_batch(batch, _state(request), request_meta(request))
 
-    @app.get("/healthz", response_model=Health)
-    async def healthz() -> Health:
+    @app.get("/healthz", response_model=HealthStatus)
+    async def healthz() -> HealthStatus:
         """The process is alive (no AWS call)."""
-        return Health(status="ok")
+        return HealthStatus(status="ok")
 
-    @app.get("/readyz", response_model=Health, responses={503: {"model": Problem}})
+    @app.get("/readyz", response_model=HealthStatus, responses={503: {"model": Problem}})
     async def readyz(request: Request) -> Response:
         """SQS answers for the queue (cached for a few seconds)."""
         state = _state(request)
@@ -160,6 +164,21 @@ def _add_routes(app: FastAPI, metrics: WriterMetrics) -> None:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
+async def _send_one(message: MessageIn, state: WriterState, meta: RequestMeta) -> Response:
+    queue = state.require_queue()
+    outgoing = build_outgoing(message, meta, queue)
+
+    async def send() -> JSONResponse:
+        message_id = await state.sender.send(outgoing)
+        accepted = Accepted(message_id=message_id, request_id=meta.request_id)
+        return JSONResponse(accepted.model_dump(), status_code=202)
+
+    if state.replay is None or meta.idempotency_key is None:
+        return await send()
+    keyed = Keyed(meta.idempotency_key, fingerprint(MESSAGES_ROUTE, queue, meta.content_type, message))
+    return await state.replay.once(keyed, send)
+
+
 def _unready(problem: Problem) -> Problem:
     return problem.model_copy(update={"status": 503})
 
@@ -169,7 +188,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def entry_problem(request: Request, exc: EntryProblem) -> Response:
         state: WriterState = request.app.state.writer
         state.metrics.messages.labels(str(exc.status)).inc()
-        headers = {"Retry-After": str(state.settings.retry_after_seconds)} if exc.retryable else None
+        retry_after = exc.retry_after or state.settings.retry_after_seconds
+        headers = {"Retry-After": str(retry_after)} if exc.retryable else None
         return problem_response(exc.to_problem(request.state.request_id), headers)
 
     @app.exception_handler(RequestValidationError)

@@ -1,28 +1,34 @@
-"""POST /messages/batch: validate each entry on its own, send the valid ones, report per entry."""
+"""POST /messages/batch: validate each entry on its own, send the valid ones, report per entry.
+
+With an idempotency store, the entries with a key (their own ``idempotency_key``, else the request's
+``Idempotency-Key`` header with ``.<id>`` appended) are begun together in one round trip before
+anything is sent, and ended together after: a replayed entry is in ``successful`` with its first
+``message_id`` and ``"replayed": true``; a key used for another message is a 422 entry, a key in
+flight a 409 entry.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections import Counter
-from typing import TYPE_CHECKING
 
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from conveyor.writer.outgoing import Outgoing, RequestMeta, build_outgoing
+from conveyor.idempotency import RequestState, StoredResponse
+from conveyor.sqs.queues import QueueConfig
+from conveyor.writer.batch_entry import Entry
+from conveyor.writer.group_order import is_group_stop, send_in_group_order
+from conveyor.writer.outgoing import build_outgoing
 from conveyor.writer.problems import EntryProblem
-from conveyor.writer.schemas import BatchFailure, BatchIn, BatchResult, BatchSuccess, Problem
+from conveyor.writer.replay import Keyed, Replay, fingerprint
+from conveyor.writer.request_meta import RequestMeta, is_valid_idempotency_key, scoped_key
+from conveyor.writer.schemas import MAX_IDEMPOTENCY_KEY_CHARS, BatchEntryIn, BatchIn, BatchResult, BatchSuccess
+from conveyor.writer.sender import Sender
+from conveyor.writer.state import WriterState
 
-if TYPE_CHECKING:
-    from conveyor.writer.state import WriterState
-
-
-def _entry_meta(meta: RequestMeta, entry_id: str) -> RequestMeta:
-    """One request's Idempotency-Key made distinct per entry (else FIFO would drop all but one)."""
-    if meta.idempotency_key is None:
-        return meta
-    return dataclasses.replace(meta, idempotency_key=f"{meta.idempotency_key}.{entry_id}")
+ROUTE = "POST /messages/batch"
 
 
 def _check_unique_ids(batch: BatchIn) -> None:
@@ -34,59 +40,108 @@ def _check_unique_ids(batch: BatchIn) -> None:
         )  # fmt: skip
 
 
+def _entry_key(message: BatchEntryIn, meta: RequestMeta) -> str | None:
+    """The entry's own key, else the request's made distinct per entry (else FIFO would drop all but
+    one), in the client's scope; None without either."""
+    if message.idempotency_key is None:
+        return None if meta.idempotency_key is None else f"{meta.idempotency_key}.{message.id}"
+    if not is_valid_idempotency_key(message.idempotency_key):
+        raise EntryProblem(
+            422, "Invalid message",
+            f"idempotency_key: must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} valid characters",
+            field="idempotency_key",
+        )  # fmt: skip
+    return scoped_key(meta.client, message.idempotency_key)
+
+
+def _prepare(message: BatchEntryIn, meta: RequestMeta, queue: QueueConfig, *, keyed: bool) -> Entry:
+    entry = Entry(message.id, message.group_id)
+    try:
+        key = _entry_key(message, meta)
+        entry_meta = meta if key == meta.idempotency_key else dataclasses.replace(meta, idempotency_key=key)
+        entry.outgoing = build_outgoing(message, entry_meta, queue)
+    except EntryProblem as problem:
+        entry.result = problem
+        return entry
+    if keyed and key is not None:
+        entry.keyed = Keyed(key, fingerprint(ROUTE, queue, meta.content_type, message))
+    return entry
+
+
 async def send_batch(batch: BatchIn, state: WriterState, meta: RequestMeta) -> Response:
     _check_unique_ids(batch)
     queue = state.require_queue()
-    failed: list[BatchFailure] = []
-    valid: list[tuple[str, Outgoing]] = []
-    for entry in batch.messages:
-        try:
-            valid.append((entry.id, build_outgoing(entry, _entry_meta(meta, entry.id), queue)))
-        except EntryProblem as problem:
-            failed.append(problem.to_batch_failure(entry.id))
-    results = await asyncio.gather(*(state.send(o) for _, o in valid), return_exceptions=True)
-    successful: list[BatchSuccess] = []
-    for (entry_id, _), result in zip(valid, results, strict=True):
-        if isinstance(result, EntryProblem):
-            failed.append(result.to_batch_failure(entry_id))
-        elif isinstance(result, BaseException):
-            raise result
+    entries = [_prepare(m, meta, queue, keyed=state.replay is not None) for m in batch.messages]
+    if state.replay is None:
+        await _send(entries, state.sender, fifo=queue.is_fifo)
+        return _answer(entries)
+    await _begin(entries, state.replay)
+    try:
+        await _send(entries, state.sender, fifo=queue.is_fifo)
+    finally:
+        await _end(entries, state.replay)
+    return _answer(entries)
+
+
+async def _send(entries: list[Entry], sender: Sender, *, fifo: bool) -> None:
+    if fifo:
+        await send_in_group_order(entries, sender)
+        return
+    todo = [e for e in entries if e.pending and e.outgoing is not None]
+    results = await asyncio.gather(*(sender.send(e.outgoing) for e in todo if e.outgoing), return_exceptions=True)
+    for entry, result in zip(todo, results, strict=True):
+        entry.settle(result)
+
+
+async def _begin(entries: list[Entry], replay: Replay) -> None:
+    keyed = [e for e in entries if e.pending and e.keyed is not None]
+    if not keyed:
+        return
+    try:
+        claims = await replay.begin([e.keyed for e in keyed if e.keyed])
+    except EntryProblem as unavailable:
+        for entry in keyed:
+            entry.result = unavailable
+        return
+    for entry, claim in zip(keyed, claims, strict=True):
+        if claim.state is RequestState.NEW:
+            entry.begun = True
+        elif claim.state is RequestState.REPLAY and claim.response is not None:
+            entry.result, entry.replayed = json.loads(claim.response.body)["message_id"], True
         else:
-            successful.append(BatchSuccess(id=entry_id, message_id=result))
-    shared = _shared_server_problem(successful, failed)
+            entry.result = replay.refusal(claim, "idempotency_key")
+
+
+async def _end(entries: list[Entry], replay: Replay) -> None:
+    begun = [e for e in entries if e.begun and e.keyed is not None]
+    if not begun:
+        return
+    finished = [(e.keyed, _stored(e.result)) for e in begun if e.keyed and isinstance(e.result, str)]
+    abandoned = [e.keyed for e in begun if e.keyed and not isinstance(e.result, str)]
+    await replay.end(finished, abandoned)
+
+
+def _stored(message_id: str) -> StoredResponse:
+    return StoredResponse(202, json.dumps({"message_id": message_id}).encode(), "application/json")
+
+
+def _answer(entries: list[Entry]) -> Response:
+    successful = [
+        BatchSuccess(id=e.id, message_id=e.result, replayed=e.replayed) for e in entries if isinstance(e.result, str)
+    ]
+    failed = [(e.id, e.result) for e in entries if isinstance(e.result, EntryProblem)]
+    shared = _shared_server_problem(successful, [problem for _, problem in failed])
     if shared is not None:
         raise shared
-    return JSONResponse(BatchResult(successful=successful, failed=failed).model_dump())
+    answer = BatchResult(successful=successful, failed=[p.to_batch_failure(entry_id) for entry_id, p in failed])
+    return JSONResponse(answer.model_dump())
 
 
-def _shared_server_problem(successful: list[BatchSuccess], failed: list[BatchFailure]) -> EntryProblem | None:
+def _shared_server_problem(successful: list[BatchSuccess], failed: list[EntryProblem]) -> EntryProblem | None:
     """An error status for the whole request only when nothing was accepted for one shared
-    server-side cause (SQS down, queue missing); entry-level refusals stay in ``failed``."""
-    causes = {(f.status, f.code, f.title) for f in failed}
-    if successful or len(causes) != 1:
+    server-side cause (SQS down, queue missing); entry-level refusals stay in ``failed``. On a FIFO
+    queue, the entries not sent because an earlier one of their group failed share its cause."""
+    causes = [p for p in failed if not is_group_stop(p)]
+    if successful or not causes or len({(p.status, p.code, p.title) for p in causes}) != 1 or causes[0].status < 500:
         return None
-    status, code, title = causes.pop()
-    if status < 500:
-        return None
-    first = failed[0]
-    return EntryProblem(status, title, first.detail, code=code, retryable=first.retryable)
-
-
-def validation_problem(exc: RequestValidationError, request_id: str | None) -> Problem:
-    """400 for JSON that does not parse, 422 naming each field that does not validate."""
-    errors = list(exc.errors())
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return Problem(
-            title="Malformed JSON", status=400, detail="the request body is not valid JSON",
-            request_id=request_id,
-        )  # fmt: skip
-    listed = [{"field": ".".join(str(p) for p in e["loc"][1:]) or "body", "message": str(e["msg"])} for e in errors]
-    first = listed[0] if listed else {"field": "body", "message": "invalid"}
-    return Problem(
-        title="Invalid message",
-        status=422,
-        detail=f"{first['field']}: {first['message']}",
-        request_id=request_id,
-        field=first["field"],
-        errors=listed,
-    )
+    return causes[0]

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.writer.metrics import WriterMetrics
@@ -18,8 +22,6 @@ from conveyor.writer.schemas import Problem
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # fullmatch: no trailing newline
 _JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json\s*(?:;.*)?", re.IGNORECASE)  # fullmatch
-BODY_ROUTES = frozenset({("POST", "/messages"), ("POST", "/messages/batch")})  # others: the router answers
-KNOWN_ROUTES = frozenset({"/messages", "/messages/batch", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
 
 
 def request_id_from(headers: dict[str, str]) -> str:
@@ -28,9 +30,29 @@ def request_id_from(headers: dict[str, str]) -> str:
     return given if _VALID_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """What the edge needs to know of the app's routes, read from the app itself."""
+
+    paths: frozenset[str]  # the metrics' route label; any other path is "other"
+    with_body: frozenset[tuple[str, str]]  # (method, path) of the routes that read a request body
+
+    @classmethod
+    def of(cls, app: FastAPI) -> Routes:
+        routes = [r for r in app.routes if isinstance(r, Route)]
+        with_body = {
+            (method, r.path)
+            for r in routes
+            if isinstance(r, APIRoute) and r.body_field is not None
+            for method in r.methods or ()
+        }  # fmt: skip
+        return cls(frozenset(r.path for r in routes), frozenset(with_body))
+
+
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body: int, metrics: WriterMetrics) -> None:
+    def __init__(self, app: ASGIApp, *, routes: Routes, max_body: int, metrics: WriterMetrics) -> None:
         self.app = app
+        self.routes = routes
         self.max_body = max_body
         self.metrics = metrics
 
@@ -41,13 +63,13 @@ class EdgeMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = request_id_from(headers)
         scope.setdefault("state", {})["request_id"] = request_id
-        route = scope["path"] if scope["path"] in KNOWN_ROUTES else "other"
+        route = scope["path"] if scope["path"] in self.routes.paths else "other"
         status_seen: list[int] = []
         send = self._wrap_send(send, request_id, status_seen)
         in_progress = self.metrics.in_progress.labels(route)
         in_progress.inc()
         try:
-            if (scope["method"], scope["path"]) in BODY_ROUTES:
+            if (scope["method"], scope["path"]) in self.routes.with_body:
                 problem = _content_type_problem(headers)
                 body = None if problem else await self._read_body(headers, receive)
                 if problem or body is None:

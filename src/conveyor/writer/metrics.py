@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from conveyor.sqs.metrics import SqsCallMetrics
+
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no _created series: noise for counters
 
 BYTES_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576)
 WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
-class WriterMetrics:
+class WriterMetrics(SqsCallMetrics):
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__(self.registry)
         self.requests = Counter(
             "conveyor_writer_requests",
             "HTTP requests by route and status.",
@@ -31,16 +34,16 @@ class WriterMetrics:
             registry=self.registry,
             multiprocess_mode="livesum",  # with several workers: summed over the live ones
         )
-        self.sqs_calls = Counter(
-            "conveyor_sqs_requests",
-            "SQS API calls by operation and outcome (ok or the error code).",
-            ["operation", "outcome"],
-            registry=self.registry,
-        )
         self.batch_entries = Histogram(
             "conveyor_writer_batch_entries",
             "Entries per SendMessageBatch call.",
             buckets=tuple(range(1, 11)),
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "conveyor_writer_batch_seconds",
+            "Time of one coalesced SendMessageBatch: from its call to the last entry's answer (resends included).",
+            buckets=WAIT_BUCKETS,
             registry=self.registry,
         )
         self.batch_wait = Histogram(
@@ -62,8 +65,15 @@ class WriterMetrics:
             registry=self.registry,
         )
 
-    def observe_sqs_call(self, operation: str, outcome: str) -> None:
-        self.sqs_calls.labels(operation, outcome).inc()
+        self.idempotency = Counter(
+            "conveyor_writer_idempotency_keys",
+            "Requests and batch entries with an idempotency key, by the store's answer: new, replay, mismatch, "
+            "in_flight, or store_unavailable.",
+            ["result"],
+            registry=self.registry,
+        )
 
     def observe_batch(self, entries: int, seconds: float) -> None:
+        """The batcher's report of one call: its entries and how long it took."""
         self.batch_entries.observe(entries)
+        self.batch_seconds.observe(seconds)

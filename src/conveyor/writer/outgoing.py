@@ -14,6 +14,7 @@ from conveyor import metadata
 from conveyor.sqs import limits
 from conveyor.sqs.queues import QueueConfig
 from conveyor.writer.problems import EntryProblem
+from conveyor.writer.request_meta import RequestMeta
 from conveyor.writer.schemas import AttributeValue, MessageIn
 
 if TYPE_CHECKING:
@@ -21,16 +22,6 @@ if TYPE_CHECKING:
         MessageAttributeValueTypeDef,
         SendMessageBatchRequestEntryTypeDef,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class RequestMeta:
-    """What travels with every message of one HTTP request."""
-
-    request_id: str
-    traceparent: str | None = None
-    idempotency_key: str | None = None
-    content_type: str = "application/json"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,10 @@
-"""Why a request body that FastAPI could not parse was refused, as a documented problem.
+"""Why a request body was refused before any route ran, as a documented problem: the app-wide
+mapping of FastAPI's validation errors, and of the bodies FastAPI could not parse.
 
-FastAPI answers a JSON syntax error with a validation error (mapped to 400 Malformed JSON), and
-anything else its parser raises with a bare 400. Those are valid JSON Python will not parse, or text
-that is not JSON at all; each gets a documented answer here:
+FastAPI answers a JSON syntax error with a validation error (400 Malformed JSON, see
+:func:`validation_problem`), a body that does not fit the schema with one too (422 naming each field),
+and anything else its parser raises with a bare 400. Those are valid JSON Python will not parse, or
+text that is not JSON at all; each gets a documented answer here (:func:`parse_problem`):
 
 - an integer longer than Python converts (4300 digits, ``sys.get_int_max_str_digits()``: a guard
   against quadratic-time parsing) is a 422 naming the field, like any other value SQS-bound
@@ -19,7 +21,29 @@ import json
 import sys
 from typing import Any
 
+from fastapi.exceptions import RequestValidationError
+
 from conveyor.writer.schemas import Problem
+
+
+def validation_problem(exc: RequestValidationError, request_id: str | None) -> Problem:
+    """400 for JSON that does not parse, 422 naming each field that does not validate."""
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return Problem(
+            title="Malformed JSON", status=400, detail="the request body is not valid JSON",
+            request_id=request_id,
+        )  # fmt: skip
+    listed = [{"field": ".".join(str(p) for p in e["loc"][1:]) or "body", "message": str(e["msg"])} for e in errors]
+    first = listed[0] if listed else {"field": "body", "message": "invalid"}
+    return Problem(
+        title="Invalid message",
+        status=422,
+        detail=f"{first['field']}: {first['message']}",
+        request_id=request_id,
+        field=first["field"],
+        errors=listed,
+    )
 
 
 class _TooLong:

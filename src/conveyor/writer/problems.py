@@ -12,7 +12,7 @@ PROBLEM_JSON = "application/problem+json"
 
 class EntryProblem(Exception):  # noqa: N818 - a problem document, raised where it is found
     """Why a message cannot be accepted: an HTTP status, a title, a detail naming the field, and
-    for SQS failures the SQS code and whether retrying can help."""
+    for SQS failures the SQS code; whether retrying can help (answered with ``Retry-After``)."""
 
     def __init__(
         self,
@@ -23,6 +23,7 @@ class EntryProblem(Exception):  # noqa: N818 - a problem document, raised where 
         field: str | None = None,
         code: str | None = None,
         retryable: bool = False,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(f"{status} {title}: {detail}")
         self.status = status
@@ -31,6 +32,7 @@ class EntryProblem(Exception):  # noqa: N818 - a problem document, raised where 
         self.field = field
         self.code = code
         self.retryable = retryable
+        self.retry_after = retry_after  # seconds for the Retry-After header, when not the writer's default
 
     def to_problem(self, request_id: str | None) -> Problem:
         return Problem(

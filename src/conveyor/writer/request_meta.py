@@ -1,37 +1,67 @@
-"""Metadata every message of a request carries: request id, trace context, idempotency key."""
+"""Metadata every message of a request carries: request id, trace context, idempotency key (in its
+client's scope)."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from fastapi import Request
 
 from conveyor.sqs import limits
-from conveyor.writer.outgoing import RequestMeta
 from conveyor.writer.problems import EntryProblem
+from conveyor.writer.schemas import MAX_IDEMPOTENCY_KEY_CHARS
 
-MAX_IDEMPOTENCY_KEY_CHARS = 255
+CLIENT_HEADER = "x-conveyor-client"  # the API client's identity, set by the gateway (docs/idempotency.md)
+_CLIENT = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # fullmatch; never "/", the scope's separator
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")  # fullmatch: no trailing newline
 _OPTIONAL_WHITESPACE = " \t"  # what HTTP allows around a header value (RFC 9110), not newlines
 
 
+@dataclass(frozen=True, slots=True)
+class RequestMeta:
+    """What travels with every message of one HTTP request."""
+
+    request_id: str
+    traceparent: str | None = None
+    idempotency_key: str | None = None  # scoped by the client: "<client>/<key>" when a client is known
+    content_type: str = "application/json"
+    client: str | None = None  # the X-Conveyor-Client header
+
+
+def scoped_key(client: str | None, key: str) -> str:
+    """An idempotency key in its client's scope, so that two API clients' keys never collide: the
+    key the store remembers, the ``conveyor.idempotency_key`` attribute, the FIFO deduplication id's
+    source. The client's identity never holds "/", so the scope is unambiguous."""
+    return key if client is None else f"{client}/{key}"
+
+
+def is_valid_idempotency_key(key: str) -> bool:
+    """1 to 255 characters, each one SQS allows in an attribute value."""
+    return bool(key) and len(key) <= MAX_IDEMPOTENCY_KEY_CHARS and limits.first_refused_char(key) is None
+
+
 def request_meta(request: Request) -> RequestMeta:
-    """Read the metadata headers; an invalid Idempotency-Key is refused, an invalid traceparent
-    is dropped (as W3C trace context asks)."""
-    traceparent = request.headers.get("traceparent", "").strip(_OPTIONAL_WHITESPACE).lower()
-    key = request.headers.get("idempotency-key")
-    if key is not None and (
-        not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS or limits.first_refused_char(key) is not None
-    ):
+    """Read the metadata headers; an invalid Idempotency-Key or X-Conveyor-Client is refused, an
+    invalid traceparent is dropped (as W3C trace context asks)."""
+    headers = request.headers
+    traceparent = headers.get("traceparent", "").strip(_OPTIONAL_WHITESPACE).lower()
+    client = headers.get(CLIENT_HEADER)
+    if client is not None and not _CLIENT.fullmatch(client):
         raise EntryProblem(
-            422,
-            "Invalid header",
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} valid characters",
+            422, "Invalid header", "X-Conveyor-Client must be 1 to 128 letters, digits or . _ : @ -",
+            field="X-Conveyor-Client",
+        )  # fmt: skip
+    key = headers.get("idempotency-key")
+    if key is not None and not is_valid_idempotency_key(key):
+        raise EntryProblem(
+            422, "Invalid header", f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} valid characters",
             field="Idempotency-Key",
-        )
+        )  # fmt: skip
     return RequestMeta(
         request_id=request.state.request_id,
         traceparent=traceparent if _TRACEPARENT.fullmatch(traceparent) else None,
-        idempotency_key=key,
-        content_type=request.headers.get("content-type", "application/json").split(";")[0],
+        idempotency_key=None if key is None else scoped_key(client, key),
+        content_type=headers.get("content-type", "application/json").split(";")[0],
+        client=client,
     )

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictS
 
 from conveyor.sqs.limits import BATCH_ID_PATTERN, MAX_DEDUP_ID_CHARS, MAX_DELAY_SECONDS
 
+MAX_IDEMPOTENCY_KEY_CHARS = 255  # Stripe's limit
+
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 AttributeValue = StrictStr | StrictInt | FiniteFloat
 
@@ -33,6 +35,10 @@ class BatchEntryIn(MessageIn):
     id: Annotated[str, Field(pattern=BATCH_ID_PATTERN)] = Field(
         description="The client's id for this entry, unique within the batch."
     )
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS)] | None = Field(
+        default=None,
+        description="This entry's own Idempotency-Key (else the request's header with '.<id>' appended, if any).",
+    )
 
 
 class BatchIn(BaseModel):
@@ -49,6 +55,11 @@ class Accepted(BaseModel):
 class BatchSuccess(BaseModel):
     id: str
     message_id: str
+    replayed: bool = Field(
+        default=False,
+        exclude_if=lambda replayed: not replayed,
+        description="Present (true) when this entry's idempotency key was sent before: its first result.",
+    )
 
 
 class BatchFailure(BaseModel):
@@ -84,5 +95,5 @@ class Problem(BaseModel):
             self.type = "urn:conveyor:problem:" + self.title.lower().replace(" ", "-")
 
 
-class Health(BaseModel):
+class HealthStatus(BaseModel):  # what /healthz and /readyz answer
     status: str

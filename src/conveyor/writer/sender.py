@@ -1,40 +1,127 @@
-"""SendMessageBatch for the writer's batcher: each message gets its SQS MessageId or its error."""
+"""The writer's sending path: messages coalesced into SendMessageBatch calls, each caller answered
+with its own message's SQS MessageId, or the problem that tells the client why not."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import asyncio
+import time
+from collections.abc import Awaitable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
+import structlog
+
+from conveyor.settings import WriterSettings
 from conveyor.sqs.batch_call import EntryResult, call_batch
-from conveyor.sqs.batcher import Settle
+from conveyor.sqs.batcher import Batcher, BatcherClosedError, Settle
 from conveyor.sqs.errors import SqsError
+from conveyor.sqs.limits import MAX_BATCH_BYTES
+from conveyor.sqs.queues import QueueConfig
+from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.outgoing import Outgoing
+from conveyor.writer.problems import EntryProblem, from_sqs
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
+log = structlog.get_logger("conveyor.writer")
 type SendResult = str | SqsError  # the SQS MessageId, or why this entry was not taken
 
 
 class Sender:
-    """Sends one batch of already validated messages to one queue."""
+    """Sends validated messages to the queue through one coalescing batcher (an async context
+    manager: leaving it flushes what is waiting and waits for the calls in flight)."""
 
-    def __init__(self, client: SQSClient, queue_url: str, entry_retries: int) -> None:
+    def __init__(self, client: SQSClient, settings: WriterSettings, metrics: WriterMetrics) -> None:
         self._client = client
-        self._queue_url = queue_url
-        self._entry_retries = entry_retries
+        self._entry_retries = settings.send_retries
+        self._metrics = metrics
+        self._queue_url: str | None = None  # until the queue is known
+        self._batcher: Batcher[Outgoing, str] = Batcher(
+            settle_each=self._send_each,  # SqsError outcomes become the submitter's exception
+            linger=settings.batch_linger_ms / 1000,
+            size_of=lambda o: o.size,
+            on_flush=metrics.observe_batch,
+        )
 
-    async def _call(self, entries: list[Any]) -> Any:
-        return await self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+    async def __aenter__(self) -> Self:
+        await self._batcher.__aenter__()
+        return self
 
-    async def send_each(self, messages: Sequence[Outgoing], settle: Settle[str]) -> None:
-        """Send ``messages``; each is settled with its MessageId or its error as soon as that is
-        known (an entry being retried does not hold back the others' answers)."""
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._batcher.__aexit__(et, e, tb)
+
+    def attach(self, queue: QueueConfig) -> None:
+        """The queue is known: messages can be sent to it."""
+        self._queue_url = queue.url
+        # SQS caps a SendMessageBatch's total by the queue's own MaximumMessageSize: a queue still
+        # at 256 KiB refuses a call of three 100 KiB messages with BatchRequestTooLong.
+        self._batcher.max_bytes = min(MAX_BATCH_BYTES, queue.max_message_bytes)
+
+    async def send(self, outgoing: Outgoing) -> str:
+        """Send one message through the coalescing batcher; raise :class:`EntryProblem`."""
+        try:
+            future = self._batcher.submit_nowait(outgoing)
+        except BatcherClosedError as exc:
+            raise _shutting_down() from exc
+        return await self._answer(future, outgoing, time.monotonic())
+
+    async def send_now(self, outgoing: Sequence[Outgoing]) -> list[str | BaseException]:
+        """Send messages at once, without waiting for company (nothing more of theirs will come): a
+        MessageId or an exception (:class:`EntryProblem` for what the client is told) per message."""
+        started = time.monotonic()
+        try:
+            futures = [self._batcher.submit_nowait(o) for o in outgoing]
+        except BatcherClosedError as exc:
+            return [_shutting_down(exc) for _ in outgoing]
+        self._batcher.flush_now()
+        answers = (self._answer(f, o, started) for f, o in zip(futures, outgoing, strict=True))
+        return await asyncio.gather(*answers, return_exceptions=True)
+
+    async def _answer(self, future: Awaitable[str], outgoing: Outgoing, started: float) -> str:
+        try:
+            message_id = await future
+        except SqsError as exc:
+            self._metrics.messages.labels("sqs_error").inc()
+            problem = from_sqs(exc.failure)
+            log_event = log.error if problem.status >= 500 else log.warning
+            # SQS's own text is for the log: it may name key ARNs and account ids.
+            log_event(
+                "sqs_send_failed",
+                status=problem.status,
+                code=exc.failure.code,
+                error=exc.failure.message,
+                request_id=outgoing.request_id,
+            )
+            raise problem from exc
+        finally:
+            self._metrics.batch_wait.observe(time.monotonic() - started)
+        self._metrics.messages.labels("accepted").inc()
+        self._metrics.message_bytes.observe(outgoing.size)
+        return message_id
+
+    async def _send_each(self, messages: Sequence[Outgoing], settle: Settle[str]) -> None:
+        """The batcher's call: each message is settled with its MessageId or its error as soon as
+        that is known (an entry being retried does not hold back the others' answers)."""
+        queue_url = self._queue_url
+        if queue_url is None:
+            raise RuntimeError("a message was submitted before the queue was known")
+
+        async def call(entries: list[Any]) -> Any:
+            return await self._client.send_message_batch(QueueUrl=queue_url, Entries=entries)
 
         def on_result(index: int, result: EntryResult) -> None:
             settle(index, _message_id_or_error(result))
 
-        await call_batch(self._call, [m.entry() for m in messages], self._entry_retries, on_result)
+        await call_batch(call, [m.entry() for m in messages], self._entry_retries, on_result)
+
+
+def _shutting_down(cause: BaseException | None = None) -> EntryProblem:
+    problem = EntryProblem(503, "Shutting down", "this writer is stopping", retryable=True)
+    problem.__cause__ = cause
+    return problem
 
 
 def _message_id_or_error(result: EntryResult) -> SendResult:

@@ -1,0 +1,175 @@
+"""POST /messages/batch on a FIFO queue (issue 11): each group's entries reach the queue in request
+order, one per group per SendMessageBatch and one call after another per group; a failed entry stops
+its group's later entries, and only its group's."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from conveyor.idempotency import open_store
+from conveyor.settings import WriterSettings
+from tests.fakes import FakeSqs
+from tests.unit.conftest import running_writer
+
+FIFO = "orders.fifo"
+
+
+@pytest.fixture
+def fifo() -> FakeSqs:
+    fake = FakeSqs()
+    fake.create(FIFO)
+    return fake
+
+
+@pytest.fixture
+async def api(fifo: FakeSqs) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_writer(fifo, WriterSettings(queue_name=FIFO, batch_linger_ms=5)) as client:
+        yield client
+
+
+def entry(group: str, n: int, **fields: Any) -> dict[str, Any]:
+    own = {"id": f"{group}-{n}", "body": {"g": group, "n": n}, "group_id": group, "deduplication_id": f"{group}-{n}"}
+    return own | fields
+
+
+def on_queue_by_group(fake: FakeSqs) -> dict[str, list[int]]:
+    """Each group's message numbers in the order the queue holds them."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for message in sorted(fake.queues[FIFO].messages.values(), key=lambda m: m.sequence_number):
+        body = json.loads(message.body)
+        groups[body["g"]].append(body["n"])
+    return dict(groups)
+
+
+def calls(fake: FakeSqs) -> list[list[str]]:
+    """The entry ids (group-n) of each SendMessageBatch, in call order."""
+    return [
+        [f"{json.loads(e['MessageBody'])['g']}-{json.loads(e['MessageBody'])['n']}" for e in kwargs["Entries"]]
+        for op, kwargs in fake.calls
+        if op == "SendMessageBatch"
+    ]
+
+
+def interleaved(groups: dict[str, int]) -> list[dict[str, Any]]:
+    """Entries of several groups, interleaved in request order: a0 b0 c0 a1 b1 a2 ..."""
+    most = max(groups.values())
+    return [entry(g, n) for n in range(most) for g, count in groups.items() if n < count]
+
+
+async def test_each_groups_entries_reach_the_queue_in_request_order(api: httpx.AsyncClient, fifo: FakeSqs) -> None:
+    # GIVEN a batch of interleaved groups of different lengths
+    response = await api.post("/messages/batch", json={"messages": interleaved({"a": 6, "b": 3, "c": 1, "d": 5})})
+    # THEN every entry is accepted, in request order per group
+    assert response.status_code == 200
+    assert response.json()["failed"] == []
+    assert on_queue_by_group(fifo) == {"a": list(range(6)), "b": list(range(3)), "c": [0], "d": list(range(5))}
+    # AND no call carried two entries of one group, and each group's entries went one call after another
+    sent = calls(fifo)
+    for call in sent:
+        groups = [entry_id.split("-")[0] for entry_id in call]
+        assert len(groups) == len(set(groups)), call
+    order = [entry_id for call in sent for entry_id in call]
+    assert [e for e in order if e.startswith("a-")] == [f"a-{n}" for n in range(6)]
+    assert len(sent) == 6  # one round per entry of the longest group: the groups share the calls
+
+
+async def test_many_groups_share_calls_of_ten(api: httpx.AsyncClient, fifo: FakeSqs) -> None:
+    response = await api.post("/messages/batch", json={"messages": [entry(f"g{i}", 0) for i in range(25)]})
+    assert len(response.json()["successful"]) == 25
+    assert sorted(len(call) for call in calls(fifo)) == [5, 10, 10]
+
+
+async def test_a_failed_entry_stops_its_group_and_only_its_group(api: httpx.AsyncClient, fifo: FakeSqs) -> None:
+    # GIVEN SQS refuses one entry of group a (the second)
+    def refuse_a1(e: dict[str, Any]) -> dict[str, Any] | None:
+        if e["MessageGroupId"] == "a" and '"n":1' in e["MessageBody"]:
+            return {"Code": "InvalidMessageContents", "SenderFault": True}
+        return None
+
+    fifo.fail_entries["SendMessageBatch"] = refuse_a1
+    # WHEN a batch of two interleaved groups is posted
+    response = await api.post("/messages/batch", json={"messages": interleaved({"a": 4, "b": 4})})
+    # THEN group a stops at the refused entry: its later entries are not sent, and say why; b is whole
+    result = response.json()
+    assert response.status_code == 200
+    assert on_queue_by_group(fifo) == {"a": [0], "b": [0, 1, 2, 3]}
+    failed = {f["id"]: f for f in result["failed"]}
+    assert failed["a-1"]["status"] == 422
+    for later in ("a-2", "a-3"):
+        assert (failed[later]["status"], failed[later]["title"], failed[later]["retryable"]) == (
+            424, "Earlier entry failed", True,
+        )  # fmt: skip
+        assert "'a-1'" in failed[later]["detail"]
+    assert sorted(s["id"] for s in result["successful"]) == ["a-0", "b-0", "b-1", "b-2", "b-3"]
+    assert not any(e.startswith(("a-2", "a-3")) for call in calls(fifo) for e in call)
+
+
+async def test_an_invalid_entry_stops_the_rest_of_its_group(api: httpx.AsyncClient, fifo: FakeSqs) -> None:
+    entries = interleaved({"a": 3, "b": 2})
+    entries[2]["attributes"] = {"bad name!": "x"}  # a-1: refused before anything is sent
+    response = await api.post("/messages/batch", json={"messages": entries})
+    failed = {f["id"]: f["status"] for f in response.json()["failed"]}
+    assert failed == {"a-1": 422, "a-2": 424}
+    assert on_queue_by_group(fifo) == {"a": [0], "b": [0, 1]}
+
+
+async def test_sqs_down_makes_the_whole_batch_503(api: httpx.AsyncClient, fifo: FakeSqs) -> None:
+    """The entries stopped behind a failed one share its cause: nothing accepted, SQS unreachable."""
+    fifo.fail_calls["SendMessageBatch"].append(EndpointConnectionError(endpoint_url="http://x"))
+    response = await api.post("/messages/batch", json={"messages": interleaved({"a": 3, "b": 3})})
+    assert response.status_code == 503
+    assert response.json()["type"] == "urn:conveyor:problem:sqs-unavailable"
+    assert response.headers["retry-after"] == "2"
+    assert fifo.queues[FIFO].messages == {}
+
+
+async def test_a_retryable_failure_is_resent_before_the_group_goes_on(api: httpx.AsyncClient, fifo: FakeSqs) -> None:
+    throttled = iter([True])
+    fifo.fail_entries["SendMessageBatch"] = lambda e: (
+        {"Code": "ThrottlingException", "SenderFault": False}
+        if e["MessageGroupId"] == "a" and '"n":0' in e["MessageBody"] and next(throttled, False)
+        else None
+    )
+    response = await api.post("/messages/batch", json={"messages": interleaved({"a": 3, "b": 1})})
+    assert response.json()["failed"] == []
+    assert on_queue_by_group(fifo) == {"a": [0, 1, 2], "b": [0]}
+
+
+async def test_an_idempotency_key_in_flight_stops_its_group(fifo: FakeSqs, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    async with open_store(url) as store:  # another request with a-0's key is being sent right now
+        await store.begin_request("key-a0", "its fingerprint", 30)
+    entries = interleaved({"a": 2, "b": 2})
+    entries[0]["idempotency_key"] = "key-a0"
+    settings = WriterSettings(queue_name=FIFO, idempotency_store=url)
+    async with running_writer(fifo, settings) as api:
+        response = await api.post("/messages/batch", json={"messages": entries})
+        # AND a replayed entry lets its group go on: a-0 remembered, the whole batch again sends a-1
+        first = await api.post("/messages/batch", json={"messages": [entry("c", 0, idempotency_key="key-c0")]})
+        again = await api.post(
+            "/messages/batch", json={"messages": [entry("c", 0, idempotency_key="key-c0"), entry("c", 1)]}
+        )
+    failed = {f["id"]: f["status"] for f in response.json()["failed"]}
+    assert failed == {"a-0": 409, "a-1": 424}
+    assert first.json()["failed"] == again.json()["failed"] == []
+    assert [s.get("replayed", False) for s in again.json()["successful"]] == [True, False]
+    assert on_queue_by_group(fifo) == {"b": [0, 1], "c": [0, 1]}
+
+
+async def test_a_standard_queue_batch_is_not_held_to_group_order(
+    fake: FakeSqs, writer_settings: WriterSettings
+) -> None:
+    """On a standard queue a group id is only a label: entries are sent as fast as possible."""
+    async with running_writer(fake, writer_settings) as api:
+        entries = [{"id": f"e{n}", "body": n, "group_id": "g"} for n in range(5)]
+        response = await api.post("/messages/batch", json={"messages": entries})
+    assert len(response.json()["successful"]) == 5
+    assert fake.count("SendMessageBatch") == 1
