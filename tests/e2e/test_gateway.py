@@ -245,3 +245,17 @@ def test_a_key_file_in_the_old_form_lets_nobody_in(localstack: LocalStack, tmp_p
             response = httpx.post(gateway.url + "/messages", json={"body": 1}, headers={"X-Api-Key": key})
             assert response.status_code == 403, key
     assert count(sqs, queues.url) == (0, 0)
+
+
+def test_the_gateway_names_the_client_so_idempotency_keys_never_collide(gateway: Gateway, sqs: SQSClient) -> None:
+    # GIVEN two clients using the same Idempotency-Key, and one claiming to be the other
+    body = {"body": {"n": "scoped"}}
+    one = post(gateway, json=body, headers={"Idempotency-Key": "order-7"})
+    two = post(gateway, json=body, headers={"X-Api-Key": "other-key", "Idempotency-Key": "order-7"})
+    forged = post(gateway, json=body, headers={"Idempotency-Key": "order-8", "X-Conveyor-Client": "client-two"})
+    assert one.status_code == two.status_code == forged.status_code == 202
+    # THEN each key travels scoped by the client its API key names (a header the caller sends is overwritten)
+    keys = sorted(
+        m["MessageAttributes"][metadata.IDEMPOTENCY_KEY]["StringValue"] for m in drain(sqs, gateway.queues.url, 3)
+    )
+    assert keys == ["client-one/order-7", "client-one/order-8", "client-two/order-7"]
