@@ -4,15 +4,14 @@ dead-lettered messages let their group go on, a stop mid-run keeps every group i
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-from collections import defaultdict
 from typing import TYPE_CHECKING
 
 import pytest
 
 from conveyor import Message, Reject, Retry
 from conveyor.localstack import LocalStack
+from tests.fifo_support import Timeline
 from tests.integration.test_processor_localstack import engine_on
 from tests.localstack_fixtures import Queues, count, drain, make_queues
 from tests.polling import until
@@ -38,38 +37,11 @@ def send_groups(sqs: SQSClient, url: str, groups: int, each: int) -> None:
         sqs.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
 
 
-class Record:
-    def __init__(self) -> None:
-        self.calls: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
-        self.running = self.peak = 0
-
-    async def handle(self, message: Message, seconds: float = 0.02) -> None:
-        body = message.json()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        self.running += 1
-        self.peak = max(self.peak, self.running)
-        try:
-            await asyncio.sleep(seconds)
-        finally:
-            self.running -= 1
-        self.calls[body["g"]].append((body["n"], started, loop.time()))
-
-    def numbers(self, group: str) -> list[int]:
-        return [n for n, _, _ in self.calls[group]]
-
-    def assert_in_order_without_overlap(self) -> None:
-        for group, calls in self.calls.items():
-            assert self.numbers(group) == sorted(self.numbers(group)), group
-            for (_, _, finished), (_, started, _) in itertools.pairwise(calls):
-                assert finished <= started, f"{group}: two deliveries overlapped"
-
-
 async def test_each_group_in_order_groups_in_parallel(fifo: Queues, sqs: SQSClient) -> None:
     send_groups(sqs, fifo.url, groups=5, each=12)
-    record = Record()
+    record = Timeline()
 
-    async with engine_on(fifo, record.handle, concurrency=5, pollers=2):
+    async with engine_on(fifo, record.run, concurrency=5, pollers=2):
         await until(lambda: sum(len(c) for c in record.calls.values()) == 60, 30, "60 handled")
     record.assert_in_order_without_overlap()
     assert all(record.numbers(f"g{g}") == list(range(12)) for g in range(5))
@@ -100,11 +72,11 @@ async def test_a_retry_holds_back_its_group_only_and_a_dead_letter_lets_it_go_on
 
 async def test_a_stop_mid_run_then_a_restart_keeps_every_group_in_order(fifo: Queues, sqs: SQSClient) -> None:
     send_groups(sqs, fifo.url, groups=4, each=10)
-    record = Record()
+    record = Timeline()
 
-    async with engine_on(fifo, record.handle, concurrency=2):
+    async with engine_on(fifo, record.run, concurrency=2):
         await until(lambda: sum(len(c) for c in record.calls.values()) >= 10, 30, "some handled")
-    async with engine_on(fifo, record.handle, concurrency=2):
+    async with engine_on(fifo, record.run, concurrency=2):
         await until(lambda: sum(len(c) for c in record.calls.values()) == 40, 30, "all handled")
     record.assert_in_order_without_overlap()
     assert all(record.numbers(f"g{g}") == list(range(10)) for g in range(4))

@@ -14,7 +14,7 @@ from conveyor.processor.user_code import BatchHandler
 from tests.fakes import FakeSqs, as_client
 from tests.polling import until
 
-__all__ = ["DLQ", "QUEUE", "config_for", "running", "until"]
+__all__ = ["DLQ", "QUEUE", "config_for", "left", "running", "sample", "until"]
 
 QUEUE = "work"
 DLQ = "work-dlq"
@@ -56,3 +56,13 @@ async def running(
     finally:
         engine.stop()
         await asyncio.wait_for(task, 10)
+
+
+def sample(engine: Engine, name: str, **labels: str) -> float:
+    """A metric of the engine as Prometheus would scrape it (0 when absent)."""
+    return engine.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def left(fake: FakeSqs, name: str = QUEUE) -> int:
+    """Messages still on a queue of the fake (visible or not)."""
+    return len(fake.queues[name].messages)

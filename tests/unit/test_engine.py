@@ -16,7 +16,7 @@ from conveyor.processor.engine import Engine
 from conveyor.processor.user_code import adapt
 from conveyor.sqs.errors import SqsError
 from tests.fakes import FakeSqs, as_client, client_error
-from tests.unit.engine_support import DLQ, QUEUE, config_for, running, until
+from tests.unit.engine_support import DLQ, QUEUE, config_for, left, running, sample, until
 
 
 @pytest.fixture
@@ -24,15 +24,6 @@ def fake() -> FakeSqs:
     sqs = FakeSqs()
     sqs.create(QUEUE, max_receive_count=5)
     return sqs
-
-
-def sample(engine: Engine, name: str, **labels: str) -> float:
-    """A metric as Prometheus would scrape it."""
-    return engine.metrics.registry.get_sample_value(name, labels) or 0.0
-
-
-def left(fake: FakeSqs, name: str = QUEUE) -> int:
-    return len(fake.queues[name].messages)
 
 
 async def test_every_message_is_handled_and_deleted_in_batches(fake: FakeSqs) -> None:

@@ -4,9 +4,7 @@ messages is in flight, as SQS does: order per group, groups in parallel, stop-th
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -17,6 +15,7 @@ from conveyor import BatchFailures, Message, Reject, Retry, batch_handler
 from conveyor.processor.engine import Engine
 from conveyor.processor.user_code import BatchHandler, adapt
 from tests.fakes import FakeSqs, as_client
+from tests.fifo_support import Timeline
 from tests.unit.engine_support import config_for, until
 
 QUEUE = "work.fifo"
@@ -52,34 +51,6 @@ def put_groups(fake: FakeSqs, groups: int, each: int) -> None:
 
 def left(fake: FakeSqs, name: str = QUEUE) -> int:
     return len(fake.queues[name].messages)
-
-
-class Timeline:
-    """What each group's handler calls saw: (n, started, finished), in call order."""
-
-    def __init__(self) -> None:
-        self.calls: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
-        self.running = 0
-        self.peak = 0
-
-    async def run(self, message: Message, seconds: float = 0.01) -> None:
-        body = message.json()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        self.running += 1
-        self.peak = max(self.peak, self.running)
-        try:
-            await asyncio.sleep(seconds)
-        finally:
-            self.running -= 1
-        self.calls[body["g"]].append((body["n"], started, loop.time()))
-
-    def assert_in_order_without_overlap(self) -> None:
-        for group, calls in self.calls.items():
-            numbers = [n for n, _, _ in calls]
-            assert numbers == sorted(numbers), f"{group} out of order: {numbers}"
-            for (_, _, finished), (_, started, _) in itertools.pairwise(calls):
-                assert finished <= started, f"{group}: two of its messages overlapped"
 
 
 async def test_each_group_runs_in_order_one_at_a_time_and_groups_run_in_parallel(fake: FakeSqs) -> None:

@@ -18,7 +18,7 @@ from conveyor.message import idempotency_options
 from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
 from tests.fakes import FakeSqs, as_client
-from tests.unit.engine_support import QUEUE, config_for, until
+from tests.unit.engine_support import QUEUE, config_for, left, sample, until
 
 
 @pytest.fixture
@@ -87,14 +87,6 @@ async def running(
     finally:
         engine.stop()
         await asyncio.wait_for(task, 10)
-
-
-def sample(engine: Engine, name: str) -> float:
-    return engine.metrics.registry.get_sample_value(name) or 0.0
-
-
-def left(fake: FakeSqs) -> int:
-    return len(fake.queues[QUEUE].messages)
 
 
 async def test_copies_with_one_key_complete_the_handler_once(fake: FakeSqs, store: IdempotencyStore) -> None:

@@ -22,7 +22,7 @@ from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.user_code import adapt
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
 from tests.fakes import FakeSqs, as_client, client_error
-from tests.unit.engine_support import DLQ, QUEUE, config_for, running, until
+from tests.unit.engine_support import DLQ, QUEUE, config_for, left, running, sample, until
 
 
 @pytest.fixture
@@ -30,14 +30,6 @@ def fake() -> FakeSqs:
     sqs = FakeSqs()
     sqs.create(QUEUE, max_receive_count=5)
     return sqs
-
-
-def sample(engine: Engine, name: str, **labels: str) -> float:
-    return engine.metrics.registry.get_sample_value(name, labels) or 0.0
-
-
-def left(fake: FakeSqs, name: str = QUEUE) -> int:
-    return len(fake.queues[name].messages)
 
 
 def record_of(fake: FakeSqs) -> dict[str, object]:

@@ -20,7 +20,7 @@ from conveyor.processor.outcome import DeadLetter
 from conveyor.processor.user_code import BatchHandler
 from conveyor.sqs import limits
 from tests.fakes import FakeSqs, as_client
-from tests.unit.engine_support import DLQ, QUEUE, config_for, running, until
+from tests.unit.engine_support import DLQ, QUEUE, config_for, left, running, until
 
 
 @pytest.fixture
@@ -28,10 +28,6 @@ def fake() -> FakeSqs:
     sqs = FakeSqs()
     sqs.create(QUEUE, max_receive_count=5)
     return sqs
-
-
-def left(fake: FakeSqs) -> int:
-    return len(fake.queues[QUEUE].messages)
 
 
 # --- R1: one extension call that hangs (a read timeout) blocks every later extension ------------------

@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -31,7 +29,13 @@ from conveyor.processor.engine import Engine
 from conveyor.processor.link import ParentLink, StatusReporter
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.ops import OpsServer, ops_server
-from conveyor.processor.startup import EXIT_FAILURE, EXIT_HARD_STOP, HARD_STOP_SECONDS, bind_ops_socket, read_queues
+from conveyor.processor.startup import (
+    EXIT_FAILURE,
+    EXIT_HARD_STOP,
+    bind_ops_socket,
+    on_two_signals,
+    read_queues,
+)
 from conveyor.processor.user_code import THREADS, adapt, import_handler
 from conveyor.settings import ProcessorSettings
 from conveyor.sqs.client import sqs_client
@@ -124,26 +128,10 @@ async def _serve(engine: Engine, side: Sidecar) -> int:
 
 
 def _handle_signals(engine: Engine, work: asyncio.Task[None]) -> None:
-    loop = asyncio.get_running_loop()
-    received = 0
+    def stop_at_once() -> None:
+        work.cancel()  # waits for calls under way: if SQS hangs, they could outlast "at once"
 
-    def on_signal() -> None:
-        nonlocal received
-        received += 1
-        if received == 1:
-            log.info("signal_received", action="graceful stop")
-            engine.stop()
-        else:
-            log.warning("signal_received", action="stop at once")
-            work.cancel()
-            # Cancelling waits for calls under way; if SQS hangs, they could outlast "at once". A
-            # thread, not the event loop, ends the process: the loop itself may be what hangs.
-            timer = threading.Timer(HARD_STOP_SECONDS, _exit_now, [EXIT_HARD_STOP])
-            timer.daemon = True
-            timer.start()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
+    on_two_signals(engine.stop, stop_at_once, lambda: _exit_now(EXIT_HARD_STOP))
 
 
 def _exit_now(code: int) -> None:

@@ -20,7 +20,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,7 +31,13 @@ from conveyor import metrics_dir
 from conveyor.processor.children import Child, EngineProcess
 from conveyor.processor.ops import ops_server
 from conveyor.processor.restarts import GiveUp, RestartPolicy, Restarts
-from conveyor.processor.startup import EXIT_FAILURE, EXIT_HARD_STOP, HARD_STOP_SECONDS, bind_ops_socket, read_queues
+from conveyor.processor.startup import (
+    EXIT_FAILURE,
+    EXIT_HARD_STOP,
+    bind_ops_socket,
+    on_two_signals,
+    read_queues,
+)
 from conveyor.processor.user_code import import_handler
 from conveyor.settings import ProcessorSettings
 from conveyor.sqs.client import sqs_client
@@ -229,26 +234,13 @@ async def _supervise(settings: ProcessorSettings, sock: socket.socket, path: Pat
 
 
 def _handle_signals(supervisor: Supervisor, path: Path) -> None:
-    loop = asyncio.get_running_loop()
-    received = 0
-
-    def on_signal() -> None:
-        nonlocal received
-        received += 1
-        if received == 1:
-            log.info("signal_received", action="graceful stop of every process")
-            supervisor.stop()
-        else:
-            log.warning("signal_received", action="stop at once")
-            supervisor.signal_all(signal.SIGTERM)  # a child's second signal: it stops at once
-            # The children end within their own 2 s; whatever is left then is killed, from a thread
-            # (the event loop may be what hangs).
-            timer = threading.Timer(HARD_STOP_SECONDS, _kill_all_and_exit, [supervisor, path])
-            timer.daemon = True
-            timer.start()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
+    # A second signal gives each child its second SIGTERM (it stops at once, within its own 2 s);
+    # whatever is left then is killed.
+    on_two_signals(
+        supervisor.stop,
+        lambda: supervisor.signal_all(signal.SIGTERM),
+        lambda: _kill_all_and_exit(supervisor, path),
+    )
 
 
 def _kill_all_and_exit(supervisor: Supervisor, path: Path) -> None:
