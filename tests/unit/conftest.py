@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from conveyor.settings import WriterSettings
+from conveyor.tracing import NoTracing, Tracing
 from conveyor.writer.app import create_app
 from tests.fakes import FakeSqs, as_client
 
@@ -28,9 +29,11 @@ def writer_settings() -> WriterSettings:
 
 
 @asynccontextmanager
-async def running_writer(fake: FakeSqs, settings: WriterSettings) -> AsyncIterator[httpx.AsyncClient]:
+async def running_writer(
+    fake: FakeSqs, settings: WriterSettings, tracer: NoTracing | Tracing | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     """The writer app over an in-memory SQS, with its lifespan running."""
-    app = create_app(settings, client=as_client(fake))
+    app = create_app(settings, client=as_client(fake), tracer=tracer)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://writer") as client:

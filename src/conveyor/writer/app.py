@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -16,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from conveyor import metrics_dir
+from conveyor import metrics_dir, tracing
 from conveyor.idempotency import open_store
 from conveyor.settings import WriterSettings
 from conveyor.sqs.client import sqs_client
@@ -60,20 +61,26 @@ def _state(request: Request) -> WriterState:
     return state
 
 
-def create_app(settings: WriterSettings, client: SQSClient | None = None) -> FastAPI:
-    """Build the app. ``client`` injects an SQS client (tests); else one is made from settings."""
+def create_app(
+    settings: WriterSettings, client: SQSClient | None = None, tracer: tracing.NoTracing | tracing.Tracing | None = None
+) -> FastAPI:
+    """Build the app. ``client`` injects an SQS client (tests); else one is made from settings.
+    ``tracer`` is the app's tracing (tests), else the process's (``tracing.ACTIVE``); it is shut down
+    (its buffered spans exported) when the app stops."""
     metrics = WriterMetrics()
+    tracer = tracing.ACTIVE if tracer is None else tracer
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            stack.callback(tracer.shutdown)  # last: after the sender's last flush
             sqs: SQSClient = (
                 client
                 if client is not None
                 else await stack.enter_async_context(sqs_client(settings, metrics.observe_sqs_call))
             )
             first = await first_read(sqs, settings)  # QueueUnusableError: start-up fails, one line
-            state = WriterState(settings, sqs, metrics)
+            state = WriterState(settings, sqs, metrics, tracer)
             if settings.idempotency_store is not None:  # closed after the sender's last flush
                 store = await stack.enter_async_context(open_store(settings.idempotency_store))
                 state.replay = await stack.enter_async_context(Replay(store, settings, metrics))
@@ -95,6 +102,7 @@ def create_app(settings: WriterSettings, client: SQSClient | None = None) -> Fas
         version="0.1.0",
         description="Validates messages and writes them to an SQS queue.",
         lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},  # Conveyor's own spans (conveyor.tracing)
         docs_url=None,  # served by add_docs from packaged assets, not from a CDN
         redoc_url=None,
     )
@@ -102,7 +110,10 @@ def create_app(settings: WriterSettings, client: SQSClient | None = None) -> Fas
     _add_error_handlers(app)
     _add_routes(app, metrics)
     add_docs(app)
-    app.add_middleware(EdgeMiddleware, routes=Routes.of(app), max_body=settings.max_request_bytes, metrics=metrics)
+    routes = Routes.of(app)
+    app.add_middleware(
+        EdgeMiddleware, routes=routes, max_body=settings.max_request_bytes, metrics=metrics, tracing=tracer
+    )
     return app
 
 
@@ -166,6 +177,14 @@ def _add_routes(app: FastAPI, metrics: WriterMetrics) -> None:
 
 async def _send_one(message: MessageIn, state: WriterState, meta: RequestMeta) -> Response:
     queue = state.require_queue()
+    if not state.tracing.enabled:
+        return await _send_built(message, state, meta, queue)
+    # The message carries the context of its send span (a child of the request's), not the caller's.
+    with state.tracing.send(queue.name) as traceparent:
+        return await _send_built(message, state, dataclasses.replace(meta, traceparent=traceparent), queue)
+
+
+async def _send_built(message: MessageIn, state: WriterState, meta: RequestMeta, queue: QueueConfig) -> Response:
     outgoing = build_outgoing(message, meta, queue)
 
     async def send() -> JSONResponse:

@@ -15,11 +15,14 @@ from fastapi.routing import APIRoute
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from conveyor.tracing import NoTracing, Tracing
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.problems import PROBLEM_JSON
+from conveyor.writer.request_meta import valid_traceparent
 from conveyor.writer.schemas import Problem
 
 REQUEST_ID_HEADER = "x-request-id"
+OTHER = "other"  # the route label of a path the app does not serve
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # fullmatch: no trailing newline
 _JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json\s*(?:;.*)?", re.IGNORECASE)  # fullmatch
 
@@ -30,11 +33,22 @@ def request_id_from(headers: dict[str, str]) -> str:
     return given if _VALID_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
+@dataclass(slots=True)
+class Exchange:
+    """One HTTP request as the edge sees it: its headers (lower-case names; a repeated header's last
+    value), its request id, its route label, and the status of its answer (500 until one is sent)."""
+
+    headers: dict[str, str]
+    request_id: str
+    route: str
+    status: int = 500
+
+
 @dataclass(frozen=True, slots=True)
 class Routes:
     """What the edge needs to know of the app's routes, read from the app itself."""
 
-    paths: frozenset[str]  # the metrics' route label; any other path is "other"
+    paths: frozenset[str]  # the metrics' route label; any other path is OTHER
     with_body: frozenset[tuple[str, str]]  # (method, path) of the routes that read a request body
 
     @classmethod
@@ -50,49 +64,52 @@ class Routes:
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, routes: Routes, max_body: int, metrics: WriterMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, routes: Routes, max_body: int, metrics: WriterMetrics, tracing: NoTracing | Tracing
+    ) -> None:
         self.app = app
         self.routes = routes
         self.max_body = max_body
         self.metrics = metrics
+        self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = request_id_from(headers)
-        scope.setdefault("state", {})["request_id"] = request_id
-        route = scope["path"] if scope["path"] in self.routes.paths else "other"
-        status_seen: list[int] = []
-        send = self._wrap_send(send, request_id, status_seen)
-        in_progress = self.metrics.in_progress.labels(route)
+        route = scope["path"] if scope["path"] in self.routes.paths else OTHER
+        exchange = Exchange(headers, request_id_from(headers), route)
+        scope.setdefault("state", {})["request_id"] = exchange.request_id
+        if not self.tracing.enabled:
+            await self._serve(scope, receive, send, exchange)
+            return
+        # The server span: a child of the caller's trace context (the traceparent header), if valid.
+        parent = valid_traceparent(headers.get("traceparent", ""))
+        with self.tracing.request(scope["method"], None if route == OTHER else route, parent) as span:
+            try:
+                await self._serve(scope, receive, send, exchange)
+            finally:
+                span.status(exchange.status)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
+        send = _wrap_send(send, exchange)
+        in_progress = self.metrics.in_progress.labels(exchange.route)
         in_progress.inc()
         try:
             if (scope["method"], scope["path"]) in self.routes.with_body:
-                problem = _content_type_problem(headers)
-                body = None if problem else await self._read_body(headers, receive)
+                problem = _content_type_problem(exchange.headers)
+                body = None if problem else await self._read_body(exchange.headers, receive)
                 if problem or body is None:
                     problem = problem or _too_large(self.max_body)
-                    await _send_problem(send, problem, request_id)
+                    await _send_problem(send, problem, exchange.request_id)
                     return
                 scope["state"]["raw_body"] = body  # to explain a body the app cannot parse
                 receive = _replay(body, receive)
             await self.app(scope, receive, send)
         finally:
             in_progress.dec()
-            self.metrics.requests.labels(route, str(status_seen[0] if status_seen else 500)).inc()
-
-    def _wrap_send(self, send: Send, request_id: str, seen: list[int]) -> Send:
-        async def wrapped(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                seen.append(message["status"])
-                headers = [h for h in message.get("headers", []) if h[0] != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        return wrapped
+            self.metrics.requests.labels(exchange.route, str(exchange.status)).inc()
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes | None:
         """The whole body, or None as soon as it is known to exceed the limit."""
@@ -112,6 +129,18 @@ class EdgeMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _wrap_send(send: Send, exchange: Exchange) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            exchange.status = message["status"]
+            headers = [h for h in message.get("headers", []) if h[0] != b"x-request-id"]
+            headers.append((b"x-request-id", exchange.request_id.encode()))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return wrapped
 
 
 def _content_type_problem(headers: dict[str, str]) -> Problem | None:

@@ -36,6 +36,12 @@ class Outgoing:
     deduplication_id: str | None = None
 
     @property
+    def traceparent(self) -> str | None:
+        """The trace context it carries (its send span's, with tracing on)."""
+        attribute = self.attributes.get(metadata.TRACEPARENT)
+        return attribute.get("StringValue") if attribute else None
+
+    @property
     def request_id(self) -> str | None:
         """The request it came with (for the log)."""
         attribute = self.attributes.get(metadata.REQUEST_ID)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from conveyor.settings import WriterSettings
 from conveyor.sqs.errors import UNREACHABLE, Kind, SqsFailure
 from conveyor.sqs.queues import QueueConfig
+from conveyor.tracing import NO_TRACING, NoTracing, Tracing
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.problems import from_sqs
 from conveyor.writer.replay import Replay
@@ -25,6 +26,7 @@ class WriterState:
     settings: WriterSettings
     client: SQSClient
     metrics: WriterMetrics
+    tracing: NoTracing | Tracing = NO_TRACING
     queue: QueueConfig | None = None  # None until start-up could read it
     failure: SqsFailure = STARTING  # why the queue is not known (yet, or for good)
     ready_until: float = field(default=0.0)
@@ -32,7 +34,7 @@ class WriterState:
     sender: Sender = field(init=False)  # entered by the app's lifespan
 
     def __post_init__(self) -> None:
-        self.sender = Sender(self.client, self.settings, self.metrics)
+        self.sender = Sender(self.client, self.settings, self.metrics, self.tracing)
 
     def attach(self, queue: QueueConfig) -> None:
         """The queue is known: messages can be validated against it and sent."""
