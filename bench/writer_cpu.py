@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -134,6 +135,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stopped: stop the servers too
     variants: list[Variant] = args.variant or [Variant("conveyor", REPO / "src")]
     if args.profile is not None:
         if shutil.which("py-spy", path=str(Path(sys.executable).parent)) is None:

@@ -26,10 +26,11 @@ from conveyor.sqs.queues import QueueConfig
 from conveyor.writer.batch import send_batch
 from conveyor.writer.docs import add_docs
 from conveyor.writer.edge import EdgeMiddleware, Routes
+from conveyor.writer.fast_path import FastPath
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.outgoing import build_outgoing
 from conveyor.writer.parse_errors import parse_problem, validation_problem
-from conveyor.writer.problems import PROBLEM_JSON, EntryProblem, from_sqs, problem_response
+from conveyor.writer.problems import PROBLEM_JSON, EntryProblem, from_sqs, problem_response, unexpected_problem
 from conveyor.writer.replay import Keyed, Replay, fingerprint
 from conveyor.writer.request_meta import RequestMeta, request_meta
 from conveyor.writer.schemas import (
@@ -69,6 +70,7 @@ def create_app(
     (its buffered spans exported) when the app stops."""
     metrics = WriterMetrics()
     tracer = tracing.ACTIVE if tracer is None else tracer
+    fast_path = FastPath() if settings.writer_fast_path else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,6 +96,8 @@ def create_app(
                 reading = group.create_task(read_until_known(sqs, settings, state.attach, state.set_failure))
                 stack.callback(reading.cancel)  # on shutdown, before the group waits for it
             app.state.writer = state
+            if fast_path is not None:
+                fast_path.state = state
             yield
             log.info("writer_stopping")
 
@@ -112,7 +116,12 @@ def create_app(
     add_docs(app)
     routes = Routes.of(app)
     app.add_middleware(
-        EdgeMiddleware, routes=routes, max_body=settings.max_request_bytes, metrics=metrics, tracing=tracer
+        EdgeMiddleware,
+        routes=routes,
+        max_body=settings.max_request_bytes,
+        metrics=metrics,
+        tracing=tracer,
+        fast_path=fast_path,
     )
     return app
 
@@ -205,11 +214,7 @@ def _unready(problem: Problem) -> Problem:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EntryProblem)
     async def entry_problem(request: Request, exc: EntryProblem) -> Response:
-        state: WriterState = request.app.state.writer
-        state.metrics.messages.labels(str(exc.status)).inc()
-        retry_after = exc.retry_after or state.settings.retry_after_seconds
-        headers = {"Retry-After": str(retry_after)} if exc.retryable else None
-        return problem_response(exc.to_problem(request.state.request_id), headers)
+        return _state(request).problem_response(exc, request.state.request_id)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -229,8 +234,4 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected_error", path=request.url.path)
-        problem = Problem(
-            title="Internal error", status=500, detail="an unexpected error; see the writer's log",
-            request_id=request.state.request_id,
-        )  # fmt: skip
-        return problem_response(problem)
+        return problem_response(unexpected_problem(request.state.request_id))

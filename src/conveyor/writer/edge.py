@@ -6,42 +6,50 @@ as soon as the limit is crossed, without reading the rest.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
 from dataclasses import dataclass
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from prometheus_client import Counter
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.tracing import NoTracing, Tracing
+from conveyor.writer.exchange import REQUEST_ID_HEADER, Exchange, with_request_id
+from conveyor.writer.fast_path import FastPath
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.problems import PROBLEM_JSON
 from conveyor.writer.request_meta import valid_traceparent
 from conveyor.writer.schemas import Problem
 
-REQUEST_ID_HEADER = "x-request-id"
 OTHER = "other"  # the route label of a path the app does not serve
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # fullmatch: no trailing newline
+_COUNTER_MASK = 2**64 - 1
 _JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json\s*(?:;.*)?", re.IGNORECASE)  # fullmatch
+
+
+class RequestIds:
+    """Request ids: the caller's X-Request-ID when it is valid, else a new one: 32 hex digits, a
+    random prefix of this process and a counter (unique without asking the OS for randomness per
+    request, which ``uuid4`` does)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count(int.from_bytes(os.urandom(4)))
+
+    def of(self, headers: dict[str, str]) -> str:
+        given = headers.get(REQUEST_ID_HEADER)
+        if given is not None and _VALID_REQUEST_ID.fullmatch(given):
+            return given
+        return f"{self._prefix}{next(self._count) & _COUNTER_MASK:016x}"
 
 
 def request_id_from(headers: dict[str, str]) -> str:
     """The caller's X-Request-ID when it is valid, else a new one."""
-    given = headers.get(REQUEST_ID_HEADER, "")
-    return given if _VALID_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-
-
-@dataclass(slots=True)
-class Exchange:
-    """One HTTP request as the edge sees it: its headers (lower-case names; a repeated header's last
-    value), its request id, its route label, and the status of its answer (500 until one is sent)."""
-
-    headers: dict[str, str]
-    request_id: str
-    route: str
-    status: int = 500
+    return _IDS.of(headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +73,34 @@ class Routes:
 
 class EdgeMiddleware:
     def __init__(
-        self, app: ASGIApp, *, routes: Routes, max_body: int, metrics: WriterMetrics, tracing: NoTracing | Tracing
+        self,
+        app: ASGIApp,
+        *,
+        routes: Routes,
+        max_body: int,
+        metrics: WriterMetrics,
+        tracing: NoTracing | Tracing,
+        fast_path: FastPath | None = None,
     ) -> None:
         self.app = app
         self.routes = routes
         self.max_body = max_body
         self.metrics = metrics
         self.tracing = tracing
+        self.fast_path = fast_path
+        self._ids = RequestIds()
+        # Label look-ups once, not per request: prometheus-client's labels() costs a few microseconds.
+        self._in_progress = {route: metrics.in_progress.labels(route) for route in (*routes.paths, OTHER)}
+        self._requests: dict[tuple[str, int], Counter] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        raw = scope["headers"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
         route = scope["path"] if scope["path"] in self.routes.paths else OTHER
-        exchange = Exchange(headers, request_id_from(headers), route)
+        exchange = Exchange(headers, self._ids.of(headers), route, repeated_headers=len(headers) != len(raw))
         scope.setdefault("state", {})["request_id"] = exchange.request_id
         if not self.tracing.enabled:
             await self._serve(scope, receive, send, exchange)
@@ -93,8 +114,7 @@ class EdgeMiddleware:
                 span.status(exchange.status)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
-        send = _wrap_send(send, exchange)
-        in_progress = self.metrics.in_progress.labels(exchange.route)
+        in_progress = self._in_progress[exchange.route]
         in_progress.inc()
         try:
             if (scope["method"], scope["path"]) in self.routes.with_body:
@@ -102,14 +122,27 @@ class EdgeMiddleware:
                 body = None if problem else await self._read_body(exchange.headers, receive)
                 if problem or body is None:
                     problem = problem or _too_large(self.max_body)
-                    await _send_problem(send, problem, exchange.request_id)
+                    await _send_problem(with_request_id(send, exchange), problem, exchange.request_id)
+                    return
+                fast = self.fast_path
+                if (
+                    fast is not None
+                    and fast.takes(scope, exchange)
+                    and await fast.answered(scope, exchange, body, send)
+                ):
                     return
                 scope["state"]["raw_body"] = body  # to explain a body the app cannot parse
                 receive = _replay(body, receive)
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, with_request_id(send, exchange))
         finally:
             in_progress.dec()
-            self.metrics.requests.labels(exchange.route, str(exchange.status)).inc()
+            self._count(exchange.route, exchange.status)
+
+    def _count(self, route: str, status: int) -> None:
+        counter = self._requests.get((route, status))
+        if counter is None:
+            counter = self._requests[route, status] = self.metrics.requests.labels(route, str(status))
+        counter.inc()
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes | None:
         """The whole body, or None as soon as it is known to exceed the limit."""
@@ -129,18 +162,6 @@ class EdgeMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-
-def _wrap_send(send: Send, exchange: Exchange) -> Send:
-    async def wrapped(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            exchange.status = message["status"]
-            headers = [h for h in message.get("headers", []) if h[0] != b"x-request-id"]
-            headers.append((b"x-request-id", exchange.request_id.encode()))
-            message = {**message, "headers": headers}
-        await send(message)
-
-    return wrapped
 
 
 def _content_type_problem(headers: dict[str, str]) -> Problem | None:
@@ -183,3 +204,6 @@ async def _send_problem(send: Send, problem: Problem, request_id: str) -> None:
         headers.append((b"connection", b"close"))  # the rest of the body was never read
     await send({"type": "http.response.start", "status": problem.status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
+
+
+_IDS = RequestIds()

@@ -4,6 +4,7 @@ client's scope)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -51,7 +52,11 @@ def valid_traceparent(header: str) -> str | None:
 def request_meta(request: Request) -> RequestMeta:
     """Read the metadata headers; an invalid Idempotency-Key or X-Conveyor-Client is refused, an
     invalid traceparent is dropped (as W3C trace context asks)."""
-    headers = request.headers
+    return meta_from(request.headers, request.state.request_id)
+
+
+def meta_from(headers: Mapping[str, str], request_id: str) -> RequestMeta:
+    """:func:`request_meta` from the headers (lower-case names) and the request id."""
     client = headers.get(CLIENT_HEADER)
     if client is not None and not _CLIENT.fullmatch(client):
         raise EntryProblem(
@@ -65,7 +70,7 @@ def request_meta(request: Request) -> RequestMeta:
             field="Idempotency-Key",
         )  # fmt: skip
     return RequestMeta(
-        request_id=request.state.request_id,
+        request_id=request_id,
         traceparent=valid_traceparent(headers.get("traceparent", "")),
         idempotency_key=None if key is None else scoped_key(client, key),
         content_type=headers.get("content-type", "application/json").split(";")[0],

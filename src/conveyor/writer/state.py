@@ -11,11 +11,12 @@ from conveyor.sqs.errors import UNREACHABLE, Kind, SqsFailure
 from conveyor.sqs.queues import QueueConfig
 from conveyor.tracing import NO_TRACING, NoTracing, Tracing
 from conveyor.writer.metrics import WriterMetrics
-from conveyor.writer.problems import from_sqs
+from conveyor.writer.problems import EntryProblem, from_sqs, problem_response
 from conveyor.writer.replay import Replay
 from conveyor.writer.sender import Sender
 
 if TYPE_CHECKING:
+    from starlette.responses import Response
     from types_aiobotocore_sqs import SQSClient
 
 STARTING = SqsFailure("Starting", "the queue has not been read yet", Kind.RETRYABLE, UNREACHABLE.summary)
@@ -43,6 +44,13 @@ class WriterState:
 
     def set_failure(self, failure: SqsFailure) -> None:
         self.failure = failure
+
+    def problem_response(self, problem: EntryProblem, request_id: str | None) -> Response:
+        """The answer to a request refused for ``problem`` (counted; ``Retry-After`` when retrying helps)."""
+        self.metrics.messages.labels(str(problem.status)).inc()
+        retry_after = problem.retry_after or self.settings.retry_after_seconds
+        headers = {"Retry-After": str(retry_after)} if problem.retryable else None
+        return problem_response(problem.to_problem(request_id), headers)
 
     def require_queue(self) -> QueueConfig:
         """The queue's configuration; until it is known, the start-up failure as the answer."""
