@@ -28,7 +28,10 @@ PARTS: list[tuple[str, re.Pattern[str]]] = [
         ("botocore: endpoint rules", r"\((?:aio)?botocore/(?:endpoint_provider|regions)\.py"),
         ("botocore: retries", r"\((?:aio)?botocore/(?:retries/|retryhandler)"),
         ("botocore: event hooks", r"\((?:aio)?botocore/hooks\.py"),
-        ("botocore: HTTP", r"\((?:aiohttp/|aiobotocore/(?:httpsession|_endpoint_helpers|endpoint)\.py|yarl/|multidict/)"),
+        (
+            "botocore: HTTP",
+            r"\((?:aiohttp/|yarl/|multidict/|aiobotocore/(?:httpsession|_endpoint_helpers|endpoint)\.py)",
+        ),
         ("botocore: other", r"\((?:aio)?botocore/"),
         ("prometheus-client metrics", r"\(prometheus_client/"),
         ("logging", r"\((?:structlog/|logging/)"),

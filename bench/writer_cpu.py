@@ -88,7 +88,7 @@ def load(server: Service, *, noop: bool, clients: int, seconds: float, profile: 
     cpu_before = server.cpu_seconds()
     spy = None
     if profile is not None:
-        spy = subprocess.Popen(  # noqa: S603 - our own tool on our own child
+        spy = subprocess.Popen(
             [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.process.pid),
              "--rate", str(PROFILE_RATE_HZ), "--format", "raw", "--output", str(profile), "--nonblocking",
              "--duration", str(int(seconds))],
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             print("bench.writer_cpu: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
             return 2
         args.profile.mkdir(parents=True, exist_ok=True)
-    rounds: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants} | {NOOP: []}
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in [*(v.name for v in variants), NOOP]}
     with localstack(args.gateway_server) as stack, ExitStack() as stack_of_servers:
         servers = {v.name: stack_of_servers.enter_context(started(v, stack.endpoint)) for v in variants}
         servers[NOOP] = stack_of_servers.enter_context(started(None, stack.endpoint))

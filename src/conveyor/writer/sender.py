@@ -51,6 +51,7 @@ class Sender:
             linger=settings.batch_linger_ms / 1000,
             size_of=lambda o: o.size,
             on_flush=metrics.observe_batch,
+            eager=True,  # alone, a message waits for nothing; under load, calls fill while others fly
         )
 
     async def __aenter__(self) -> Self:
