@@ -165,7 +165,8 @@ class EdgeMiddleware:
 
 
 def _content_type_problem(headers: dict[str, str]) -> Problem | None:
-    if _JSON_TYPE.fullmatch(headers.get("content-type", "")):
+    content_type = headers.get("content-type", "")
+    if content_type == "application/json" or _JSON_TYPE.fullmatch(content_type):
         return None
     return Problem(
         title="Unsupported media type",

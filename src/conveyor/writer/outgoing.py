@@ -66,9 +66,14 @@ def _invalid(field: str, detail: str) -> EntryProblem:
     return EntryProblem(422, "Invalid message", f"{field}: {detail}", field=field)
 
 
+# json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False), without making an
+# encoder per message
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def serialise_body(body: object) -> str:
     try:
-        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _COMPACT.encode(body)
     except ValueError as exc:
         raise _invalid("body", "numbers must be finite (no NaN or Infinity)") from exc
     _check_chars("body", text)
