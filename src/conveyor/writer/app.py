@@ -82,7 +82,7 @@ def create_app(
                 else await stack.enter_async_context(sqs_client(settings, metrics.observe_sqs_call))
             )
             first = await first_read(sqs, settings)  # QueueUnusableError: start-up fails, one line
-            state = WriterState(settings, sqs, metrics, tracer)
+            state = WriterState(settings, sqs, metrics, tracer, direct_batches=client is None)
             if settings.idempotency_store is not None:  # closed after the sender's last flush
                 store = await stack.enter_async_context(open_store(settings.idempotency_store))
                 state.replay = await stack.enter_async_context(Replay(store, settings, metrics))

@@ -17,6 +17,7 @@ from conveyor.sqs.batcher import Batcher, BatcherClosedError, Settle
 from conveyor.sqs.errors import SqsError
 from conveyor.sqs.limits import MAX_BATCH_BYTES
 from conveyor.sqs.queues import QueueConfig
+from conveyor.sqs.send_batch import BatchSender
 from conveyor.tracing import NO_TRACING, NoTracing, Tracing
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.outgoing import Outgoing
@@ -39,8 +40,12 @@ class Sender:
         settings: WriterSettings,
         metrics: WriterMetrics,
         tracing: NoTracing | Tracing = NO_TRACING,
+        *,
+        direct: bool = False,
     ) -> None:
         self._client = client
+        # With a real aiobotocore client: SendMessageBatch without its per-call preparation (sqs/send_batch.py).
+        self._batch_sender = BatchSender(client) if direct else None
         self._tracing = tracing
         self._entry_retries = settings.send_retries
         self._metrics = metrics
@@ -122,6 +127,8 @@ class Sender:
             raise RuntimeError("a message was submitted before the queue was known")
 
         async def call(entries: list[Any]) -> Any:
+            if self._batch_sender is not None:
+                return await self._batch_sender(queue_url, entries)
             return await self._client.send_message_batch(QueueUrl=queue_url, Entries=entries)
 
         def on_result(index: int, result: EntryResult) -> None:

@@ -28,6 +28,7 @@ class WriterState:
     client: SQSClient
     metrics: WriterMetrics
     tracing: NoTracing | Tracing = NO_TRACING
+    direct_batches: bool = False  # SendMessageBatch through sqs/send_batch.py (a real aiobotocore client)
     queue: QueueConfig | None = None  # None until start-up could read it
     failure: SqsFailure = STARTING  # why the queue is not known (yet, or for good)
     ready_until: float = field(default=0.0)
@@ -35,7 +36,7 @@ class WriterState:
     sender: Sender = field(init=False)  # entered by the app's lifespan
 
     def __post_init__(self) -> None:
-        self.sender = Sender(self.client, self.settings, self.metrics, self.tracing)
+        self.sender = Sender(self.client, self.settings, self.metrics, self.tracing, direct=self.direct_batches)
 
     def attach(self, queue: QueueConfig) -> None:
         """The queue is known: messages can be validated against it and sent."""
