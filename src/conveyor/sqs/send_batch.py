@@ -22,7 +22,10 @@ what matters, from the client itself:
 The body is the parameters as JSON, exactly as botocore's JSON serializer writes it (``json.dumps``);
 a successful answer is read with ``json.loads`` (what botocore's JSON parser returns for it, less the
 response metadata). Anything unexpected while preparing (a botocore release that moved a piece) makes
-this fall back to ``client.send_message_batch`` for good.
+this fall back to ``client.send_message_batch`` for good. It reaches into private parts of botocore and
+aiobotocore (both pinned in the lock files): tests/unit/test_sqs_send_batch.py plays the same answers to
+it and to the client's own call and compares the requests, answers, retries and errors; it is the check
+to run after upgrading either.
 """
 
 from __future__ import annotations
