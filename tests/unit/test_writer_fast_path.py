@@ -208,3 +208,17 @@ def test_pydantics_json_parser_accepts_only_what_the_route_accepts_and_reads_it_
     except ValidationError:
         return  # the route answers it: the same answer by construction
     assert MessageIn.model_validate(json.loads(raw)) == fast
+
+
+async def test_a_message_id_json_must_escape_is_answered_as_the_route_would(
+    writers: tuple[Writer, Writer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQS's ids are UUIDs; should one ever need escaping, the 202 is Starlette's own rendering
+    for writer in writers:
+        store = writer.fake._store
+        monkeypatch.setattr(writer.fake, "_store", lambda *args, store=store: 'odd "id" é\\' + store(*args))
+    fast, route = writers
+    case = Case(message(body=1))
+    fast_answer, route_answer = await answer(fast, case, "r-1"), await answer(route, case, "r-1")
+    assert fast_answer == route_answer
+    assert json.loads(fast_answer[2])["message_id"].startswith('odd "id" é\\')
