@@ -63,7 +63,9 @@ class NoTracing:
     def process(self, destination: str, messages: Sequence[Carried]) -> AbstractContextManager[Recorder]:
         return nullcontext(NOTHING)
 
-    def request(self, method: str, route: str) -> AbstractContextManager[Recorder]:
+    def request(
+        self, method: str, route: str | None, traceparent: str | None = None
+    ) -> AbstractContextManager[Recorder]:
         return nullcontext(NOTHING)
 
     def send(self, destination: str) -> AbstractContextManager[str | None]:
@@ -183,12 +185,17 @@ class Tracing:
             yield _SpanRecorder(span)
 
     @contextmanager
-    def request(self, method: str, route: str) -> Iterator[Recorder]:
+    def request(self, method: str, route: str | None, traceparent: str | None = None) -> Iterator[Recorder]:
+        """A server span for one HTTP request: a child of the caller's ``traceparent`` (valid W3C
+        trace context), else a new trace. ``route`` is None for a path the app does not serve."""
         from opentelemetry.trace import SpanKind  # noqa: PLC0415
 
-        attributes = {"http.request.method": method, "http.route": route}
+        attributes = {"http.request.method": method} | ({"http.route": route} if route else {})
         with self._tracer.start_as_current_span(
-            f"{method} {route}", kind=SpanKind.SERVER, attributes=attributes
+            f"{method} {route}" if route else method,
+            context=self._extract(traceparent),
+            kind=SpanKind.SERVER,
+            attributes=attributes,
         ) as span:
             yield _SpanRecorder(span)
 
@@ -207,14 +214,16 @@ class Tracing:
 
     @contextmanager
     def send_batch(self, destination: str, traceparents: Sequence[str | None]) -> Iterator[None]:
-        """The SendMessageBatch call, linked to the ``send`` span of each message it carries."""
+        """The SendMessageBatch call, linked to the ``send`` span of each message it carries (a root
+        span: it serves several requests, whichever one's context the call's task started in)."""
+        from opentelemetry.context import Context  # noqa: PLC0415
         from opentelemetry.trace import Link, SpanKind, get_current_span  # noqa: PLC0415
 
         contexts = [self._extract(t) for t in traceparents]
         links = [Link(get_current_span(c).get_span_context()) for c in contexts if c is not None]
         attributes = _messaging(destination, "send") | {"messaging.batch.message_count": len(traceparents)}
         with self._tracer.start_as_current_span(
-            f"send {destination} batch", kind=SpanKind.CLIENT, attributes=attributes, links=links
+            f"send {destination} batch", context=Context(), kind=SpanKind.CLIENT, attributes=attributes, links=links
         ):
             yield
 

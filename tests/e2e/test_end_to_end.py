@@ -22,10 +22,12 @@ from tests.e2e.services import (
     stopped_at_the_end,
     writer,
 )
-from tests.localstack_fixtures import Queues, count, drain, wait_for
+from tests.localstack_fixtures import Queues, count, drain, freeze, thaw, wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+
+    from conveyor.localstack import LocalStack
 
 
 def test_every_accepted_message_is_processed_with_its_request_id(
@@ -113,15 +115,23 @@ def test_sigterm_under_load_exits_in_grace_and_loses_nothing(queues: Queues, sqs
            processed_before_stop=done_by_first, duplicates=0)  # fmt: skip
 
 
-def test_writer_sigterm_answers_what_waits_for_a_batch(queues: Queues, sqs: SQSClient, tmp_path: Path) -> None:
-    # GIVEN a writer that waits up to 1 s for company before each SendMessageBatch
+def test_writer_sigterm_answers_what_waits_for_a_batch(
+    localstack: LocalStack, queues: Queues, sqs: SQSClient, tmp_path: Path
+) -> None:
+    # GIVEN a writer that waits up to 1 s for company before each SendMessageBatch while another is in
+    # flight, and a first call held in flight: SQS frozen for the moment (well within the writer's
+    # 5 s read timeout), so the next posts wait for their batch
     with writer(queues, tmp_path, CONVEYOR_BATCH_LINGER_MS="1000") as api:
 
         async def post_while_stopping() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
-                posts = [asyncio.create_task(client.post("/messages", json={"body": i})) for i in range(5)]
-                await until_waiting(api)
-                api.signal(signal.SIGTERM)  # WHEN it is stopped while they wait
+                freeze(localstack)
+                try:
+                    posts = [asyncio.create_task(client.post("/messages", json={"body": i})) for i in range(5)]
+                    await until_waiting(api)
+                    api.signal(signal.SIGTERM)  # WHEN it is stopped while they wait
+                finally:
+                    thaw(localstack)
                 return list(await asyncio.gather(*posts))
 
         responses = asyncio.run(post_while_stopping())

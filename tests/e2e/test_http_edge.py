@@ -1,5 +1,6 @@
 """Bad input at the HTTP edge: schemathesis against the committed OpenAPI document, sent to the real
-writer process in front of LocalStack. No 5xx; every error is problem+json and matches the document."""
+writer process in front of LocalStack. No 5xx; every error is problem+json and matches the document.
+Run twice: with the fast path for the valid POST /messages (the default) and without it."""
 
 from __future__ import annotations
 
@@ -22,12 +23,15 @@ EXAMPLES_PER_OPERATION = 600
 cases: dict[str, int] = {}
 
 
-@pytest.fixture(scope="module")
-def live_writer(localstack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["true", "false"], ids=["fast-path", "route-only"])
+def live_writer(
+    localstack: LocalStack, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
     queues = make_queues(localstack.endpoint)
-    with writer(queues, Path(tmp_path_factory.mktemp("schemathesis"))) as proc:
+    cases.clear()
+    with writer(queues, Path(tmp_path_factory.mktemp("schemathesis")), CONVEYOR_WRITER_FAST_PATH=request.param) as proc:
         yield proc.url
-    report("schemathesis", cases=sum(cases.values()), by_operation=cases)
+    report("schemathesis", fast_path=request.param == "true", cases=sum(cases.values()), by_operation=cases)
 
 
 @SCHEMA.parametrize()

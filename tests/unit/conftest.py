@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from conveyor.settings import WriterSettings
+from conveyor.tracing import NoTracing, Tracing
 from conveyor.writer.app import create_app
 from tests.fakes import FakeSqs, as_client
 
@@ -22,15 +23,19 @@ def fake() -> FakeSqs:
     return sqs
 
 
-@pytest.fixture
-def writer_settings() -> WriterSettings:
-    return WriterSettings(queue_name=QUEUE, batch_linger_ms=5, send_retries=2)
+@pytest.fixture(params=[True, False], ids=["fast-path", "route-only"])
+def writer_settings(request: pytest.FixtureRequest) -> WriterSettings:
+    """The writer's settings; every test of the HTTP contract runs with the fast path for the valid
+    POST /messages (writer/fast_path.py) and without it: the answers must be the same."""
+    return WriterSettings(queue_name=QUEUE, batch_linger_ms=5, send_retries=2, writer_fast_path=request.param)
 
 
 @asynccontextmanager
-async def running_writer(fake: FakeSqs, settings: WriterSettings) -> AsyncIterator[httpx.AsyncClient]:
+async def running_writer(
+    fake: FakeSqs, settings: WriterSettings, tracer: NoTracing | Tracing | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     """The writer app over an in-memory SQS, with its lifespan running."""
-    app = create_app(settings, client=as_client(fake))
+    app = create_app(settings, client=as_client(fake), tracer=tracer)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://writer") as client:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from conveyor.sqs.batcher import Batcher, BatcherClosedError
+from tests.polling import until
 
 
 class Recorder:
@@ -101,3 +102,46 @@ async def test_a_settling_flush_that_fails_fails_only_the_entries_not_yet_answer
         results = await asyncio.gather(batcher.submit(0), batcher.submit(1), return_exceptions=True)
     assert results[0] == 0
     assert isinstance(results[1], ConnectionError)
+
+
+class Gate:
+    """A flush that holds each call until released, recording the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+        self.release = asyncio.Event()
+
+    async def flush(self, entries: Sequence[int]) -> list[int | BaseException]:
+        self.calls.append(list(entries))
+        await self.release.wait()
+        return [e * 10 for e in entries]
+
+
+async def test_eager_a_lone_entry_goes_at_once_without_waiting_for_the_linger() -> None:
+    recorder = Recorder()
+    async with Batcher(recorder.flush, linger=3600, eager=True) as batcher:
+        assert await asyncio.wait_for(batcher.submit(1), 5) == 10  # not after an hour
+        assert await asyncio.wait_for(batcher.submit(2), 5) == 20
+    assert recorder.calls == [[1], [2]]
+
+
+async def test_eager_entries_of_one_turn_share_a_call() -> None:
+    recorder = Recorder()
+    async with Batcher(recorder.flush, linger=3600, eager=True) as batcher:
+        futures = [batcher.submit_nowait(i) for i in range(3)]
+        assert await asyncio.wait_for(asyncio.gather(*futures), 5) == [0, 10, 20]
+    assert recorder.calls == [[0, 1, 2]]
+
+
+async def test_eager_what_arrives_while_a_call_is_in_flight_goes_together_when_it_ends() -> None:
+    gate = Gate()
+    async with Batcher(gate.flush, linger=3600, eager=True) as batcher:
+        first = batcher.submit_nowait(1)
+        await until(lambda: len(gate.calls) == 1)
+        later = [batcher.submit_nowait(i) for i in (2, 3)]
+        await asyncio.sleep(0)
+        later.append(batcher.submit_nowait(4))  # another turn, the call still in flight
+        assert gate.calls == [[1]]  # gathered, not sent: a call is in flight (and the linger is long)
+        gate.release.set()
+        assert await asyncio.wait_for(asyncio.gather(first, *later), 5) == [10, 20, 30, 40]
+    assert gate.calls == [[1], [2, 3, 4]]

@@ -49,7 +49,9 @@ def same(text: str, value: object) -> bool:
         return value is None
     if isinstance(value, AnyUrl):
         return text.rstrip("/") == str(value).rstrip("/")
-    if isinstance(value, bool | str | Path) or value is None:
+    if isinstance(value, bool):
+        return text.lower() == str(value).lower()  # an environment variable says true or false
+    if isinstance(value, str | Path) or value is None:
         return text == str(value)
     return float(text) == float(value)  # type: ignore[arg-type]  # an int or float setting
 

@@ -4,6 +4,7 @@ counts and types, delay bounds, batch sizes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -73,19 +74,34 @@ def test_attribute_count_shares_the_limit_of_ten_with_metadata(count: int, trace
             build_outgoing(message, meta, queue())
 
 
+def _from_python(document: dict[str, object]) -> MessageIn:
+    return MessageIn.model_validate(document)  # the FastAPI route: the parsed JSON, validated
+
+
+def _from_json(document: dict[str, object]) -> MessageIn:
+    return MessageIn.model_validate_json(json.dumps(document))  # the fast path (writer/fast_path.py)
+
+
+PARSERS = pytest.mark.parametrize("parse", [_from_python, _from_json], ids=["route", "fast-path"])
+
+
+@PARSERS
 @given(value=st.one_of(st.booleans(), st.none(), st.lists(st.integers(), max_size=2), st.dictionaries(NAMES, NAMES)))
-def test_attribute_values_are_strings_or_numbers_only(value: object) -> None:
+def test_attribute_values_are_strings_or_numbers_only(
+    parse: Callable[[dict[str, object]], MessageIn], value: object
+) -> None:
     with pytest.raises(ValidationError):
-        MessageIn.model_validate({"body": 1, "attributes": {"a": value}})
+        parse({"body": 1, "attributes": {"a": value}})
 
 
-@given(delay=st.integers(-100, 2000))
-def test_delay_bounds(delay: int) -> None:
-    if 0 <= delay <= 900:
-        assert MessageIn(body=1, delay_seconds=delay).delay_seconds == delay
-    else:
+@PARSERS
+@given(delay=st.one_of(st.integers(-100, 2000), st.floats(0, 900), st.text(max_size=3)))
+def test_delay_bounds(parse: Callable[[dict[str, object]], MessageIn], delay: object) -> None:
+    if isinstance(delay, int) and 0 <= delay <= 900:
+        assert parse({"body": 1, "delay_seconds": delay}).delay_seconds == delay
+    else:  # out of range, or not an integer at all (a float, even 5.0; a string, even "5")
         with pytest.raises(ValidationError):
-            MessageIn(body=1, delay_seconds=delay)
+            parse({"body": 1, "delay_seconds": delay})
 
 
 @given(size=st.integers(0, 130))

@@ -3,7 +3,10 @@ ChangeMessageVisibilityBatch alike.
 
 Entries submitted concurrently are gathered into one call of up to ``max_entries`` and ``max_bytes``;
 a call is made when it is full, or ``linger`` seconds after its first entry arrived, so an entry with
-no company never waits longer than the linger. Each submitter gets its own entry's result: with a
+no company never waits longer than the linger. With ``eager`` (the writer's, like Nagle's algorithm),
+an entry that finds no call in flight is sent at once (with whatever else arrives in the same turn of
+the event loop); the linger only gathers what arrives while calls are in flight, and when the last
+of them ends, what was gathered goes at once. Each submitter gets its own entry's result: with a
 settling flush (``settle_each``) the moment that result is known, even while other entries of
 the same call are still being retried. Flush calls run inside the batcher's task group: leaving
 ``async with`` flushes what is waiting and waits for every call in flight.
@@ -33,7 +36,7 @@ class _Pending[E, R]:
     entries: list[E] = field(default_factory=list)
     futures: list[asyncio.Future[R]] = field(default_factory=list)
     size: int = 0
-    timer: asyncio.TimerHandle | None = None
+    timer: asyncio.Handle | None = None
 
 
 class BatcherClosedError(RuntimeError):
@@ -53,6 +56,7 @@ class Batcher[E, R]:
         max_bytes: int = MAX_BATCH_BYTES,
         size_of: Callable[[E], int] = lambda _: 0,
         on_flush: Callable[[int, float], None] | None = None,
+        eager: bool = False,
     ) -> None:
         if flush is not None and settle_each is None:
             self._flush_each = _settle_all(flush)
@@ -65,6 +69,8 @@ class Batcher[E, R]:
         self.max_bytes = max_bytes  # may be lowered once the queue's own limit is known
         self._size_of = size_of
         self._on_flush = on_flush
+        self._eager = eager
+        self._in_flight = 0  # calls under way
         self._pending: _Pending[E, R] = _Pending()
         self._group: asyncio.TaskGroup | None = None
         self._closed = False
@@ -98,7 +104,11 @@ class Batcher[E, R]:
         if len(pending.entries) >= self._max_entries:
             self.flush_now()
         elif pending.timer is None:
-            pending.timer = asyncio.get_running_loop().call_later(self._linger, self.flush_now)
+            loop = asyncio.get_running_loop()
+            if self._eager and not self._in_flight:
+                pending.timer = loop.call_soon(self.flush_now)  # after this turn's other submitters
+            else:
+                pending.timer = loop.call_later(self._linger, self.flush_now)
         return future
 
     async def submit(self, entry: E) -> R:
@@ -111,6 +121,7 @@ class Batcher[E, R]:
         if pending.timer is not None:
             pending.timer.cancel()
         if pending.entries and self._group is not None:
+            self._in_flight += 1
             self._group.create_task(self._call(pending))
 
     async def _call(self, pending: _Pending[E, R]) -> None:
@@ -131,6 +142,9 @@ class Batcher[E, R]:
         finally:
             for future in pending.futures:
                 future.cancel()  # no-op for resolved futures; never leave a submitter hanging
+            self._in_flight -= 1
+            if self._eager and not self._in_flight and self._pending.entries:
+                self.flush_now()  # what gathered while the calls were in flight
 
 
 def _settle_all[E, R](flush: FlushFn[E, R]) -> SettlingFlushFn[E, R]:

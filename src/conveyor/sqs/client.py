@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.context import get_context
 
 from conveyor.errors import ConfigurationError
 
@@ -72,9 +73,37 @@ async def sqs_client(settings: ClientSettings, observer: CallObserver | None = N
     if not region:
         raise ConfigurationError("no AWS region: set AWS_REGION or CONVEYOR_AWS_REGION")
     async with session.create_client("sqs", region_name=region, **kwargs) as client:
+        cache_user_agent(client)
         if observer is not None:
             watch_calls(client, observer)
         yield client
+
+
+def cache_user_agent(client: SQSClient) -> None:
+    """Build botocore's User-Agent string once per set of features instead of twice per call.
+
+    botocore rebuilds the whole string (SDK, OS, language, config, app id, each part sanitised) when it
+    makes a request and again just before sending it, so that features registered during the call
+    show; all of it depends only on the client (fixed) and on those feature ids: they are the cache's
+    key, so the header is the one botocore would send. About a tenth of botocore's CPU per call. If a
+    botocore release no longer has the builder where it is expected, nothing is cached.
+    """
+    creator = getattr(client, "_user_agent_creator", None)
+    build = getattr(creator, "to_string", None)
+    if creator is None or build is None:
+        return
+    built: dict[tuple[frozenset[str], frozenset[str]], str] = {}
+
+    def to_string() -> str:
+        context = get_context()
+        client_features = getattr(creator, "_client_features", None) or ()
+        key = (frozenset(client_features), frozenset(context.features) if context is not None else frozenset())
+        found = built.get(key)
+        if found is None:
+            found = built[key] = build()
+        return found
+
+    creator.to_string = to_string
 
 
 def watch_calls(client: SQSClient, observer: CallObserver) -> None:

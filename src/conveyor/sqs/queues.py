@@ -30,6 +30,11 @@ class QueueConfig:
     dlq_arn: str | None
     max_receive_count: int | None
 
+    @property
+    def name(self) -> str:
+        """The queue's name: the last part of its URL."""
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
+
 
 class QueueLocation(Protocol):
     """Where the queue is, as the settings say it (``conveyor.settings.SqsSettings`` has it; sqs/

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -16,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from conveyor import metrics_dir
+from conveyor import metrics_dir, tracing
 from conveyor.idempotency import open_store
 from conveyor.settings import WriterSettings
 from conveyor.sqs.client import sqs_client
@@ -25,10 +26,11 @@ from conveyor.sqs.queues import QueueConfig
 from conveyor.writer.batch import send_batch
 from conveyor.writer.docs import add_docs
 from conveyor.writer.edge import EdgeMiddleware, Routes
+from conveyor.writer.fast_path import FastPath
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.outgoing import build_outgoing
 from conveyor.writer.parse_errors import parse_problem, validation_problem
-from conveyor.writer.problems import PROBLEM_JSON, EntryProblem, from_sqs, problem_response
+from conveyor.writer.problems import PROBLEM_JSON, EntryProblem, from_sqs, problem_response, unexpected_problem
 from conveyor.writer.replay import Keyed, Replay, fingerprint
 from conveyor.writer.request_meta import RequestMeta, request_meta
 from conveyor.writer.schemas import (
@@ -60,20 +62,27 @@ def _state(request: Request) -> WriterState:
     return state
 
 
-def create_app(settings: WriterSettings, client: SQSClient | None = None) -> FastAPI:
-    """Build the app. ``client`` injects an SQS client (tests); else one is made from settings."""
+def create_app(
+    settings: WriterSettings, client: SQSClient | None = None, tracer: tracing.NoTracing | tracing.Tracing | None = None
+) -> FastAPI:
+    """Build the app. ``client`` injects an SQS client (tests); else one is made from settings.
+    ``tracer`` is the app's tracing (tests), else the process's (``tracing.ACTIVE``); it is shut down
+    (its buffered spans exported) when the app stops."""
     metrics = WriterMetrics()
+    tracer = tracing.ACTIVE if tracer is None else tracer
+    fast_path = FastPath() if settings.writer_fast_path else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            stack.callback(tracer.shutdown)  # last: after the sender's last flush
             sqs: SQSClient = (
                 client
                 if client is not None
                 else await stack.enter_async_context(sqs_client(settings, metrics.observe_sqs_call))
             )
             first = await first_read(sqs, settings)  # QueueUnusableError: start-up fails, one line
-            state = WriterState(settings, sqs, metrics)
+            state = WriterState(settings, sqs, metrics, tracer, direct_batches=client is None)
             if settings.idempotency_store is not None:  # closed after the sender's last flush
                 store = await stack.enter_async_context(open_store(settings.idempotency_store))
                 state.replay = await stack.enter_async_context(Replay(store, settings, metrics))
@@ -87,6 +96,8 @@ def create_app(settings: WriterSettings, client: SQSClient | None = None) -> Fas
                 reading = group.create_task(read_until_known(sqs, settings, state.attach, state.set_failure))
                 stack.callback(reading.cancel)  # on shutdown, before the group waits for it
             app.state.writer = state
+            if fast_path is not None:
+                fast_path.state = state
             yield
             log.info("writer_stopping")
 
@@ -95,6 +106,7 @@ def create_app(settings: WriterSettings, client: SQSClient | None = None) -> Fas
         version="0.1.0",
         description="Validates messages and writes them to an SQS queue.",
         lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},  # Conveyor's own spans (conveyor.tracing)
         docs_url=None,  # served by add_docs from packaged assets, not from a CDN
         redoc_url=None,
     )
@@ -102,7 +114,15 @@ def create_app(settings: WriterSettings, client: SQSClient | None = None) -> Fas
     _add_error_handlers(app)
     _add_routes(app, metrics)
     add_docs(app)
-    app.add_middleware(EdgeMiddleware, routes=Routes.of(app), max_body=settings.max_request_bytes, metrics=metrics)
+    routes = Routes.of(app)
+    app.add_middleware(
+        EdgeMiddleware,
+        routes=routes,
+        max_body=settings.max_request_bytes,
+        metrics=metrics,
+        tracing=tracer,
+        fast_path=fast_path,
+    )
     return app
 
 
@@ -166,6 +186,14 @@ def _add_routes(app: FastAPI, metrics: WriterMetrics) -> None:
 
 async def _send_one(message: MessageIn, state: WriterState, meta: RequestMeta) -> Response:
     queue = state.require_queue()
+    if not state.tracing.enabled:
+        return await _send_built(message, state, meta, queue)
+    # The message carries the context of its send span (a child of the request's), not the caller's.
+    with state.tracing.send(queue.name) as traceparent:
+        return await _send_built(message, state, dataclasses.replace(meta, traceparent=traceparent), queue)
+
+
+async def _send_built(message: MessageIn, state: WriterState, meta: RequestMeta, queue: QueueConfig) -> Response:
     outgoing = build_outgoing(message, meta, queue)
 
     async def send() -> JSONResponse:
@@ -186,11 +214,7 @@ def _unready(problem: Problem) -> Problem:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EntryProblem)
     async def entry_problem(request: Request, exc: EntryProblem) -> Response:
-        state: WriterState = request.app.state.writer
-        state.metrics.messages.labels(str(exc.status)).inc()
-        retry_after = exc.retry_after or state.settings.retry_after_seconds
-        headers = {"Retry-After": str(retry_after)} if exc.retryable else None
-        return problem_response(exc.to_problem(request.state.request_id), headers)
+        return _state(request).problem_response(exc, request.state.request_id)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -210,8 +234,4 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected_error", path=request.url.path)
-        problem = Problem(
-            title="Internal error", status=500, detail="an unexpected error; see the writer's log",
-            request_id=request.state.request_id,
-        )  # fmt: skip
-        return problem_response(problem)
+        return problem_response(unexpected_problem(request.state.request_id))

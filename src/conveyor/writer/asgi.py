@@ -7,6 +7,7 @@ import sys
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from conveyor import tracing
 from conveyor.logs import configure_logging
 from conveyor.settings import WriterSettings
 from conveyor.writer.app import create_app
@@ -57,4 +58,5 @@ def _drop(text: str) -> logging.Filter:
 def app() -> ASGIApp:
     settings = WriterSettings()
     configure_logging(settings.log_format, settings.log_level)
+    tracing.install(tracing.from_environment("queue-writer"))  # in each worker; shut down with the app
     return StartupGuard(create_app(settings))

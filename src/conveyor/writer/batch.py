@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 
 from conveyor.idempotency import RequestState, StoredResponse
 from conveyor.sqs.queues import QueueConfig
+from conveyor.tracing import NoTracing, Tracing
 from conveyor.writer.batch_entry import Entry
 from conveyor.writer.group_order import is_group_stop, send_in_group_order
 from conveyor.writer.outgoing import build_outgoing
@@ -29,6 +30,7 @@ from conveyor.writer.sender import Sender
 from conveyor.writer.state import WriterState
 
 ROUTE = "POST /messages/batch"
+type Tracer = NoTracing | Tracing
 
 
 def _check_unique_ids(batch: BatchIn) -> None:
@@ -54,11 +56,16 @@ def _entry_key(message: BatchEntryIn, meta: RequestMeta) -> str | None:
     return scoped_key(meta.client, message.idempotency_key)
 
 
-def _prepare(message: BatchEntryIn, meta: RequestMeta, queue: QueueConfig, *, keyed: bool) -> Entry:
+def _prepare(message: BatchEntryIn, meta: RequestMeta, queue: QueueConfig, *, keyed: bool, tracer: Tracer) -> Entry:
     entry = Entry(message.id, message.group_id)
     try:
         key = _entry_key(message, meta)
         entry_meta = meta if key == meta.idempotency_key else dataclasses.replace(meta, idempotency_key=key)
+        if tracer.enabled:
+            # The entry's send span (a child of the request's) covers its making; its context
+            # travels with it, and the SendMessageBatch spans link to it.
+            with tracer.send(queue.name) as traceparent:
+                entry_meta = dataclasses.replace(entry_meta, traceparent=traceparent)
         entry.outgoing = build_outgoing(message, entry_meta, queue)
     except EntryProblem as problem:
         entry.result = problem
@@ -71,7 +78,8 @@ def _prepare(message: BatchEntryIn, meta: RequestMeta, queue: QueueConfig, *, ke
 async def send_batch(batch: BatchIn, state: WriterState, meta: RequestMeta) -> Response:
     _check_unique_ids(batch)
     queue = state.require_queue()
-    entries = [_prepare(m, meta, queue, keyed=state.replay is not None) for m in batch.messages]
+    keyed = state.replay is not None
+    entries = [_prepare(m, meta, queue, keyed=keyed, tracer=state.tracing) for m in batch.messages]
     if state.replay is None:
         await _send(entries, state.sender, fifo=queue.is_fifo)
         return _answer(entries)

@@ -6,35 +6,57 @@ as soon as the limit is crossed, without reading the rest.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
 from dataclasses import dataclass
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from prometheus_client import Counter
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from conveyor.tracing import NoTracing, Tracing
+from conveyor.writer.exchange import REQUEST_ID_HEADER, Exchange, with_request_id
+from conveyor.writer.fast_path import FastPath
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.problems import PROBLEM_JSON
+from conveyor.writer.request_meta import valid_traceparent
 from conveyor.writer.schemas import Problem
 
-REQUEST_ID_HEADER = "x-request-id"
+OTHER = "other"  # the route label of a path the app does not serve
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # fullmatch: no trailing newline
+_COUNTER_MASK = 2**64 - 1
 _JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json\s*(?:;.*)?", re.IGNORECASE)  # fullmatch
+
+
+class RequestIds:
+    """Request ids: the caller's X-Request-ID when it is valid, else a new one: 32 hex digits, a
+    random prefix of this process and a counter (unique without asking the OS for randomness per
+    request, which ``uuid4`` does)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count(int.from_bytes(os.urandom(4)))
+
+    def of(self, headers: dict[str, str]) -> str:
+        given = headers.get(REQUEST_ID_HEADER)
+        if given is not None and _VALID_REQUEST_ID.fullmatch(given):
+            return given
+        return f"{self._prefix}{next(self._count) & _COUNTER_MASK:016x}"
 
 
 def request_id_from(headers: dict[str, str]) -> str:
     """The caller's X-Request-ID when it is valid, else a new one."""
-    given = headers.get(REQUEST_ID_HEADER, "")
-    return given if _VALID_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    return _IDS.of(headers)
 
 
 @dataclass(frozen=True, slots=True)
 class Routes:
     """What the edge needs to know of the app's routes, read from the app itself."""
 
-    paths: frozenset[str]  # the metrics' route label; any other path is "other"
+    paths: frozenset[str]  # the metrics' route label; any other path is OTHER
     with_body: frozenset[tuple[str, str]]  # (method, path) of the routes that read a request body
 
     @classmethod
@@ -50,49 +72,77 @@ class Routes:
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, routes: Routes, max_body: int, metrics: WriterMetrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        routes: Routes,
+        max_body: int,
+        metrics: WriterMetrics,
+        tracing: NoTracing | Tracing,
+        fast_path: FastPath | None = None,
+    ) -> None:
         self.app = app
         self.routes = routes
         self.max_body = max_body
         self.metrics = metrics
+        self.tracing = tracing
+        self.fast_path = fast_path
+        self._ids = RequestIds()
+        # Label look-ups once, not per request: prometheus-client's labels() costs a few microseconds.
+        self._in_progress = {route: metrics.in_progress.labels(route) for route in (*routes.paths, OTHER)}
+        self._requests: dict[tuple[str, int], Counter] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = request_id_from(headers)
-        scope.setdefault("state", {})["request_id"] = request_id
-        route = scope["path"] if scope["path"] in self.routes.paths else "other"
-        status_seen: list[int] = []
-        send = self._wrap_send(send, request_id, status_seen)
-        in_progress = self.metrics.in_progress.labels(route)
+        raw = scope["headers"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
+        route = scope["path"] if scope["path"] in self.routes.paths else OTHER
+        exchange = Exchange(headers, self._ids.of(headers), route, repeated_headers=len(headers) != len(raw))
+        scope.setdefault("state", {})["request_id"] = exchange.request_id
+        if not self.tracing.enabled:
+            await self._serve(scope, receive, send, exchange)
+            return
+        # The server span: a child of the caller's trace context (the traceparent header), if valid.
+        parent = valid_traceparent(headers.get("traceparent", ""))
+        with self.tracing.request(scope["method"], None if route == OTHER else route, parent) as span:
+            try:
+                await self._serve(scope, receive, send, exchange)
+            finally:
+                span.status(exchange.status)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
+        in_progress = self._in_progress[exchange.route]
         in_progress.inc()
         try:
             if (scope["method"], scope["path"]) in self.routes.with_body:
-                problem = _content_type_problem(headers)
-                body = None if problem else await self._read_body(headers, receive)
+                problem = _content_type_problem(exchange.headers)
+                body = None if problem else await self._read_body(exchange.headers, receive)
                 if problem or body is None:
                     problem = problem or _too_large(self.max_body)
-                    await _send_problem(send, problem, request_id)
+                    await _send_problem(with_request_id(send, exchange), problem, exchange.request_id)
+                    return
+                fast = self.fast_path
+                if (
+                    fast is not None
+                    and fast.takes(scope, exchange)
+                    and await fast.answered(scope, exchange, body, send)
+                ):
                     return
                 scope["state"]["raw_body"] = body  # to explain a body the app cannot parse
                 receive = _replay(body, receive)
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, with_request_id(send, exchange))
         finally:
             in_progress.dec()
-            self.metrics.requests.labels(route, str(status_seen[0] if status_seen else 500)).inc()
+            self._count(exchange.route, exchange.status)
 
-    def _wrap_send(self, send: Send, request_id: str, seen: list[int]) -> Send:
-        async def wrapped(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                seen.append(message["status"])
-                headers = [h for h in message.get("headers", []) if h[0] != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        return wrapped
+    def _count(self, route: str, status: int) -> None:
+        counter = self._requests.get((route, status))
+        if counter is None:
+            counter = self._requests[route, status] = self.metrics.requests.labels(route, str(status))
+        counter.inc()
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes | None:
         """The whole body, or None as soon as it is known to exceed the limit."""
@@ -115,7 +165,8 @@ class EdgeMiddleware:
 
 
 def _content_type_problem(headers: dict[str, str]) -> Problem | None:
-    if _JSON_TYPE.fullmatch(headers.get("content-type", "")):
+    content_type = headers.get("content-type", "")
+    if content_type == "application/json" or _JSON_TYPE.fullmatch(content_type):
         return None
     return Problem(
         title="Unsupported media type",
@@ -154,3 +205,6 @@ async def _send_problem(send: Send, problem: Problem, request_id: str) -> None:
         headers.append((b"connection", b"close"))  # the rest of the body was never read
     await send({"type": "http.response.start", "status": problem.status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
+
+
+_IDS = RequestIds()

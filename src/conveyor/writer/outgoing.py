@@ -36,6 +36,12 @@ class Outgoing:
     deduplication_id: str | None = None
 
     @property
+    def traceparent(self) -> str | None:
+        """The trace context it carries (its send span's, with tracing on)."""
+        attribute = self.attributes.get(metadata.TRACEPARENT)
+        return attribute.get("StringValue") if attribute else None
+
+    @property
     def request_id(self) -> str | None:
         """The request it came with (for the log)."""
         attribute = self.attributes.get(metadata.REQUEST_ID)
@@ -60,9 +66,14 @@ def _invalid(field: str, detail: str) -> EntryProblem:
     return EntryProblem(422, "Invalid message", f"{field}: {detail}", field=field)
 
 
+# json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False), without making an
+# encoder per message
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def serialise_body(body: object) -> str:
     try:
-        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _COMPACT.encode(body)
     except ValueError as exc:
         raise _invalid("body", "numbers must be finite (no NaN or Infinity)") from exc
     _check_chars("body", text)

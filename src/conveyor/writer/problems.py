@@ -74,6 +74,13 @@ def from_sqs(failure: SqsFailure) -> EntryProblem:
     return EntryProblem(422, "Message refused by SQS", f"{summary} ({failure.code}).", code=failure.code)
 
 
+def unexpected_problem(request_id: str | None) -> Problem:
+    """The answer to an error of the writer's own (its log has the traceback)."""
+    return Problem(
+        title="Internal error", status=500, detail="an unexpected error; see the writer's log", request_id=request_id
+    )
+
+
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         problem.model_dump(exclude_none=True),

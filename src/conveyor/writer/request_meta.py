@@ -4,6 +4,7 @@ client's scope)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -41,11 +42,21 @@ def is_valid_idempotency_key(key: str) -> bool:
     return bool(key) and len(key) <= MAX_IDEMPOTENCY_KEY_CHARS and limits.first_refused_char(key) is None
 
 
+def valid_traceparent(header: str) -> str | None:
+    """The caller's W3C ``traceparent`` header when it is valid (else None: dropped, as W3C trace
+    context asks)."""
+    traceparent = header.strip(_OPTIONAL_WHITESPACE).lower()
+    return traceparent if _TRACEPARENT.fullmatch(traceparent) else None
+
+
 def request_meta(request: Request) -> RequestMeta:
     """Read the metadata headers; an invalid Idempotency-Key or X-Conveyor-Client is refused, an
     invalid traceparent is dropped (as W3C trace context asks)."""
-    headers = request.headers
-    traceparent = headers.get("traceparent", "").strip(_OPTIONAL_WHITESPACE).lower()
+    return meta_from(request.headers, request.state.request_id)
+
+
+def meta_from(headers: Mapping[str, str], request_id: str) -> RequestMeta:
+    """:func:`request_meta` from the headers (lower-case names) and the request id."""
     client = headers.get(CLIENT_HEADER)
     if client is not None and not _CLIENT.fullmatch(client):
         raise EntryProblem(
@@ -59,8 +70,8 @@ def request_meta(request: Request) -> RequestMeta:
             field="Idempotency-Key",
         )  # fmt: skip
     return RequestMeta(
-        request_id=request.state.request_id,
-        traceparent=traceparent if _TRACEPARENT.fullmatch(traceparent) else None,
+        request_id=request_id,
+        traceparent=valid_traceparent(headers.get("traceparent", "")),
         idempotency_key=None if key is None else scoped_key(client, key),
         content_type=headers.get("content-type", "application/json").split(";")[0],
         client=client,

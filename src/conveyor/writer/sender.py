@@ -17,6 +17,8 @@ from conveyor.sqs.batcher import Batcher, BatcherClosedError, Settle
 from conveyor.sqs.errors import SqsError
 from conveyor.sqs.limits import MAX_BATCH_BYTES
 from conveyor.sqs.queues import QueueConfig
+from conveyor.sqs.send_batch import BatchSender
+from conveyor.tracing import NO_TRACING, NoTracing, Tracing
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.outgoing import Outgoing
 from conveyor.writer.problems import EntryProblem, from_sqs
@@ -32,16 +34,30 @@ class Sender:
     """Sends validated messages to the queue through one coalescing batcher (an async context
     manager: leaving it flushes what is waiting and waits for the calls in flight)."""
 
-    def __init__(self, client: SQSClient, settings: WriterSettings, metrics: WriterMetrics) -> None:
+    def __init__(
+        self,
+        client: SQSClient,
+        settings: WriterSettings,
+        metrics: WriterMetrics,
+        tracing: NoTracing | Tracing = NO_TRACING,
+        *,
+        direct: bool = False,
+    ) -> None:
         self._client = client
+        # With a real aiobotocore client: SendMessageBatch without its per-call preparation (sqs/send_batch.py).
+        self._batch_sender = BatchSender(client) if direct else None
+        self._tracing = tracing
         self._entry_retries = settings.send_retries
         self._metrics = metrics
+        self._accepted = metrics.messages.labels("accepted")  # looked up once: a few microseconds a message
         self._queue_url: str | None = None  # until the queue is known
+        self._queue_name = ""
         self._batcher: Batcher[Outgoing, str] = Batcher(
             settle_each=self._send_each,  # SqsError outcomes become the submitter's exception
             linger=settings.batch_linger_ms / 1000,
             size_of=lambda o: o.size,
             on_flush=metrics.observe_batch,
+            eager=True,  # alone, a message waits for nothing; under load, calls fill while others fly
         )
 
     async def __aenter__(self) -> Self:
@@ -56,6 +72,7 @@ class Sender:
     def attach(self, queue: QueueConfig) -> None:
         """The queue is known: messages can be sent to it."""
         self._queue_url = queue.url
+        self._queue_name = queue.name
         # SQS caps a SendMessageBatch's total by the queue's own MaximumMessageSize: a queue still
         # at 256 KiB refuses a call of three 100 KiB messages with BatchRequestTooLong.
         self._batcher.max_bytes = min(MAX_BATCH_BYTES, queue.max_message_bytes)
@@ -98,7 +115,7 @@ class Sender:
             raise problem from exc
         finally:
             self._metrics.batch_wait.observe(time.monotonic() - started)
-        self._metrics.messages.labels("accepted").inc()
+        self._accepted.inc()
         self._metrics.message_bytes.observe(outgoing.size)
         return message_id
 
@@ -110,12 +127,19 @@ class Sender:
             raise RuntimeError("a message was submitted before the queue was known")
 
         async def call(entries: list[Any]) -> Any:
+            if self._batch_sender is not None:
+                return await self._batch_sender(queue_url, entries)
             return await self._client.send_message_batch(QueueUrl=queue_url, Entries=entries)
 
         def on_result(index: int, result: EntryResult) -> None:
             settle(index, _message_id_or_error(result))
 
-        await call_batch(call, [m.entry() for m in messages], self._entry_retries, on_result)
+        entries = [m.entry() for m in messages]
+        if not self._tracing.enabled:
+            await call_batch(call, entries, self._entry_retries, on_result)
+            return
+        with self._tracing.send_batch(self._queue_name, [m.traceparent for m in messages]):
+            await call_batch(call, entries, self._entry_retries, on_result)
 
 
 def _shutting_down(cause: BaseException | None = None) -> EntryProblem:

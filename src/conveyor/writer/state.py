@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 from conveyor.settings import WriterSettings
 from conveyor.sqs.errors import UNREACHABLE, Kind, SqsFailure
 from conveyor.sqs.queues import QueueConfig
+from conveyor.tracing import NO_TRACING, NoTracing, Tracing
 from conveyor.writer.metrics import WriterMetrics
-from conveyor.writer.problems import from_sqs
+from conveyor.writer.problems import EntryProblem, from_sqs, problem_response
 from conveyor.writer.replay import Replay
 from conveyor.writer.sender import Sender
 
 if TYPE_CHECKING:
+    from starlette.responses import Response
     from types_aiobotocore_sqs import SQSClient
 
 STARTING = SqsFailure("Starting", "the queue has not been read yet", Kind.RETRYABLE, UNREACHABLE.summary)
@@ -25,6 +27,8 @@ class WriterState:
     settings: WriterSettings
     client: SQSClient
     metrics: WriterMetrics
+    tracing: NoTracing | Tracing = NO_TRACING
+    direct_batches: bool = False  # SendMessageBatch through sqs/send_batch.py (a real aiobotocore client)
     queue: QueueConfig | None = None  # None until start-up could read it
     failure: SqsFailure = STARTING  # why the queue is not known (yet, or for good)
     ready_until: float = field(default=0.0)
@@ -32,7 +36,7 @@ class WriterState:
     sender: Sender = field(init=False)  # entered by the app's lifespan
 
     def __post_init__(self) -> None:
-        self.sender = Sender(self.client, self.settings, self.metrics)
+        self.sender = Sender(self.client, self.settings, self.metrics, self.tracing, direct=self.direct_batches)
 
     def attach(self, queue: QueueConfig) -> None:
         """The queue is known: messages can be validated against it and sent."""
@@ -41,6 +45,13 @@ class WriterState:
 
     def set_failure(self, failure: SqsFailure) -> None:
         self.failure = failure
+
+    def problem_response(self, problem: EntryProblem, request_id: str | None) -> Response:
+        """The answer to a request refused for ``problem`` (counted; ``Retry-After`` when retrying helps)."""
+        self.metrics.messages.labels(str(problem.status)).inc()
+        retry_after = problem.retry_after or self.settings.retry_after_seconds
+        headers = {"Retry-After": str(retry_after)} if problem.retryable else None
+        return problem_response(problem.to_problem(request_id), headers)
 
     def require_queue(self) -> QueueConfig:
         """The queue's configuration; until it is known, the start-up failure as the answer."""
