@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from conveyor import Message, Retry, idempotent, metadata
+from conveyor import BatchFailures, Message, Retry, batch_handler, idempotent, metadata
 from conveyor.idempotency import Claim, IdempotencyStore, StoreUnavailableError, open_store
 from conveyor.message import idempotency_options
 from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
+from conveyor.processor.user_code import adapt
 from tests.fakes import FakeSqs, as_client
 from tests.unit.engine_support import QUEUE, config_for, left, sample, until
 
@@ -245,3 +248,63 @@ async def test_on_a_fifo_queue_a_deferred_message_holds_back_its_group(tmp_path:
         engine.stop()
         await asyncio.wait_for(task, 10)
     assert seen == []  # 1 and 2 never ran before 0
+
+
+@asynccontextmanager
+async def fifo_batch_engine(fake: FakeSqs, store: IdempotencyStore, seen: list[int]) -> AsyncIterator[Engine]:
+    """A batch handler on ``work.fifo`` recording the ``n`` of each message it is given."""
+
+    @batch_handler
+    async def handle(messages: list[Message]) -> BatchFailures:
+        seen.extend(message.json()["n"] for message in messages)
+        return {}
+
+    config = config_for(fake, "work.fifo", visibility_timeout=1, retry_max_seconds=1)
+    dedupe = Dedupe(store, visibility_timeout=1, ttl_seconds=60, linger=0.01)
+    with ThreadPoolExecutor(1) as pool:
+        engine = Engine(as_client(fake), config, adapt(handle, pool), dedupe=dedupe)
+        task = asyncio.create_task(engine.run())
+        try:
+            yield engine
+        finally:
+            engine.stop()
+            await asyncio.wait_for(task, 10)
+
+
+def put_keyed(fake: FakeSqs, n: int, key: str, group: str = "g") -> None:
+    attributes = {metadata.IDEMPOTENCY_KEY: {"DataType": "String", "StringValue": key}}
+    fake.put("work.fifo", json.dumps({"n": n}), attributes, group)
+
+
+async def test_a_fifo_batch_handler_runs_the_messages_before_a_deferred_one(tmp_path: Path) -> None:
+    """Review 2: the message before a deferred one of its group was deleted without running."""
+    fake = FakeSqs()
+    fake.create("work.fifo")
+    put_keyed(fake, 0, "a")
+    put_keyed(fake, 1, "b")  # in progress elsewhere: deferred, and the group stops there
+    put_keyed(fake, 2, "c")
+    seen: list[int] = []
+    async with open_store(f"sqlite:///{tmp_path}/s.sqlite3") as store:
+        await store.claim(["b"], "another-process", 60)
+        async with fifo_batch_engine(fake, store, seen) as engine:
+            await until(lambda: len(fake.queues["work.fifo"].deleted) == 1)
+            deferred = engine.metrics.registry.get_sample_value("conveyor_processor_duplicates_deferred_total")
+        assert await store.claim(["a", "c"], "someone-else", 60) == [Claim.COMPLETED, Claim.CLAIMED]
+    assert seen == [0]  # 0 ran; 2 waits behind 1
+    assert [json.loads(m.body)["n"] for m in fake.queues["work.fifo"].deleted] == [0]
+    assert deferred == 1
+
+
+async def test_two_copies_of_one_key_in_a_fifo_group_are_handled_once(tmp_path: Path) -> None:
+    """Review 2: the first copy was acked unhandled (the second, held here, stopped the group), and
+    the second then skipped as a duplicate: handled zero times."""
+    fake = FakeSqs()
+    fake.create("work.fifo")
+    put_keyed(fake, 0, "k")
+    put_keyed(fake, 0, "k")
+    seen: list[int] = []
+    async with open_store(f"sqlite:///{tmp_path}/s.sqlite3") as store, fifo_batch_engine(fake, store, seen) as engine:
+        await until(lambda: len(fake.queues["work.fifo"].messages) == 0, timeout=10)
+        skipped = engine.metrics.registry.get_sample_value("conveyor_processor_duplicates_skipped_total")
+    assert seen == [0]
+    assert skipped == 1

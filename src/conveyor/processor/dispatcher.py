@@ -56,7 +56,10 @@ type Stopped = dict[str, int]  # FIFO: group -> seconds until the message it wai
 @dataclass(slots=True)
 class Admission:
     decided: dict[str, Outcome] = field(default_factory=dict)  # message id -> outcome without the handler
-    stops: set[str] = field(default_factory=set)  # FIFO groups whose next messages wait for a deferred one
+    behind: set[str] = field(default_factory=set)  # FIFO: message ids after a deferred one of their group
+
+    def runs(self, lease: Lease) -> bool:
+        return lease.message_id not in self.decided and lease.message_id not in self.behind
 
 
 CANCEL_WAIT_SECONDS = 1.0  # after cancelling the workers, before cancelling the stragglers again
@@ -204,15 +207,14 @@ class Dispatcher:
             lease.start()
         leases = await self._answer_canaries(leases)
         admitted = self._admitted(leases)
-        runnable = [lease for lease in leases if lease.message_id not in admitted.decided]
-        runnable = [lease for lease in runnable if (lease.group_id or "") not in admitted.stops]
+        runnable = [lease for lease in leases if admitted.runs(lease)]
         with self._tracing.process(self._destination, [_carried(lease) for lease in leases]) as span:
             try:
                 errors = await self._invoker.errors(runnable) if runnable else {}
             except asyncio.CancelledError:
                 self._unfinished(leases, stopped)
                 raise
-            await self._settle_all(leases, errors, stopped, admitted.decided, span)
+            await self._settle_all(leases, errors, stopped, admitted, span)
 
     async def _answer_canaries(self, leases: list[Lease]) -> list[Lease]:
         """Canaries are answered and settled here, never seen by the handler; returns the others."""
@@ -226,15 +228,20 @@ class Dispatcher:
         return rest
 
     def _admitted(self, leases: list[Lease]) -> Admission:
-        """The outcomes decided before the handler (duplicates), and on a FIFO queue the groups a
-        deferred message stops (what follows it must not run before it)."""
+        """The outcomes decided before the handler (duplicates), and on a FIFO queue the messages
+        behind a deferred one of their group (they must not run before it; those before it do)."""
         admission = Admission()
+        deferred: set[str] = set()  # FIFO groups with a deferred message so far, in batch order
         for lease in leases:
+            group = lease.group_id or ""
+            if self._config.fifo and group in deferred:
+                admission.behind.add(lease.message_id)
+                continue
             outcome = before_handler(lease.claim, lease.receive_count, self._policy, self._config.visibility_timeout)
             if outcome is not None:
                 admission.decided[lease.message_id] = outcome
                 if self._config.fifo and isinstance(outcome, Defer):
-                    admission.stops.add(lease.group_id or "")
+                    deferred.add(group)
         return admission
 
     def _unfinished(self, leases: list[Lease], stopped: Stopped) -> None:
@@ -254,7 +261,7 @@ class Dispatcher:
         leases: list[Lease],
         errors: Mapping[str, BaseException],
         stopped: Stopped,
-        decided_before: Mapping[str, Outcome],
+        admitted: Admission,
         span: Recorder,
     ) -> None:
         """Settle each message. On a standard queue the deletes and retries go first and the
@@ -262,21 +269,29 @@ class Dispatcher:
         messages whose handler succeeded. On a FIFO queue, in order: a message that goes back to the
         queue stops its group, and the later messages of that group in this batch are released with
         it, not settled, so that the group is delivered again from the failed one (what Lambda does
-        with FIFO batches)."""
-        decided = [(lease, decided_before.get(lease.message_id) or self._decide(lease, errors)) for lease in leases]
+        with FIFO batches). A message that did not run (behind a deferred one) is never decided from
+        the handler's errors: it is released with its group."""
+        decided = [(lease, self._outcome(lease, errors, admitted)) for lease in leases]
         if not self._config.fifo:
             decided.sort(key=lambda pair: isinstance(pair[1], DeadLetter))  # stable: otherwise in order
         for lease, outcome in decided:
             group = lease.group_id or ""
             with lease.log_context():
-                if self._config.fifo and group in stopped:
+                if outcome is None or (self._config.fifo and group in stopped):
                     log.info("released_behind_failure", group_id=group)
+                    _stop(stopped, lease, 0)  # (a deferred message before it has stopped the group)
                     self.release(lease, stopped[group])
                     span.outcome(lease.message_id, "released")
                     continue
                 if (seconds := await self._settle(lease, outcome)) is not None:
                     stopped[group] = seconds
                 span.outcome(lease.message_id, OUTCOME_NAMES[type(outcome)])
+
+    def _outcome(self, lease: Lease, errors: Mapping[str, BaseException], admitted: Admission) -> Outcome | None:
+        """Decided before the handler, or from its errors; None for a message that did not run."""
+        if lease.message_id in admitted.behind:
+            return None
+        return admitted.decided.get(lease.message_id) or self._decide(lease, errors)
 
     def _decide(self, lease: Lease, errors: Mapping[str, BaseException]) -> Outcome:
         return decide(errors.get(lease.message_id), lease.receive_count, self._policy)
