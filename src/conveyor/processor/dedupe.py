@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -39,6 +40,7 @@ from conveyor.sqs.batcher import Batcher
 
 log = structlog.get_logger("conveyor.processor")
 CLAIM_MARGIN_SECONDS = 5.0  # a claim outlives the message's visibility by this much
+MAX_UNRECORDED = 100_000  # completions kept here while the store cannot record them
 
 type KeyFunction = Callable[[Message], str]
 
@@ -58,18 +60,24 @@ class Dedupe:
         linger: float,
         key_of: KeyFunction | None = None,
         owner: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._lease = visibility_timeout + CLAIM_MARGIN_SECONDS
         self._ttl = ttl_seconds
         self._key_of = key_of
+        self._clock = clock
         self.owner = owner or default_owner()
         self._completions: Batcher[str, None] = Batcher(self._complete, linger=linger)
         self._releases: Batcher[str, None] = Batcher(self._release, linger=linger)
-        self._extending: asyncio.Task[None] | None = None
+        self._renewing: asyncio.Task[None] | None = None
         # Keys claimed by a message this process still holds: the store answers CLAIMED to its owner
         # (a redelivery to us), so a second copy held here at the same time is told apart locally.
         self._holders: dict[str, Lease] = {}
+        self._claimed_until: dict[str, float] = {}  # key -> when (by ``clock``) its claim ends unless renewed
+        # Handler completions the store failed to record (an ordered set): recorded again each tick,
+        # and meanwhile a copy received here is a duplicate whatever the store says.
+        self._unrecorded: dict[str, None] = {}
 
     async def __aenter__(self) -> Self:
         await self._completions.__aenter__()
@@ -83,50 +91,97 @@ class Dedupe:
             await self._releases.__aexit__(et, e, tb)
         finally:
             await self._completions.__aexit__(et, e, tb)
-            if self._extending is not None:
-                await asyncio.gather(self._extending, return_exceptions=True)
+            if self._renewing is not None:
+                await asyncio.gather(self._renewing, return_exceptions=True)
+            if self._unrecorded:  # one last try; what still fails is logged (it may run again)
+                await self._record(list(self._unrecorded))
 
     def key(self, lease: Lease) -> str:
-        """The message's key: the handler's key function, the writer's idempotency key, or its id."""
-        if self._key_of is not None:
-            try:
-                return str(self._key_of(lease.message()))
-            except Exception as exc:  # noqa: BLE001 - a broken key function falls back to the id
-                log.warning("idempotency_key_function_failed", message_id=lease.message_id, error=type(exc).__name__)
-                return lease.message_id
-        attribute = lease.attributes.get(IDEMPOTENCY_KEY, {})
-        return str(attribute.get("StringValue") or lease.message_id)
+        """The message's key: the handler's key function, the writer's idempotency key, or its id.
+        A key the store cannot keep (not a string, empty, not encodable as UTF-8, such as a lone
+        surrogate a key function read from a JSON body) falls back to the message id."""
+        key = _usable_key(self._candidate(lease))
+        if key is None:
+            log.warning("idempotency_key_invalid", message_id=lease.message_id)
+            return lease.message_id
+        return key
+
+    def _candidate(self, lease: Lease) -> object:
+        if self._key_of is None:
+            attribute = lease.attributes.get(IDEMPOTENCY_KEY, {})
+            return attribute.get("StringValue") or lease.message_id
+        try:
+            return self._key_of(lease.message())
+        except Exception as exc:  # noqa: BLE001 - a broken key function falls back to the id
+            log.warning("idempotency_key_function_failed", message_id=lease.message_id, error=type(exc).__name__)
+            return lease.message_id
 
     async def admit(self, leases: Sequence[Lease]) -> None:
         """Claim the keys of a received batch (one round trip); each lease learns its claim."""
         keys = [self.key(lease) for lease in leases]
+        sent_at = self._clock()
         claims = await self._store.claim(keys, self.owner, self._lease)  # StoreUnavailableError: the poller waits
         for lease, key, claim in zip(leases, keys, claims, strict=True):
             lease.dedupe_key = key
-            if claim is Claim.CLAIMED and key in self._holders:  # another copy is held here right now
-                lease.claim = Claim.IN_PROGRESS
+            lease.claim = self._as_seen_here(key, claim)
+            if lease.claim is Claim.CLAIMED:
+                self._holders[key] = lease
+                self._claimed_until[key] = sent_at + self._lease
+
+    def _as_seen_here(self, key: str, claim: Claim) -> Claim:
+        if key in self._unrecorded:  # completed here; the store does not know it yet
+            return Claim.COMPLETED
+        if claim is Claim.CLAIMED and key in self._holders:  # another copy is held here right now
+            return Claim.IN_PROGRESS
+        return claim
+
+    def renew(self) -> asyncio.Task[None] | None:
+        """Each heartbeat tick: renew the claims within half a lease of their end (one that failed is
+        tried again on the next tick, well before it ends), and record the completions the store
+        missed. One store call at a time: a slow store never holds up the heartbeat itself. Returns
+        the renewal it started, if any."""
+        if self._renewing is not None and not self._renewing.done():
+            return None
+        now = self._clock()
+        for key in [key for key in self._claimed_until if not self._still_held(key)]:
+            del self._claimed_until[key]  # left to its timeout (a thread that cannot be stopped): its claim ends
+        due = [key for key, until in self._claimed_until.items() if until - now <= self._lease / 2]
+        if not (due or self._unrecorded):
+            return None
+        self._renewing = asyncio.get_running_loop().create_task(self._renew(due, now))
+        return self._renewing
+
+    def _still_held(self, key: str) -> bool:
+        holder = self._holders.get(key)
+        return holder is not None and holder.held_by_handler
+
+    async def _renew(self, due: list[str], sent_at: float) -> None:
+        if due:
+            try:
+                await self._store.extend(due, self.owner, self._lease)
+            except StoreUnavailableError as exc:
+                log.warning("idempotency_extend_failed", keys=len(due), error=str(exc.__cause__ or exc)[:200])
             else:
-                lease.claim = claim
-                if claim is Claim.CLAIMED:
-                    self._holders[key] = lease
+                for key in due:
+                    if key in self._claimed_until:  # (still held: not settled meanwhile)
+                        self._claimed_until[key] = sent_at + self._lease
+        if self._unrecorded:
+            await self._record(list(self._unrecorded))
 
-    def extend(self, leases: Sequence[Lease]) -> None:
-        """Renew the claims of messages the heartbeat is extending (one store call at a time; a slow
-        store never holds up the heartbeat itself)."""
-        keys = [lease.dedupe_key for lease in leases if lease.claim is Claim.CLAIMED and lease.dedupe_key]
-        if not keys or (self._extending is not None and not self._extending.done()):
-            return
-        self._extending = asyncio.get_running_loop().create_task(self._extend(keys))
-
-    async def _extend(self, keys: list[str]) -> None:
+    async def _record(self, keys: list[str]) -> None:
+        """Record completions the store missed before; those it takes are no longer kept here."""
         try:
-            await self._store.extend(keys, self.owner, self._lease)
+            await self._store.complete(keys, self.owner, self._ttl)
         except StoreUnavailableError as exc:
-            log.warning("idempotency_extend_failed", error=str(exc.__cause__ or exc)[:200])
+            log.warning("idempotency_complete_failed", keys=len(keys), error=str(exc.__cause__ or exc)[:200])
+            return
+        for key in keys:
+            self._unrecorded.pop(key, None)
 
     def completed(self, lease: Lease, then: Callable[[], None]) -> None:
         """The handler succeeded: record the completion, then ``then`` (the delete) — whatever the
-        store says: the handler ran, and keeping the message would only run it again."""
+        store says: the handler ran, and keeping the message would only run it again. A completion
+        the store missed is kept here and recorded again on the next ticks."""
         key = self._held_key(lease)
         if key is None:
             then()
@@ -134,8 +189,9 @@ class Dedupe:
         future = self._completions.submit_nowait(key)
 
         def done(f: asyncio.Future[None]) -> None:
-            _log_failure(f, "idempotency_complete_failed")
-            self._holders.pop(key, None)
+            if _log_failure(f, "idempotency_complete_failed"):
+                self._remember_unrecorded(key)
+            self._let_go(key)
             then()
 
         future.add_done_callback(done)
@@ -152,7 +208,7 @@ class Dedupe:
 
         def done(f: asyncio.Future[None]) -> None:
             _log_failure(f, "idempotency_release_failed")
-            self._holders.pop(key, None)
+            self._let_go(key)
             then()
 
         future.add_done_callback(done)
@@ -163,7 +219,18 @@ class Dedupe:
         if lease.claim is not Claim.CLAIMED or key is None or self._holders.get(key) is not lease:
             return None
         lease.claim = None  # settled: whatever comes next, this lease no longer speaks for the key
+        self._claimed_until.pop(key, None)  # no longer renewed
         return key
+
+    def _let_go(self, key: str) -> None:
+        self._holders.pop(key, None)
+
+    def _remember_unrecorded(self, key: str) -> None:
+        self._unrecorded[key] = None
+        if len(self._unrecorded) > MAX_UNRECORDED:  # the store has been down for long: forget the oldest
+            oldest = next(iter(self._unrecorded))
+            del self._unrecorded[oldest]
+            log.error("idempotency_completion_forgotten", key=oldest)
 
     async def _complete(self, keys: Sequence[str]) -> list[None]:
         await self._store.complete(keys, self.owner, self._ttl)
@@ -174,8 +241,25 @@ class Dedupe:
         return [None] * len(keys)
 
 
-def _log_failure(future: asyncio.Future[None], event: str) -> None:
+def _usable_key(value: object) -> str | None:
+    """``value`` as a store key, or None when it cannot be one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
+def _log_failure(future: asyncio.Future[None], event: str) -> bool:
+    """Log a failed store call; True when it failed."""
     if future.cancelled():
         log.warning(event, error="cancelled")
-    elif (exc := future.exception()) is not None:
+        return True
+    if (exc := future.exception()) is not None:
         log.warning(event, error=str(exc.__cause__ or exc)[:200])
+        return True
+    return False

@@ -95,7 +95,7 @@ class Engine:
             )  # fmt: skip
             heartbeat = Heartbeat(
                 self.inflight, acker, self.metrics, config.visibility_timeout, clock=self.clock,
-                on_extend=self.dedupe.extend if self.dedupe else None,
+                on_beat=self.dedupe.renew if self.dedupe else None,
             )  # fmt: skip
             pollers = [self._poller() for _ in range(config.pollers)]
             async with asyncio.TaskGroup() as group:

@@ -33,9 +33,9 @@ class Heartbeat:
         visibility_timeout: float,
         *,
         clock: Callable[[], float] = time.monotonic,
-        on_extend: Callable[[list[Lease]], None] | None = None,
+        on_beat: Callable[[], object] | None = None,
     ) -> None:
-        self._on_extend = on_extend  # the idempotency claims are renewed with the visibility
+        self._on_beat = on_beat  # each tick: the idempotency claims are renewed too
         self._inflight = inflight
         self._acker = acker
         self._metrics = metrics
@@ -71,8 +71,8 @@ class Heartbeat:
     def beat(self) -> None:
         now = self._clock()
         due = self.due(now)
-        if due and self._on_extend is not None:
-            self._on_extend(due)
+        if self._on_beat is not None:
+            self._on_beat()
         for lease in due:
             seconds = self.extension(lease, now)
             if seconds <= 0:

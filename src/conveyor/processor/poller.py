@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from conveyor.idempotency import StoreUnavailableError
+from conveyor.idempotency import Claim, StoreUnavailableError
 from conveyor.processor.backoff import poll_backoff
 from conveyor.processor.buffer import Buffer
 from conveyor.processor.health import Health
@@ -148,6 +148,10 @@ class Poller:
                 error = str(exc.__cause__ or exc)[:200]
                 log.warning("idempotency_store_unavailable", error=error, retry_in=round(delay, 2))
                 await self._sleep(delay)
+            except Exception:  # a bug of ours or the store's must not stop the engine
+                log.exception("idempotency_admit_failed", messages=len(leases))
+                _unadmitted(leases)
+                return
             else:
                 self._health.poll_succeeded()
                 return
@@ -186,3 +190,11 @@ class Poller:
         if lease.sent_at is not None:
             lag = time.time() - lease.sent_at.timestamp()
             self._metrics.lag_seconds.observe(max(lag, 0.0))
+
+
+def _unadmitted(leases: list[Lease]) -> None:
+    """Messages whose claim could not be asked for: none runs without one. Each is handled as in
+    progress elsewhere (it comes back after a backoff, and the redrive policy stands behind it)."""
+    for lease in leases:
+        if lease.claim is None:
+            lease.claim = Claim.IN_PROGRESS

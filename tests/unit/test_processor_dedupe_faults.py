@@ -1,0 +1,200 @@
+"""Effectively once when things go wrong (review 2): a key the store cannot keep, a store call that
+fails once, a store that raises what it should not. Nothing runs twice, nothing is lost, the engine
+never stops."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from conveyor import Message, idempotent, metadata
+from conveyor.idempotency import Claim, IdempotencyStore, StoreUnavailableError, open_store
+from conveyor.idempotency.sqlite_store import SqliteStore
+from conveyor.message import idempotency_options
+from conveyor.processor.dedupe import Dedupe
+from conveyor.processor.engine import Engine
+from conveyor.processor.heartbeat import Heartbeat
+from conveyor.processor.lease import InFlight, Lease
+from conveyor.processor.metrics import ProcessorMetrics
+from tests.fakes import FakeSqs, as_client
+from tests.idempotency_support import FakeClock
+from tests.unit.engine_support import QUEUE, config_for, left, until
+
+
+def keyed(key: str) -> dict[str, object]:
+    return {metadata.IDEMPOTENCY_KEY: {"DataType": "String", "StringValue": key}}
+
+
+class Flaky:
+    """A store whose named method fails ``fails`` times (a Redis blip), counting the calls that worked."""
+
+    def __init__(self, store: IdempotencyStore, method: str, fails: int = 1, error: Exception | None = None) -> None:
+        self.store, self.method, self.fails = store, method, fails
+        self.error = error or StoreUnavailableError("one Redis timeout")
+        self.succeeded = 0
+
+    def __getattr__(self, name: str) -> object:
+        call = getattr(self.store, name)
+        if name != self.method:
+            return call
+
+        async def flaky(*args: object) -> object:
+            if self.fails:
+                self.fails -= 1
+                raise self.error
+            answer = await call(*args)
+            self.succeeded += 1
+            return answer
+
+        return flaky
+
+
+def lease_with(key: str | None, message_id: str = "m1", body: str = "x") -> Lease:
+    raw = {"MessageId": message_id, "ReceiptHandle": "h1", "Body": body, "MessageAttributes": keyed(key) if key else {}}
+    return Lease.from_sqs(raw, received_at=0.0, visibility=30)
+
+
+@pytest.mark.parametrize("value", [None, "", "\ud800", b"bytes", 3.5, True])
+def test_a_key_the_store_cannot_keep_falls_back_to_the_message_id(value: object) -> None:
+    dedupe = Dedupe(object(), visibility_timeout=30, ttl_seconds=60, linger=0.01, key_of=lambda _: value)  # type: ignore[arg-type, return-value]
+    assert dedupe.key(lease_with(None, "id-1")) == "id-1"
+
+
+def test_a_key_function_may_return_a_number() -> None:
+    dedupe = Dedupe(object(), visibility_timeout=30, ttl_seconds=60, linger=0.01, key_of=lambda _: 42)  # type: ignore[arg-type, return-value]
+    assert dedupe.key(lease_with(None)) == "42"
+
+
+async def test_a_key_function_returning_a_lone_surrogate_does_not_stop_the_engine(tmp_path: Path) -> None:
+    """A plain producer's valid JSON {"order": "\\ud800"}: the key function returns a string no store
+    can encode. It was a UnicodeEncodeError out of the poller: the engine crashed, again and again."""
+    fake = FakeSqs()
+    fake.create(QUEUE)
+    fake.put(QUEUE, '{"order": "\\ud800"}')
+    fake.put(QUEUE, '{"order": "fine"}')
+    seen: list[str] = []
+
+    @idempotent(key=lambda message: message.json()["order"])
+    async def handler(message: Message) -> None:
+        seen.append(message.body)
+
+    async with open_store(f"sqlite:///{tmp_path}/s.sqlite3") as store:
+        dedupe = Dedupe(
+            store, visibility_timeout=2, ttl_seconds=60, linger=0.01, key_of=idempotency_options(handler).key
+        )
+        engine = Engine(as_client(fake), config_for(fake), handler, dedupe=dedupe)
+        task = asyncio.create_task(engine.run())
+        await until(lambda: left(fake) == 0 or task.done())
+        engine.stop()
+        await asyncio.wait_for(task, 10)
+    assert sorted(seen) == ['{"order": "\\ud800"}', '{"order": "fine"}']
+
+
+async def test_a_store_that_raises_an_unexpected_error_defers_the_batch_and_the_engine_goes_on(
+    tmp_path: Path,
+) -> None:
+    fake = FakeSqs()
+    fake.create(QUEUE)
+    fake.put(QUEUE, "one", keyed("k1"))
+    seen: list[str] = []
+
+    async def handler(message: Message) -> None:
+        seen.append(message.body)
+
+    async with open_store(f"sqlite:///{tmp_path}/s.sqlite3") as real:
+        store = Flaky(real, "claim", error=RuntimeError("a bug in a store"))
+        dedupe = Dedupe(store, visibility_timeout=1, ttl_seconds=60, linger=0.01)  # type: ignore[arg-type]
+        engine = Engine(as_client(fake), config_for(fake, visibility_timeout=1), handler, dedupe=dedupe)
+        task = asyncio.create_task(engine.run())
+        await until(lambda: seen == ["one"] or task.done(), timeout=10)
+        deferred = engine.metrics.registry.get_sample_value("conveyor_processor_duplicates_deferred_total")
+        engine.stop()
+        await asyncio.wait_for(task, 10)
+    assert seen == ["one"]  # once, after the deferral: never without its claim
+    assert deferred == 1
+
+
+class SqsAnswersAtOnce:
+    """The heartbeat's acker: every visibility extension succeeds at once."""
+
+    def extend(self, lease: Lease, seconds: int, on_ok: object) -> None:
+        on_ok()  # type: ignore[operator]
+
+
+async def test_a_claim_renewal_that_fails_once_is_tried_again_before_the_claim_ends(tmp_path: Path) -> None:
+    """Visibility 300 s: the claim lasts 305 s. Its first renewal (at 190 s) fails once; it used to be
+    tried again only with the next visibility extension (340 s): the claim ended at 305 s while the
+    handler still ran, and another processor could claim the key and run a second copy."""
+    wall, mono = FakeClock(1_000_000.0), [0.0]
+    store = SqliteStore(tmp_path / "s.sqlite3", clock=wall)
+    flaky = Flaky(store, "extend")
+    inflight = InFlight()
+    lease = lease_with("order-9")
+    inflight.add(lease)
+    dedupe = Dedupe(flaky, visibility_timeout=300, ttl_seconds=3600, linger=0.01, clock=lambda: mono[0])  # type: ignore[arg-type]
+    beat = Heartbeat(
+        inflight,
+        SqsAnswersAtOnce(),  # type: ignore[arg-type]
+        ProcessorMetrics(),
+        300,
+        clock=lambda: mono[0],
+        on_beat=lambda: renewals.append(dedupe.renew()),
+    )
+    others: list[Claim] = []
+    renewals: list[asyncio.Task[None] | None] = []
+    async with dedupe:
+        await dedupe.admit([lease])
+        lease.start()  # the handler runs for 400 s
+        for t in range(40, 400, 50):  # the heartbeat's ticks
+            mono[0], wall.now = float(t), 1_000_000.0 + t
+            beat.beat()
+            if (renewal := renewals.pop()) is not None:  # this tick's store call
+                await renewal
+            others += await store.claim(["order-9"], "another-processor", 305)
+    await store.aclose()
+    assert flaky.succeeded >= 1  # the failed renewal was tried again
+    assert others == [Claim.IN_PROGRESS] * len(others)
+
+
+async def test_a_completion_the_store_missed_is_recorded_later_and_a_copy_meanwhile_is_skipped(
+    tmp_path: Path,
+) -> None:
+    """One failed COMPLETE call: the message is deleted (the handler ran), the key stayed "claimed by
+    us", and the next copy received here was answered CLAIMED: the handler ran twice."""
+    fake = FakeSqs()
+    fake.create(QUEUE)
+    fake.put(QUEUE, "first", keyed("order-7"))
+    ran: list[str] = []
+
+    async def handler(message: Message) -> None:
+        ran.append(message.body)
+
+    async with open_store(f"sqlite:///{tmp_path}/s.sqlite3") as real:
+        store = Flaky(real, "complete")
+        dedupe = Dedupe(store, visibility_timeout=2, ttl_seconds=60, linger=0.01)  # type: ignore[arg-type]
+        engine = Engine(as_client(fake), config_for(fake, concurrency=1), handler, dedupe=dedupe)
+        task = asyncio.create_task(engine.run())
+        await until(lambda: len(fake.queues[QUEUE].deleted) == 1)
+        fake.put(QUEUE, "the producer's retry", keyed("order-7"))
+        await until(lambda: len(fake.queues[QUEUE].deleted) == 2)
+        await until(lambda: store.succeeded >= 1)  # recorded by a later heartbeat tick
+        engine.stop()
+        await asyncio.wait_for(task, 10)
+        assert await real.claim(["order-7"], "another-processor", 60) == [Claim.COMPLETED]
+    assert ran == ["first"]
+    assert engine.metrics.registry.get_sample_value("conveyor_processor_duplicates_skipped_total") == 1
+
+
+async def test_completions_the_store_missed_are_tried_once_more_at_shutdown(tmp_path: Path) -> None:
+    async with open_store(f"sqlite:///{tmp_path}/s.sqlite3") as real:
+        store = Flaky(real, "complete")
+        lease = lease_with("order-8")
+        deleted: list[str] = []
+        async with Dedupe(store, visibility_timeout=300, ttl_seconds=60, linger=0.01) as dedupe:  # type: ignore[arg-type]
+            await dedupe.admit([lease])
+            lease.start()
+            dedupe.completed(lease, then=lambda: deleted.append(lease.message_id))
+            await until(lambda: deleted == ["m1"])
+        assert await real.claim(["order-8"], "another-processor", 60) == [Claim.COMPLETED]
