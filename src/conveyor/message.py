@@ -92,11 +92,11 @@ class IdempotencyOptions:
     """How a handler is deduplicated when ``CONVEYOR_IDEMPOTENCY_STORE`` is set."""
 
     enabled: bool = True
-    key: Callable[[Message], str] | None = None
+    key: Callable[[Message], str | int] | None = None
 
 
 def idempotent[F: Callable[..., Any]](
-    *, key: Callable[[Message], str] | None = None, enabled: bool = True
+    *, key: Callable[[Message], str | int] | None = None, enabled: bool = True
 ) -> Callable[[F], F]:
     """Choose how the handler is deduplicated (only with ``CONVEYOR_IDEMPOTENCY_STORE`` set, where it
     is on by default): ``key(message)`` gives the key its completion is recorded under (default: the

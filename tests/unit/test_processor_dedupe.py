@@ -17,7 +17,7 @@ import pytest
 from conveyor import BatchFailures, Message, Retry, batch_handler, idempotent, metadata
 from conveyor.idempotency import Claim, IdempotencyStore, StoreUnavailableError, open_store
 from conveyor.message import idempotency_options
-from conveyor.processor.dedupe import Dedupe
+from conveyor.processor.dedupe import Dedupe, KeyFunction
 from conveyor.processor.engine import Engine
 from conveyor.processor.user_code import adapt
 from tests.fakes import FakeSqs, as_client
@@ -77,7 +77,7 @@ async def running(
     fake: FakeSqs,
     store: object,
     handler: Callable[[Message], Awaitable[None]],
-    key_of: Callable[[Message], str] | None = None,
+    key_of: KeyFunction | None = None,
     **overrides: object,
 ) -> AsyncIterator[Engine]:
     config = config_for(fake, **overrides)

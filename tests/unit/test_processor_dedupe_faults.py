@@ -5,11 +5,16 @@ never stops."""
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from conveyor import Message, idempotent, metadata
+from conveyor import BatchFailures, Message, batch_handler, idempotent, metadata
 from conveyor.idempotency import Claim, IdempotencyStore, StoreUnavailableError, open_store
 from conveyor.idempotency.sqlite_store import SqliteStore
 from conveyor.message import idempotency_options
@@ -18,9 +23,10 @@ from conveyor.processor.engine import Engine
 from conveyor.processor.heartbeat import Heartbeat
 from conveyor.processor.lease import InFlight, Lease
 from conveyor.processor.metrics import ProcessorMetrics
+from conveyor.processor.user_code import adapt
 from tests.fakes import FakeSqs, as_client
 from tests.idempotency_support import FakeClock
-from tests.unit.engine_support import QUEUE, config_for, left, until
+from tests.unit.engine_support import DLQ, QUEUE, config_for, left, until
 
 
 def keyed(key: str) -> dict[str, object]:
@@ -63,7 +69,7 @@ def test_a_key_the_store_cannot_keep_falls_back_to_the_message_id(value: object)
 
 
 def test_a_key_function_may_return_a_number() -> None:
-    dedupe = Dedupe(object(), visibility_timeout=30, ttl_seconds=60, linger=0.01, key_of=lambda _: 42)  # type: ignore[arg-type, return-value]
+    dedupe = Dedupe(object(), visibility_timeout=30, ttl_seconds=60, linger=0.01, key_of=lambda _: 42)  # type: ignore[arg-type]
     assert dedupe.key(lease_with(None)) == "42"
 
 
@@ -198,3 +204,214 @@ async def test_completions_the_store_missed_are_tried_once_more_at_shutdown(tmp_
             dedupe.completed(lease, then=lambda: deleted.append(lease.message_id))
             await until(lambda: deleted == ["m1"])
         assert await real.claim(["order-8"], "another-processor", 60) == [Claim.COMPLETED]
+
+
+# Review 3: what the first fixes missed.
+
+
+class Broken:
+    """A store whose named method raises ``error`` ``fails`` times (a bug in a store, not an outage)."""
+
+    def __init__(self, store: IdempotencyStore, method: str, error: Exception, fails: int = 1_000_000) -> None:
+        self.store, self.method, self.error, self.fails = store, method, error, fails
+
+    def __getattr__(self, name: str) -> object:
+        call = getattr(self.store, name)
+        if name != self.method:
+            return call
+
+        async def broken(*args: object) -> object:
+            if self.fails:
+                self.fails -= 1
+                raise self.error
+            return await call(*args)
+
+        return broken
+
+
+async def test_a_store_bug_in_complete_does_not_crash_the_engine_at_shutdown(tmp_path: Path) -> None:
+    """The poller now survives "a bug of ours or the store's" in claim; the same bug in complete goes
+    to ``_unrecorded`` and the one last ``_record`` in ``Dedupe.__aexit__`` lets it out of Engine.run."""
+    fake = FakeSqs()
+    fake.create(QUEUE)
+    fake.put(QUEUE, "one", keyed("k1"))
+    ran: list[str] = []
+
+    async def handler(message: Message) -> None:
+        ran.append(message.body)
+
+    async with open_store(f"sqlite:///{tmp_path}/s.sqlite3") as real:
+        store = Broken(real, "complete", RuntimeError("a bug in a store"))
+        dedupe = Dedupe(store, visibility_timeout=2, ttl_seconds=60, linger=0.01)  # type: ignore[arg-type]
+        engine = Engine(as_client(fake), config_for(fake), handler, dedupe=dedupe)
+        task = asyncio.create_task(engine.run())
+        await until(lambda: len(fake.queues[QUEUE].deleted) == 1 or task.done())
+        engine.stop()
+        await asyncio.wait([task], timeout=10)
+    assert ran == ["one"]
+    assert task.done()
+    assert task.exception() is None  # was: RuntimeError('a bug in a store') out of Engine.run
+
+
+async def test_a_key_function_returning_a_huge_integer_does_not_defer_its_whole_batch(tmp_path: Path) -> None:
+    """README: a key function may return an integer. One with more than 4300 digits makes
+    ``_usable_key``'s ``str(value)`` raise ValueError outside the key function's fallback: admit
+    raises, the poller marks the WHOLE batch in progress, and every message received with it is
+    deferred at each receive until the redrive policy moves them to the DLQ, never run."""
+    fake = FakeSqs()
+    fake.create(QUEUE, max_receive_count=3)
+    fake.put(QUEUE, "huge")
+    fake.put(QUEUE, "innocent")
+    seen: list[str] = []
+
+    @idempotent(key=lambda message: 10**5000 if message.body == "huge" else message.body)
+    async def handler(message: Message) -> None:
+        seen.append(message.body)
+
+    async with open_store(f"sqlite:///{tmp_path}/s.sqlite3") as store:
+        dedupe = Dedupe(
+            store, visibility_timeout=1, ttl_seconds=60, linger=0.01, key_of=idempotency_options(handler).key
+        )
+        config = config_for(fake, visibility_timeout=1, max_receive_count=3)
+        engine = Engine(as_client(fake), config, handler, dedupe=dedupe)
+        task = asyncio.create_task(engine.run())
+        await until(lambda: left(fake) == 0 or task.done(), timeout=15)
+        engine.stop()
+        await asyncio.wait_for(task, 10)
+    assert sorted(seen) == ["huge", "innocent"]  # was: [] (both dead-lettered unrun)
+    assert left(fake, DLQ) == 0
+
+
+async def test_a_message_handled_during_shutdown_is_deleted_even_if_the_store_has_a_bug(tmp_path: Path) -> None:
+    """Worse than the crash: the error out of ``Dedupe.__aexit__`` reaches ``Acker.__aexit__``, whose
+    batchers' task groups abort and cancel the flush of the deletes still pending: a message whose
+    handler finished within the grace period stays on the queue and runs again."""
+    fake = FakeSqs()
+    fake.create(QUEUE)
+    fake.put(QUEUE, "slow", keyed("k1"))
+    ran: list[str] = []
+    started = asyncio.Event()
+
+    async def handler(message: Message) -> None:
+        started.set()
+        await asyncio.sleep(0.3)  # still running when the stop comes; finishes within the grace
+        ran.append(message.body)
+
+    async with open_store(f"sqlite:///{tmp_path}/s.sqlite3") as real:
+        store = Broken(real, "complete", RuntimeError("a bug in a store"))
+        dedupe = Dedupe(store, visibility_timeout=30, ttl_seconds=60, linger=0.01)  # type: ignore[arg-type]
+        engine = Engine(as_client(fake), config_for(fake, visibility_timeout=30), handler, dedupe=dedupe)
+        task = asyncio.create_task(engine.run())
+        await asyncio.wait_for(started.wait(), 5)
+        engine.stop()
+        await asyncio.wait([task], timeout=10)
+    assert ran == ["slow"]
+    assert [m.body for m in fake.queues[QUEUE].deleted] == ["slow"]  # was: [] (left on the queue: runs again)
+
+
+class DeliversOneTwice:
+    """SQS standard delivers at least once: the first receive hands out its first message twice (two
+    receipt handles, one message id), as when a redelivery and the original meet in one batch."""
+
+    def __init__(self, fake: FakeSqs) -> None:
+        self.fake = fake
+        self.done = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.fake, name)
+
+    async def receive_message(self, **kwargs: object) -> dict[str, object]:
+        answer = await self.fake.receive_message(**kwargs)  # type: ignore[arg-type]
+        messages = answer.get("Messages", [])
+        if messages and not self.done:
+            self.done = True
+            copy = dict(messages[0], ReceiptHandle="another-" + messages[0]["ReceiptHandle"])
+            answer = {"Messages": [*messages, copy]}
+        return answer
+
+
+async def test_two_leases_of_one_message_in_one_batch_run_it_and_do_not_keep_its_claim(tmp_path: Path) -> None:
+    """Admission.decided (and .behind) are keyed by message id: the local copy's Defer is applied to
+    the claimed lease too. It never runs, its claim is never released, and ``Dedupe._holders`` keeps
+    it: every later delivery of the message is "held here" (IN_PROGRESS), deferred until the redrive
+    policy dead-letters it, never run."""
+    fake = FakeSqs()
+    fake.create(QUEUE, max_receive_count=4)
+    fake.put(QUEUE, "x", keyed("order-1"))
+    seen: list[str] = []
+
+    @batch_handler
+    async def handle(messages: list[Message]) -> BatchFailures:
+        seen.extend(message.body for message in messages)
+        return {}
+
+    async with open_store(f"sqlite:///{tmp_path}/s.sqlite3") as store:
+        dedupe = Dedupe(store, visibility_timeout=1, ttl_seconds=60, linger=0.01)
+        config = config_for(fake, visibility_timeout=1, max_receive_count=4, retry_max_seconds=1)
+        with ThreadPoolExecutor(1) as pool:
+            engine = Engine(
+                as_client(DeliversOneTwice(fake)),  # type: ignore[arg-type]
+                config,
+                adapt(handle, pool),
+                dedupe=dedupe,
+            )
+            task = asyncio.create_task(engine.run())
+            await until(lambda: left(fake) == 0 or task.done(), timeout=15)
+            engine.stop()
+            await asyncio.wait_for(task, 10)
+    assert seen == ["x"]  # was: [] (deferred at each delivery, then dead-lettered)
+    assert left(fake, DLQ) == 0
+
+
+async def test_at_a_fifo_shutdown_the_group_behind_an_abandoned_thread_comes_back_with_it(tmp_path: Path) -> None:
+    """Grace expired while a batch handler's thread still runs m0: m0 is left to its visibility
+    timeout; m1 (deferred) and m2 (behind it) were released at once, and a server that does not lock
+    the group (LocalStack) could deliver them before m0."""
+    fake = FakeSqs()
+    fake.create("work.fifo")
+    for n, key in enumerate(("a", "b", "c")):
+        fake.put("work.fifo", json.dumps({"n": n}), keyed(key), "g")
+    release = threading.Event()
+    started = threading.Event()
+
+    @batch_handler
+    def handle(messages: list[Message]) -> BatchFailures:
+        started.set()
+        release.wait(10)
+        return {}
+
+    async with open_store(f"sqlite:///{tmp_path}/s.sqlite3") as store:
+        await store.claim(["b"], "another-process", 60)
+        config = config_for(fake, "work.fifo", visibility_timeout=30, shutdown_grace=0.1)
+        dedupe = Dedupe(store, visibility_timeout=30, ttl_seconds=60, linger=0.01)
+        with ThreadPoolExecutor(1) as pool:
+            engine = Engine(as_client(fake), config, adapt(handle, pool), dedupe=dedupe)
+            task = asyncio.create_task(engine.run())
+            await until(started.is_set)
+            engine.stop()
+            await asyncio.wait_for(task, 10)
+            release.set()
+    soonest = min(m.visible_at for m in fake.queues["work.fifo"].messages.values()) - time.monotonic()
+    assert soonest > 20  # none of the group is visible before m0 (30 s)
+
+
+async def test_a_claim_answer_that_crossed_a_completion_here_is_a_duplicate(tmp_path: Path) -> None:
+    """Answers of pooled connections can cross: a claim sent before this process's completion landed
+    answers CLAIMED (our own claim) after the completion's callback ran."""
+
+    class AlwaysClaimed:
+        async def claim(self, keys: Sequence[str], owner: str, lease_seconds: float) -> list[Claim]:
+            return [Claim.CLAIMED] * len(keys)
+
+        async def complete(self, keys: Sequence[str], owner: str, ttl_seconds: float) -> None:
+            return None
+
+    first, copy = lease_with("order-1", "m1"), lease_with("order-1", "m2")
+    done: list[str] = []
+    async with Dedupe(AlwaysClaimed(), visibility_timeout=30, ttl_seconds=60, linger=0.01) as dedupe:  # type: ignore[arg-type]
+        await dedupe.admit([first])
+        first.start()
+        dedupe.completed(first, then=lambda: done.append("deleted"))
+        await until(lambda: done == ["deleted"])
+        await dedupe.admit([copy])
+    assert copy.claim is Claim.COMPLETED

@@ -22,6 +22,7 @@ again once the claim expires.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import socket
 import time
@@ -42,7 +43,7 @@ log = structlog.get_logger("conveyor.processor")
 CLAIM_MARGIN_SECONDS = 5.0  # a claim outlives the message's visibility by this much
 MAX_UNRECORDED = 100_000  # completions kept here while the store cannot record them
 
-type KeyFunction = Callable[[Message], str]
+type KeyFunction = Callable[[Message], str | int]
 
 
 def default_owner() -> str:
@@ -78,6 +79,10 @@ class Dedupe:
         # Handler completions the store failed to record (an ordered set): recorded again each tick,
         # and meanwhile a copy received here is a duplicate whatever the store says.
         self._unrecorded: dict[str, None] = {}
+        # Keys completed here within a lease (key -> until when, by ``clock``): a claim answered
+        # CLAIMED to us for one of them was made before the completion landed (answers of pooled
+        # connections can cross): a duplicate, not a new claim.
+        self._completed_here: dict[str, float] = {}
 
     async def __aenter__(self) -> Self:
         await self._completions.__aenter__()
@@ -100,21 +105,20 @@ class Dedupe:
         """The message's key: the handler's key function, the writer's idempotency key, or its id.
         A key the store cannot keep (not a string, empty, not encodable as UTF-8, such as a lone
         surrogate a key function read from a JSON body) falls back to the message id."""
-        key = _usable_key(self._candidate(lease))
+        if self._key_of is None:
+            attribute = lease.attributes.get(IDEMPOTENCY_KEY, {})
+            candidate: object = attribute.get("StringValue") or lease.message_id
+        else:
+            try:
+                candidate = self._key_of(lease.message())
+            except Exception as exc:  # noqa: BLE001 - a broken key function falls back to the id
+                log.warning("idempotency_key_function_failed", message_id=lease.message_id, error=type(exc).__name__)
+                return lease.message_id
+        key = _usable_key(candidate)
         if key is None:
             log.warning("idempotency_key_invalid", message_id=lease.message_id)
             return lease.message_id
         return key
-
-    def _candidate(self, lease: Lease) -> object:
-        if self._key_of is None:
-            attribute = lease.attributes.get(IDEMPOTENCY_KEY, {})
-            return attribute.get("StringValue") or lease.message_id
-        try:
-            return self._key_of(lease.message())
-        except Exception as exc:  # noqa: BLE001 - a broken key function falls back to the id
-            log.warning("idempotency_key_function_failed", message_id=lease.message_id, error=type(exc).__name__)
-            return lease.message_id
 
     async def admit(self, leases: Sequence[Lease]) -> None:
         """Claim the keys of a received batch (one round trip); each lease learns its claim."""
@@ -130,6 +134,8 @@ class Dedupe:
 
     def _as_seen_here(self, key: str, claim: Claim) -> Claim:
         if key in self._unrecorded:  # completed here; the store does not know it yet
+            return Claim.COMPLETED
+        if claim is Claim.CLAIMED and self._completed_here.get(key, -math.inf) > self._clock():
             return Claim.COMPLETED
         if claim is Claim.CLAIMED and key in self._holders:  # another copy is held here right now
             return Claim.IN_PROGRESS
@@ -159,8 +165,8 @@ class Dedupe:
         if due:
             try:
                 await self._store.extend(due, self.owner, self._lease)
-            except StoreUnavailableError as exc:
-                log.warning("idempotency_extend_failed", keys=len(due), error=str(exc.__cause__ or exc)[:200])
+            except Exception as exc:  # noqa: BLE001 - an outage or a store's bug: tried again next tick
+                log.warning("idempotency_extend_failed", keys=len(due), error=_describe(exc))
             else:
                 for key in due:
                     if key in self._claimed_until:  # (still held: not settled meanwhile)
@@ -172,8 +178,8 @@ class Dedupe:
         """Record completions the store missed before; those it takes are no longer kept here."""
         try:
             await self._store.complete(keys, self.owner, self._ttl)
-        except StoreUnavailableError as exc:
-            log.warning("idempotency_complete_failed", keys=len(keys), error=str(exc.__cause__ or exc)[:200])
+        except Exception as exc:  # noqa: BLE001 - an outage or a store's bug: kept, tried again (never raises)
+            log.warning("idempotency_complete_failed", keys=len(keys), error=_describe(exc))
             return
         for key in keys:
             self._unrecorded.pop(key, None)
@@ -191,6 +197,7 @@ class Dedupe:
         def done(f: asyncio.Future[None]) -> None:
             if _log_failure(f, "idempotency_complete_failed"):
                 self._remember_unrecorded(key)
+            self._remember_completed(key)
             self._let_go(key)
             then()
 
@@ -225,6 +232,16 @@ class Dedupe:
     def _let_go(self, key: str) -> None:
         self._holders.pop(key, None)
 
+    def _remember_completed(self, key: str) -> None:
+        now = self._clock()
+        while self._completed_here:  # in order of expiry: drop the expired from the front
+            oldest, until = next(iter(self._completed_here.items()))
+            if until > now and len(self._completed_here) < MAX_UNRECORDED:
+                break
+            del self._completed_here[oldest]
+        self._completed_here.pop(key, None)
+        self._completed_here[key] = now + self._lease
+
     def _remember_unrecorded(self, key: str) -> None:
         self._unrecorded[key] = None
         if len(self._unrecorded) > MAX_UNRECORDED:  # the store has been down for long: forget the oldest
@@ -243,13 +260,13 @@ class Dedupe:
 
 def _usable_key(value: object) -> str | None:
     """``value`` as a store key, or None when it cannot be one."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value:
-        return None
     try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # (ValueError past Python's 4,300 digits)
+        if not isinstance(value, str) or not value:
+            return None
         value.encode("utf-8")
-    except UnicodeEncodeError:
+    except (ValueError, UnicodeEncodeError):
         return None
     return value
 
@@ -260,6 +277,13 @@ def _log_failure(future: asyncio.Future[None], event: str) -> bool:
         log.warning(event, error="cancelled")
         return True
     if (exc := future.exception()) is not None:
-        log.warning(event, error=str(exc.__cause__ or exc)[:200])
+        log.warning(event, error=_describe(exc))
         return True
     return False
+
+
+def _describe(exc: BaseException) -> str:
+    """An outage by its cause; anything else (a bug) with its type."""
+    if isinstance(exc, StoreUnavailableError):
+        return str(exc.__cause__ or exc)[:200]
+    return repr(exc)[:200]

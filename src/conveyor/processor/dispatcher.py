@@ -55,11 +55,13 @@ type Stopped = dict[str, int]  # FIFO: group -> seconds until the message it wai
 
 @dataclass(slots=True)
 class Admission:
-    decided: dict[str, Outcome] = field(default_factory=dict)  # message id -> outcome without the handler
-    behind: set[str] = field(default_factory=set)  # FIFO: message ids after a deferred one of their group
+    """Keyed by lease (``id``), not by message id: two deliveries of one message can meet in a batch."""
+
+    decided: dict[int, Outcome] = field(default_factory=dict)  # lease -> outcome without the handler
+    behind: set[int] = field(default_factory=set)  # FIFO: leases after a deferred one of their group
 
     def runs(self, lease: Lease) -> bool:
-        return lease.message_id not in self.decided and lease.message_id not in self.behind
+        return id(lease) not in self.decided and id(lease) not in self.behind
 
 
 CANCEL_WAIT_SECONDS = 1.0  # after cancelling the workers, before cancelling the stragglers again
@@ -235,26 +237,29 @@ class Dispatcher:
         for lease in leases:
             group = lease.group_id or ""
             if self._config.fifo and group in deferred:
-                admission.behind.add(lease.message_id)
+                admission.behind.add(id(lease))
                 continue
             outcome = before_handler(lease.claim, lease.receive_count, self._policy, self._config.visibility_timeout)
             if outcome is not None:
-                admission.decided[lease.message_id] = outcome
+                admission.decided[id(lease)] = outcome
                 if self._config.fifo and isinstance(outcome, Defer):
                     deferred.add(group)
         return admission
 
     def _unfinished(self, leases: list[Lease], stopped: Stopped) -> None:
         """The worker was cancelled (shutdown): a message whose handler stopped is released at once;
-        one whose thread still runs is left to its visibility timeout."""
+        one whose thread still runs is left to its visibility timeout, and on a FIFO queue the others
+        of its group in this batch come back with it (not before it)."""
         for lease in leases:
-            if lease.stage is Stage.RUNNING:
-                self.release(lease)
-                _stop(stopped, lease, 0)
-            elif lease.stage is Stage.ABANDONED:
+            if lease.stage is Stage.ABANDONED:
                 log.warning("handler_abandoned", message_id=lease.message_id)
                 self._acker.forget(lease)
                 _stop(stopped, lease, self._comes_back_in(lease))
+        for lease in leases:
+            if lease.stage is Stage.RUNNING:
+                seconds = stopped.get(lease.group_id or "", 0) if self._config.fifo else 0
+                self.release(lease, seconds)
+                _stop(stopped, lease, seconds)
 
     async def _settle_all(
         self,
@@ -289,9 +294,9 @@ class Dispatcher:
 
     def _outcome(self, lease: Lease, errors: Mapping[str, BaseException], admitted: Admission) -> Outcome | None:
         """Decided before the handler, or from its errors; None for a message that did not run."""
-        if lease.message_id in admitted.behind:
+        if id(lease) in admitted.behind:
             return None
-        return admitted.decided.get(lease.message_id) or self._decide(lease, errors)
+        return admitted.decided.get(id(lease)) or self._decide(lease, errors)
 
     def _decide(self, lease: Lease, errors: Mapping[str, BaseException]) -> Outcome:
         return decide(errors.get(lease.message_id), lease.receive_count, self._policy)
@@ -319,7 +324,7 @@ class Dispatcher:
                 lease.settle()
                 self._metrics.duplicates_deferred.inc()
                 log.info("duplicate_deferred", key=lease.dedupe_key, retry_in=seconds)
-                self._acker.make_visible(lease, seconds)
+                self._back_to_queue(lease, seconds)  # (a claim it holds, if any, is released first)
                 return seconds
 
     def _delete_after_completion(self, lease: Lease) -> None:

@@ -150,6 +150,7 @@ class Poller:
                 await self._sleep(delay)
             except Exception:  # a bug of ours or the store's must not stop the engine
                 log.exception("idempotency_admit_failed", messages=len(leases))
+                self._health.poll_failed()  # not ready until a claim works again
                 _unadmitted(leases)
                 return
             else:
