@@ -40,3 +40,26 @@ async def test_batch_entries_keep_their_order_within_each_group(localstack: Loca
     assert {g: [n for _, n in sorted(seq)] for g, seq in by_group.items()} == {
         g: list(range(size)) for g, size in sizes.items()
     }
+
+
+async def test_no_client_can_make_sqs_drop_another_clients_message(localstack: LocalStack, sqs: SQSClient) -> None:
+    """SQS drops a FIFO message whose deduplication id it saw in the last 5 minutes, whoever sent it:
+    mallory's own id must never be the one alice's key gives."""
+    fifo = make_queues(localstack.endpoint, fifo=True)
+    async with writer(fifo) as api:
+        # GIVEN mallory posting, as her deduplication id, the text alice's scoped key once gave
+        evil = await api.post(
+            "/messages",
+            json={"body": "mallory", "group_id": "g", "deduplication_id": "alice/order-1"},
+            headers={"X-Conveyor-Client": "mallory"},
+        )
+        # WHEN alice posts with her key
+        real = await api.post(
+            "/messages",
+            json={"body": "alice's order", "group_id": "g"},
+            headers={"X-Conveyor-Client": "alice", "Idempotency-Key": "order-1"},
+        )
+    # THEN both are on the queue
+    assert (evil.status_code, real.status_code) == (202, 202)
+    bodies = sorted(m["Body"] for m in drain(sqs, fifo.url, 2))
+    assert bodies == ['"alice\'s order"', '"mallory"']

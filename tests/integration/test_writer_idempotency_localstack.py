@@ -66,7 +66,7 @@ async def test_a_repeat_is_replayed_and_the_queue_holds_one_message(
     assert reused.json()["type"] == "urn:conveyor:problem:idempotency-key-reused"
     [message] = everything_on(sqs, queues, 1)
     assert message["MessageId"] == first.json()["message_id"]
-    assert message["MessageAttributes"][metadata.IDEMPOTENCY_KEY]["StringValue"] == "k-1"
+    assert message["MessageAttributes"][metadata.IDEMPOTENCY_KEY]["StringValue"] == "/k-1"  # anonymous scope
 
 
 async def test_ten_concurrent_posts_with_one_key_put_one_message_on_the_queue(

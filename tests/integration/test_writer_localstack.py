@@ -55,7 +55,7 @@ async def test_posted_message_is_read_back_exactly(queues: Queues, sqs: SQSClien
     assert attributes["tenant"] == {"DataType": "String", "StringValue": "acme"}
     assert attributes["n"] == {"DataType": "Number", "StringValue": "2.5"}
     assert attributes[metadata.REQUEST_ID]["StringValue"] == "it-req-1"
-    assert attributes[metadata.IDEMPOTENCY_KEY]["StringValue"] == "key-1"
+    assert attributes[metadata.IDEMPOTENCY_KEY]["StringValue"] == "/key-1"  # the anonymous scope
 
 
 async def test_batch_with_bad_entries(queues: Queues, sqs: SQSClient) -> None:

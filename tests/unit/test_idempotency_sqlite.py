@@ -67,6 +67,25 @@ async def test_in_flight_retry_after_follows_the_clock(tmp_path: Path) -> None:
     assert answer.retry_after == pytest.approx(18)
 
 
+async def test_markers_with_and_without_a_token_are_read(tmp_path: Path) -> None:
+    """An in-flight marker written before markers had a token (an older writer) is read as one."""
+    clock = FakeClock()
+    path = tmp_path / "s.sqlite3"
+    async with SqliteStore(path, clock=clock) as store:
+        await store.begin_request("new", "fp", 30)  # the file and its table
+        with closing(sqlite3.connect(path)) as db, db:
+            old = json.dumps({"fingerprint": "fp", "state": "in_flight"})
+            db.execute("INSERT INTO records VALUES (?, ?, ?)", ("conveyor:w:old", old, clock() + 30))
+        answers = await store.begin_requests([("old", "fp"), ("new", "fp")], 30)
+        assert [a.state for a in answers] == [RequestState.IN_FLIGHT, RequestState.IN_FLIGHT]
+        await store.finish_requests([], 60, abandoned=["old", "new"])
+        answers = await store.begin_requests([("old", "fp"), ("new", "fp")], 30)
+        assert [a.state for a in answers] == [RequestState.NEW, RequestState.NEW]
+    with closing(sqlite3.connect(path)) as db:
+        [value] = db.execute("SELECT value FROM records WHERE key = 'conveyor:w:new'").fetchone()
+    assert set(json.loads(value)) == {"fingerprint", "state", "token"}
+
+
 async def test_expired_rows_are_swept_by_writes_within_a_bound(tmp_path: Path) -> None:
     clock = FakeClock()
     path = tmp_path / "s.sqlite3"

@@ -227,7 +227,7 @@ async def test_idempotency_key_travels_as_an_attribute(api: httpx.AsyncClient, f
     response = await api.post("/messages", json={"body": 1}, headers={"Idempotency-Key": "k-1"})
     assert response.status_code == 202
     [(_, attributes)] = stored(fake)
-    assert attributes[metadata.IDEMPOTENCY_KEY] == {"DataType": "String", "StringValue": "k-1"}
+    assert attributes[metadata.IDEMPOTENCY_KEY] == {"DataType": "String", "StringValue": "/k-1"}  # the anonymous scope
     too_long = await api.post("/messages", json={"body": 1}, headers={"Idempotency-Key": "k" * 256})
     assert too_long.status_code == 422
     assert too_long.json()["field"] == "Idempotency-Key"

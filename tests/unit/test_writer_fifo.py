@@ -4,6 +4,7 @@ its group's later entries, and only its group's."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -146,7 +147,7 @@ async def test_a_retryable_failure_is_resent_before_the_group_goes_on(api: httpx
 async def test_an_idempotency_key_in_flight_stops_its_group(fifo: FakeSqs, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
     async with open_store(url) as store:  # another request with a-0's key is being sent right now
-        await store.begin_request("key-a0", "its fingerprint", 30)
+        await store.begin_request("/key-a0", "its fingerprint", 30)  # the anonymous scope
     entries = interleaved({"a": 2, "b": 2})
     entries[0]["idempotency_key"] = "key-a0"
     settings = WriterSettings(queue_name=FIFO, idempotency_store=url)
@@ -173,3 +174,96 @@ async def test_a_standard_queue_batch_is_not_held_to_group_order(
         response = await api.post("/messages/batch", json={"messages": entries})
     assert len(response.json()["successful"]) == 5
     assert fake.count("SendMessageBatch") == 1
+
+
+# The deduplication ids SQS gets: in the client's scope, explicit ids apart from derived ones (SQS drops
+# a message whose id it saw in the last 5 minutes, whoever sent it).
+
+
+def dedup_ids(fake: FakeSqs) -> list[str | None]:
+    """The MessageDeduplicationId of every entry sent, in call order (None: SQS derives it)."""
+    return [
+        e.get("MessageDeduplicationId")
+        for op, kwargs in fake.calls
+        if op == "SendMessageBatch"
+        for e in kwargs["Entries"]
+    ]
+
+
+def from_client(name: str | None, **headers: str) -> dict[str, str]:
+    return headers if name is None else {"X-Conveyor-Client": name, **headers}
+
+
+async def test_no_client_can_choose_another_clients_deduplication_id(
+    fifo: FakeSqs, writer_settings: WriterSettings
+) -> None:
+    settings = writer_settings.model_copy(update={"queue_name": FIFO})
+    # GIVEN mallory posting, as her own deduplication id, what alice's key would have given before
+    posts = [
+        ("mallory", {"deduplication_id": "alice/order-1"}, {}),
+        ("alice", {}, {"Idempotency-Key": "order-1"}),  # alice's key
+        ("alice", {"deduplication_id": "order-1"}, {}),  # alice's own id, the same text
+        (None, {"deduplication_id": "alice/order-1"}, {}),  # no client: the anonymous scope
+        (None, {}, {"Idempotency-Key": "alice/order-1"}),
+        (None, {}, {"Idempotency-Key": "order-1"}),
+    ]
+    async with running_writer(fifo, settings) as api:
+        for client, fields, headers in posts:
+            message = {"body": 1, "group_id": "g"} | fields
+            response = await api.post("/messages", json=message, headers=from_client(client, **headers))
+            assert response.status_code == 202, response.text
+    # THEN every one has its own id: the client's scope, then "/" for an explicit id, "!" for a key
+    assert dedup_ids(fifo) == [
+        "mallory/alice/order-1", "alice!order-1", "alice/order-1", "/alice/order-1", "!alice/order-1", "!order-1",
+    ]  # fmt: skip
+
+
+async def test_a_deduplication_id_too_long_with_its_scope_is_hashed(
+    fifo: FakeSqs, writer_settings: WriterSettings
+) -> None:
+    settings = writer_settings.model_copy(update={"queue_name": FIFO})
+    client, own, key = "c" * 128, "d" * 128, "k" * 255
+    async with running_writer(fifo, settings) as api:
+        for fields, headers in [({"deduplication_id": own}, {}), ({}, {"Idempotency-Key": key})]:
+            message = {"body": 1, "group_id": "g"} | fields
+            response = await api.post("/messages", json=message, headers=from_client(client, **headers))
+            assert response.status_code == 202, response.text
+    assert dedup_ids(fifo) == [
+        hashlib.sha256(f"{client}/{own}".encode()).hexdigest(),
+        hashlib.sha256(f"{client}!{key}".encode()).hexdigest(),
+    ]
+
+
+async def test_batch_entries_get_the_ids_single_messages_get(fifo: FakeSqs) -> None:
+    async with running_writer(fifo, WriterSettings(queue_name=FIFO, batch_linger_ms=5)) as api:
+        single = await api.post(
+            "/messages", json={"body": 1, "group_id": "g"}, headers=from_client("alice", **{"Idempotency-Key": "k1"})
+        )
+        entries = [
+            {"id": "e1", "body": 1, "group_id": "g", "idempotency_key": "k1"},
+            {"id": "e2", "body": 2, "group_id": "g"},  # the header's key, with ".e2"
+            {"id": "e3", "body": 3, "group_id": "g", "deduplication_id": "e3"},
+        ]
+        batch = await api.post(
+            "/messages/batch", json={"messages": entries}, headers=from_client("alice", **{"Idempotency-Key": "b"})
+        )
+    assert single.status_code == 202
+    assert batch.json()["failed"] == []
+    assert dedup_ids(fifo) == ["alice!k1", "alice!k1", "alice!b.e2", "alice/e3"]
+
+
+async def test_content_based_deduplication_is_scoped_by_the_client(writer_settings: WriterSettings) -> None:
+    fake = FakeSqs()
+    fake.create(FIFO, ContentBasedDeduplication="true")
+    settings = writer_settings.model_copy(update={"queue_name": FIFO})
+    # GIVEN two clients (and a caller without one) posting the same body without an id or a key
+    async with running_writer(fake, settings) as api:
+        for client in ("alice", "bob", None):
+            message = {"body": {"pay": 10}, "group_id": "g"}
+            response = await api.post("/messages", json=message, headers=from_client(client))
+            assert response.status_code == 202, response.text
+    # THEN each client's message has an id of its own (SQS would drop bob's as alice's copy); without a
+    # client, the queue's own content-based deduplication is kept
+    assert dedup_ids(fake) == [
+        hashlib.sha256(b'alice#{"pay":10}').hexdigest(), hashlib.sha256(b'bob#{"pay":10}').hexdigest(), None,
+    ]  # fmt: skip

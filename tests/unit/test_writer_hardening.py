@@ -194,7 +194,7 @@ def test_a_traceparent_with_a_trailing_newline_is_dropped() -> None:
 
 def test_an_idempotency_key_with_a_trailing_newline_is_not_a_deduplication_id() -> None:
     fifo = QueueConfig("url", "arn", 1_048_576, 30, True, False, None, None)
-    outgoing = build_outgoing(MessageIn(body=1, group_id="g"), RequestMeta("r", idempotency_key="k\n"), fifo)
+    outgoing = build_outgoing(MessageIn(body=1, group_id="g"), RequestMeta("r", key="k\n"), fifo)
     assert outgoing.deduplication_id is not None
     assert "\n" not in outgoing.deduplication_id
     assert outgoing.deduplication_id != "k\n"

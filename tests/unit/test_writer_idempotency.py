@@ -181,10 +181,27 @@ async def test_two_clients_with_one_key_send_two_messages(api: httpx.AsyncClient
     assert [r.status_code for r in (acme, globex, unscoped)] == [202, 202, 202]
     assert not any("idempotent-replayed" in r.headers for r in (acme, globex, unscoped))
     keys = [m.attributes[metadata.IDEMPOTENCY_KEY]["StringValue"] for m in on_queue(fake)]
-    assert keys == ["acme/k", "globex/k", "k"]
+    assert keys == ["acme/k", "globex/k", "/k"]  # without a client: the anonymous scope
     again = await api.post("/messages", json={"body": 1}, headers=keyed("k", **{"X-Conveyor-Client": "acme"}))
     assert again.json() == acme.json()
     assert again.headers["idempotent-replayed"] == "true"
+
+
+async def test_a_caller_without_a_client_never_meets_a_clients_key(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+    """Without X-Conveyor-Client (an internal service, a second ingress) the key is in the anonymous
+    scope, "/<key>": "alice/order-1" there is not alice's "order-1"."""
+    # GIVEN alice's request with her key
+    alice = await api.post(
+        "/messages", json={"body": {"pay": 10}}, headers=keyed("order-1", **{"X-Conveyor-Client": "alice"})
+    )
+    # WHEN a caller without a client uses her scoped key as its own, with the same request
+    other = await api.post("/messages", json={"body": {"pay": 10}}, headers=keyed("alice/order-1"))
+    # THEN it is a request of its own: sent, not alice's answer replayed
+    assert alice.status_code == other.status_code == 202
+    assert "idempotent-replayed" not in other.headers
+    assert other.json()["message_id"] != alice.json()["message_id"]
+    keys = [m.attributes[metadata.IDEMPOTENCY_KEY]["StringValue"] for m in on_queue(fake)]
+    assert keys == ["alice/order-1", "/alice/order-1"]
 
 
 @pytest.mark.parametrize("client", ["", "a/b", "x" * 129, "acme corp"])
@@ -241,7 +258,7 @@ async def test_a_writer_killed_mid_request_holds_its_key_for_the_longest_send(fa
     # GIVEN a first request whose writer died after it took the key (its marker is in the store)
     settings = WriterSettings(queue_name=QUEUE)
     async with open_store(store_url) as store:
-        claim = await store.begin_request("k", "whatever", in_flight_lease_seconds(settings))
+        claim = await store.begin_request("/k", "whatever", in_flight_lease_seconds(settings))  # anonymous scope
     assert claim.state is RequestState.NEW
     # WHEN the client repeats it
     async with writer(fake, store_url) as (api, _):
@@ -283,7 +300,7 @@ async def test_batch_entries_reused_or_in_flight_fail_alone(
 ) -> None:
     await api.post("/messages/batch", json={"messages": [{"id": "x", "body": "x", "idempotency_key": "used"}]})
     async with open_store(store_url) as store:  # another writer is sending "busy" right now
-        await store.begin_request("busy", "its fingerprint", 30)
+        await store.begin_request("/busy", "its fingerprint", 30)  # in the anonymous scope
     entries = [
         {"id": "reused", "body": "not x", "idempotency_key": "used"},
         {"id": "busy", "body": "b", "idempotency_key": "busy"},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,8 +50,19 @@ def completed_record() -> str:
     return dumps({"state": COMPLETED})
 
 
-def in_flight_record(fingerprint: str) -> str:
-    return dumps({"state": IN_FLIGHT, "fingerprint": fingerprint})
+def in_flight_record(fingerprint: str, token: str) -> str:
+    """A writer's in-flight marker. ``token`` is the round's and the position's own: a script that
+    runs again after its answer was lost (redis-py retries after a timeout) finds the very record it
+    wrote, and answers NEW again (redis_store.EXCHANGE). Readers look at ``state`` only, so markers
+    written before the token existed are read alike."""
+    return dumps({"state": IN_FLIGHT, "fingerprint": fingerprint, "token": token})
+
+
+def in_flight_records(fingerprints: Sequence[str]) -> list[str]:
+    """The markers of one round's keys to begin, each with its own token (a random round id and the
+    position: a key given twice in one round is NEW, then IN_FLIGHT, even when the script runs twice)."""
+    round_id = uuid.uuid4().hex
+    return [in_flight_record(fingerprint, f"{round_id}:{i}") for i, fingerprint in enumerate(fingerprints)]
 
 
 def response_record(fingerprint: str, response: StoredResponse) -> str:

@@ -29,6 +29,13 @@ from conveyor.idempotency.store import Claim, RequestClaim, RequestState, Stored
 # A store that does not answer must fail fast (the writer answers 503, the processor retries later):
 # short socket timeouts and one quick retry (for a pooled connection that Redis closed). URL options
 # (``?socket_timeout=5``) win over these.
+#
+# The retry also follows a timeout, when Redis may have run the script and only its answer was lost:
+# so every script below gives the same answer and leaves the same state when run twice with the same
+# arguments. CLAIM: a key the first run claimed is this owner's, so it is CLAIMED again (lease
+# renewed); EXTEND renews the same leases; COMPLETE sets the same value; RELEASE finds this owner's
+# claims gone (another owner's are left alone); EXCHANGE: see its comment (the in-flight markers
+# carry a per-round, per-position token).
 SOCKET_TIMEOUT_SECONDS = 2.0
 CONNECT_TIMEOUT_SECONDS = 2.0
 
@@ -93,6 +100,12 @@ EXCHANGE = """
 -- Abandoned: only an in-flight marker is dropped (a completed response is kept). Returns one JSON
 -- array with, per key to begin in order, ["new"], ["in_flight", ms left] or ["completed", the
 -- record]: one string to read rather than a nested reply (redis-py parses those element by element).
+-- Run again with the same ARGV (redis-py retries once after a timeout, when Redis may have run the
+-- first call and only its answer was lost), it answers the same: a marker byte-equal to the one
+-- this position writes carries this round's and position's token, so it is this call's own (NEW
+-- again); finished records are set again to the same value; an abandoned key's marker is gone
+-- (unless another writer began that key in between: the rerun drops its marker, as an abandon after
+-- the lease ended would; a repeat meanwhile may send a copy, which the processor's deduplication skips).
 local finished, abandoned = tonumber(ARGV[3]), tonumber(ARGV[4])
 local answers = {}
 for i, key in ipairs(KEYS) do
@@ -102,7 +115,7 @@ for i, key in ipairs(KEYS) do
     redis.call('SET', key, ARGV[4 + i], 'PX', ARGV[1])
   elseif i <= finished + abandoned then
     if raw and cjson.decode(raw).state == 'in_flight' then redis.call('DEL', key) end
-  elseif not raw then
+  elseif not raw or raw == ARGV[4 + i] then
     redis.call('SET', key, ARGV[4 + i], 'PX', ARGV[2])
     answers[#answers + 1] = {'new'}
   elseif cjson.decode(raw).state == 'in_flight' then
@@ -211,7 +224,7 @@ class RedisStore:
         keys = [records.request_key(key) for key, _, _ in finished]
         keys += [records.request_key(key) for key in abandoned] + [records.request_key(key) for key, _ in begin]
         values = [records.response_record(fingerprint, response) for _, fingerprint, response in finished]
-        values += [""] * len(abandoned) + [records.in_flight_record(fingerprint) for _, fingerprint in begin]
+        values += [""] * len(abandoned) + records.in_flight_records([fingerprint for _, fingerprint in begin])
         answers = json.loads(
             await self._call(self._exchange, keys, [ttl, lease, len(finished), len(abandoned), *values])
         )

@@ -164,7 +164,11 @@ class SqliteStore:
         lease = records.millis(lease_seconds, "lease_seconds") / 1000
         rows = [(records.request_key(k), records.response_record(fp, response)) for k, fp, response in finished]
         dropped = [records.request_key(key) for key in abandoned]
-        named = [(records.request_key(key), fingerprint) for key, fingerprint in begin]
+        markers = records.in_flight_records([fingerprint for _, fingerprint in begin])
+        named = [
+            (records.request_key(key), fingerprint, marker)
+            for (key, fingerprint), marker in zip(begin, markers, strict=True)
+        ]
         if not (rows or dropped or named):
             return []
 
@@ -173,7 +177,7 @@ class SqliteStore:
                 _put(db, name, record, now + ttl)
             for name in dropped:
                 _abandon(db, name, now)
-            return [_begin(db, name, fingerprint, now, lease) for name, fingerprint in named]
+            return [_begin(db, name, fingerprint, marker, now=now, lease=lease) for name, fingerprint, marker in named]
 
         return await self._write(run, len(rows) + len(named))
 
@@ -227,10 +231,14 @@ def _live(db: sqlite3.Connection, key: str, now: float) -> dict[str, str] | None
     return None if row is None else dict(json.loads(row[0]))
 
 
-def _begin(db: sqlite3.Connection, name: str, fingerprint: str, now: float, lease: float) -> RequestClaim:
+def _begin(
+    db: sqlite3.Connection, name: str, fingerprint: str, marker: str, *, now: float, lease: float
+) -> RequestClaim:
+    """``marker``: the in-flight record to write (SQLite calls are never retried, so unlike Redis's
+    script this never finds its own; a marker with or without a token is read alike)."""
     found = db.execute("SELECT value, expires_at FROM records WHERE key = ? AND expires_at > ?", (name, now)).fetchone()
     if found is None:
-        _put(db, name, records.in_flight_record(fingerprint), now + lease)
+        _put(db, name, marker, now + lease)
         return RequestClaim(RequestState.NEW)
     value, expires_at = found
     if json.loads(value)["state"] == records.IN_FLIGHT:

@@ -24,7 +24,7 @@ from conveyor.writer.group_order import is_group_stop, send_in_group_order
 from conveyor.writer.outgoing import build_outgoing
 from conveyor.writer.problems import EntryProblem
 from conveyor.writer.replay import Keyed, Replay, fingerprint
-from conveyor.writer.request_meta import RequestMeta, is_valid_idempotency_key, scoped_key
+from conveyor.writer.request_meta import RequestMeta, is_valid_idempotency_key
 from conveyor.writer.schemas import MAX_IDEMPOTENCY_KEY_CHARS, BatchEntryIn, BatchIn, BatchResult, BatchSuccess
 from conveyor.writer.sender import Sender
 from conveyor.writer.state import WriterState
@@ -44,23 +44,23 @@ def _check_unique_ids(batch: BatchIn) -> None:
 
 def _entry_key(message: BatchEntryIn, meta: RequestMeta) -> str | None:
     """The entry's own key, else the request's made distinct per entry (else FIFO would drop all but
-    one), in the client's scope; None without either."""
+    one), as the caller gave it (the entry's meta scopes it by the client); None without either."""
     if message.idempotency_key is None:
-        return None if meta.idempotency_key is None else f"{meta.idempotency_key}.{message.id}"
+        return None if meta.key is None else f"{meta.key}.{message.id}"
     if not is_valid_idempotency_key(message.idempotency_key):
         raise EntryProblem(
             422, "Invalid message",
             f"idempotency_key: must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} valid characters",
             field="idempotency_key",
         )  # fmt: skip
-    return scoped_key(meta.client, message.idempotency_key)
+    return message.idempotency_key
 
 
 def _prepare(message: BatchEntryIn, meta: RequestMeta, queue: QueueConfig, *, keyed: bool, tracer: Tracer) -> Entry:
     entry = Entry(message.id, message.group_id)
     try:
-        key = _entry_key(message, meta)
-        entry_meta = meta if key == meta.idempotency_key else dataclasses.replace(meta, idempotency_key=key)
+        own_key = _entry_key(message, meta)
+        entry_meta = meta if own_key == meta.key else dataclasses.replace(meta, key=own_key)
         if tracer.enabled:
             # The entry's send span (a child of the request's) covers its making; its context
             # travels with it, and the SendMessageBatch spans link to it.
@@ -70,6 +70,7 @@ def _prepare(message: BatchEntryIn, meta: RequestMeta, queue: QueueConfig, *, ke
     except EntryProblem as problem:
         entry.result = problem
         return entry
+    key = entry_meta.idempotency_key
     if keyed and key is not None:
         entry.keyed = Keyed(key, fingerprint(ROUTE, queue, meta.content_type, message))
     return entry

@@ -4,7 +4,6 @@ allowed characters, attribute names and count, exact byte size against the queue
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from decimal import Decimal
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 from conveyor import metadata
 from conveyor.sqs import limits
 from conveyor.sqs.queues import QueueConfig
+from conveyor.writer.dedup import deduplication_id
 from conveyor.writer.problems import EntryProblem
 from conveyor.writer.request_meta import RequestMeta
 from conveyor.writer.schemas import AttributeValue, MessageIn
@@ -138,7 +138,7 @@ def _attributes(message: MessageIn, meta: RequestMeta) -> dict[str, MessageAttri
     return own | user
 
 
-def _fifo_ids(message: MessageIn, meta: RequestMeta, queue: QueueConfig) -> tuple[str | None, str | None]:
+def _fifo_ids(message: MessageIn, meta: RequestMeta, queue: QueueConfig, body: str) -> tuple[str | None, str | None]:
     if not queue.is_fifo:
         if message.deduplication_id is not None:
             raise _invalid("deduplication_id", "only FIFO queues take a deduplication id")
@@ -147,10 +147,10 @@ def _fifo_ids(message: MessageIn, meta: RequestMeta, queue: QueueConfig) -> tupl
         raise _invalid("delay_seconds", "FIFO queues do not take a per-message delay")
     if message.group_id is None:
         raise _invalid("group_id", "required on a FIFO queue")
-    dedup = message.deduplication_id
-    if dedup is None and meta.idempotency_key is not None:
-        key = meta.idempotency_key
-        dedup = key if limits.is_valid_dedup_id(key) else hashlib.sha256(key.encode()).hexdigest()
+    dedup = deduplication_id(
+        meta.client, explicit=message.deduplication_id, key=meta.key, body=body,
+        content_based=queue.content_based_dedup,
+    )  # fmt: skip
     if dedup is None and not queue.content_based_dedup:
         raise _invalid("deduplication_id", "required on this FIFO queue (or an Idempotency-Key)")
     return message.group_id, dedup
@@ -168,7 +168,7 @@ def build_outgoing(message: MessageIn, meta: RequestMeta, queue: QueueConfig) ->
     body = serialise_body(message.body)
     attributes = _attributes(message, meta)
     _check_ids(message)
-    group_id, dedup_id = _fifo_ids(message, meta, queue)
+    group_id, dedup_id = _fifo_ids(message, meta, queue, body)
     size = limits.message_bytes(body, attributes)
     if size > queue.max_message_bytes:
         raise EntryProblem(

@@ -25,16 +25,23 @@ class RequestMeta:
 
     request_id: str
     traceparent: str | None = None
-    idempotency_key: str | None = None  # scoped by the client: "<client>/<key>" when a client is known
+    key: str | None = None  # the caller's own idempotency key, as given (see ``idempotency_key``)
     content_type: str = "application/json"
     client: str | None = None  # the X-Conveyor-Client header
+
+    @property
+    def idempotency_key(self) -> str | None:
+        """The key in its client's scope (:func:`scoped_key`): what the store remembers and the
+        ``conveyor.idempotency_key`` attribute."""
+        return None if self.key is None else scoped_key(self.client, self.key)
 
 
 def scoped_key(client: str | None, key: str) -> str:
     """An idempotency key in its client's scope, so that two API clients' keys never collide: the
-    key the store remembers, the ``conveyor.idempotency_key`` attribute, the FIFO deduplication id's
-    source. The client's identity never holds "/", so the scope is unambiguous."""
-    return key if client is None else f"{client}/{key}"
+    key the store remembers and the ``conveyor.idempotency_key`` attribute. Without a client, the
+    scope is the anonymous one, the empty name ("/<key>"), which no client can have; a client's
+    name never holds "/", so the scope is unambiguous."""
+    return f"{client or ''}/{key}"
 
 
 def is_valid_idempotency_key(key: str) -> bool:
@@ -72,7 +79,7 @@ def meta_from(headers: Mapping[str, str], request_id: str) -> RequestMeta:
     return RequestMeta(
         request_id=request_id,
         traceparent=valid_traceparent(headers.get("traceparent", "")),
-        idempotency_key=None if key is None else scoped_key(client, key),
+        key=key,
         content_type=headers.get("content-type", "application/json").split(";")[0],
         client=client,
     )
