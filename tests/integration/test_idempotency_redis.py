@@ -143,7 +143,7 @@ async def test_the_exchange_script_run_twice_answers_the_same(redis_server: Redi
         exchange = client.register_script(EXCHANGE)
         begin = ["new", "new", "done", "theirs"]
         keys = [records.request_key(k) for k in ["finished", "dropped", *begin]]
-        markers = records.in_flight_records(["fp"] * len(begin))
+        markers = records.in_flight_records(["fp"] * len(begin), records.marker_tokens(None, len(begin)))
         args = [60_000, 60_000, 1, 1, records.response_record("fp", StoredResponse(202, b"{}", "a/j")), "", *markers]
         first, again = json.loads(exchange(keys, args)), json.loads(exchange(keys, args))
         assert [a[0] for a in first] == [a[0] for a in again] == ["new", "in_flight", "completed", "in_flight"]

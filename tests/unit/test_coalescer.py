@@ -69,3 +69,26 @@ async def test_a_failed_call_fails_each_of_its_submitters_and_the_next_call_goes
         with pytest.raises(ConnectionError):
             await second  # it shared nothing with the first call, but the store was still down
         assert await coalescer.submit([3]) == [30]
+
+
+async def test_what_a_call_posts_goes_in_the_next_call_and_its_failure_is_reported() -> None:
+    """``post`` from within a call (the writer undoing a round whose answer was lost): no waiting,
+    no deadlock; the items go in the next call, and a failure reaches ``on_error``."""
+    errors: list[BaseException] = []
+    calls: list[list[int]] = []
+
+    async def call(items: list[int]) -> list[int]:
+        calls.append(items)
+        if items == [1]:
+            coalescer.post([-1], on_error=errors.append)
+            raise ConnectionError("answer lost")
+        if -1 in items:
+            raise ConnectionError("still down")
+        return items
+
+    async with Coalescer(call, max_items=100) as coalescer:
+        with pytest.raises(ConnectionError):
+            await coalescer.submit([1])
+        assert await coalescer.submit([2]) == [2]
+    assert calls == [[1], [-1], [2]]
+    assert [str(e) for e in errors] == ["still down"]

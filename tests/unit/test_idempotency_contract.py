@@ -187,6 +187,32 @@ async def test_an_abandoned_request_is_new_again(store: IdempotencyStore) -> Non
     assert (await store.begin_request("key", "other", 30)).state is RequestState.NEW
 
 
+async def test_an_abandon_with_a_token_drops_only_that_marker(backend: Backend, store: IdempotencyStore) -> None:
+    """A request whose lease ended abandons late: the marker another request wrote since stays."""
+    ours = await store.begin_request("key", "fp", 0.3)
+    backend.passes(0.3)
+    await eventually(lambda: _state(store.begin_request("key", "fp", LONG)), RequestState.NEW)
+    await store.abandon_request("key")  # (any marker: the probe's)
+    theirs = await store.begin_request("key", "fp", LONG)
+    assert ours.token is not None
+    assert theirs.token not in (None, ours.token)
+    await store.abandon_request("key", ours.token)  # ours expired: theirs is left alone
+    assert (await store.begin_request("key", "fp", LONG)).state is RequestState.IN_FLIGHT
+    await store.finish_requests([], LONG, abandoned=[("key", theirs.token)])
+    assert (await store.begin_request("key", "fp", LONG)).state is RequestState.NEW
+
+
+async def test_a_round_id_names_the_tokens_of_its_markers(store: IdempotencyStore) -> None:
+    """A writer that got no answer knows what the round may have written, and abandons exactly that."""
+    claims = await store.exchange_requests(
+        [], [], [("a", "fp"), ("b", "fp")], ttl_seconds=LONG, lease_seconds=LONG, round_id="r1"
+    )
+    assert [c.token for c in claims] == ["r1:0", "r1:1"]
+    await store.exchange_requests([], [("a", "r1:0"), ("b", "r2:1")], [], ttl_seconds=LONG, lease_seconds=LONG)
+    after = await store.begin_requests([("a", "fp"), ("b", "fp")], LONG)
+    assert [c.state for c in after] == [RequestState.NEW, RequestState.IN_FLIGHT]
+
+
 async def test_abandon_keeps_a_finished_response(store: IdempotencyStore) -> None:
     await store.begin_request("key", "fp", 30)
     await store.finish_request("key", "fp", RESPONSE, LONG)

@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from conveyor import metadata
-from conveyor.idempotency import RequestState, open_store
+from conveyor.idempotency import IdempotencyStore, RequestClaim, RequestState, StoreUnavailableError, open_store
 from conveyor.idempotency.sqlite_store import SqliteStore
 from conveyor.settings import WriterSettings
 from conveyor.writer.app import create_app
@@ -388,3 +388,40 @@ async def test_keys_are_counted_by_the_stores_answer(api: httpx.AsyncClient) -> 
     metrics = (await api.get("/metrics")).text
     for result in ("new", "replay", "mismatch"):
         assert f'conveyor_writer_idempotency_keys_total{{result="{result}"}} 1.0' in metrics
+
+
+class AnswersLost:
+    """The store carries out the next round that begins keys, but its answer never comes (Redis ran
+    the script; both of redis-py's attempts timed out): the writer answers 503."""
+
+    def __init__(self, store: IdempotencyStore) -> None:
+        self.store, self.lose_next = store, True
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    async def exchange_requests(self, *args: Any, **kwargs: Any) -> list[RequestClaim]:
+        claims = await self.store.exchange_requests(*args, **kwargs)
+        if args[2] and self.lose_next:  # a round that begins keys
+            self.lose_next = False
+            raise StoreUnavailableError("Redis store: TimeoutError: Timeout reading from socket")
+        return claims
+
+
+@pytest.mark.parametrize("route", ["/messages", "/messages/batch"])
+async def test_after_a_503_whose_begin_reached_the_store_the_retry_is_sent_not_refused(
+    fake: FakeSqs, store_url: str, route: str
+) -> None:
+    """Review 4: the marker written by a round whose answer was lost stayed for its lease (82 s): the
+    retry the 503 asked for was a 409 "still being handled" for a message never sent."""
+    body: dict[str, Any] = {"body": 1}
+    if route.endswith("batch"):
+        body = {"messages": [{"id": "e1", "body": 1, "idempotency_key": "order-1"}]}
+    async with writer(fake, store_url) as (api, state):
+        assert state.replay is not None
+        state.replay._store = AnswersLost(state.replay._store)  # type: ignore[assignment]  # fault injection
+        first = await api.post(route, json=body, headers={"Idempotency-Key": "order-1"})
+        retry = await api.post(route, json=body, headers={"Idempotency-Key": "order-1"})
+    assert first.status_code == 503
+    assert retry.status_code in (200, 202), retry.text
+    assert len(on_queue(fake)) == 1  # the retry's, and only it

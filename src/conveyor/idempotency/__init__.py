@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable
 
 from conveyor.idempotency.errors import StoreUnavailableError, StoreUrlError
-from conveyor.idempotency.store import Claim, IdempotencyStore, RequestClaim, RequestState, StoredResponse
+from conveyor.idempotency.store import Abandon, Claim, IdempotencyStore, RequestClaim, RequestState, StoredResponse
 from conveyor.idempotency.url import SqliteLocation, parse_store_url
 
 __all__ = [
+    "Abandon",
     "Claim",
     "IdempotencyStore",
     "RequestClaim",

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from conveyor.idempotency.store import RequestClaim, RequestState, StoredResponse
+from conveyor.idempotency.store import Abandon, RequestClaim, RequestState, StoredResponse
 
 HANDLER_PREFIX = "conveyor:h:"
 REQUEST_PREFIX = "conveyor:w:"
@@ -58,11 +58,21 @@ def in_flight_record(fingerprint: str, token: str) -> str:
     return dumps({"state": IN_FLIGHT, "fingerprint": fingerprint, "token": token})
 
 
-def in_flight_records(fingerprints: Sequence[str]) -> list[str]:
-    """The markers of one round's keys to begin, each with its own token (a random round id and the
-    position: a key given twice in one round is NEW, then IN_FLIGHT, even when the script runs twice)."""
-    round_id = uuid.uuid4().hex
-    return [in_flight_record(fingerprint, f"{round_id}:{i}") for i, fingerprint in enumerate(fingerprints)]
+def marker_tokens(round_id: str | None, count: int) -> list[str]:
+    """The tokens of one round's markers: the round's id (random when None) and the position (a key
+    given twice in one round is NEW, then IN_FLIGHT, even when the script runs twice)."""
+    round_id = round_id or uuid.uuid4().hex
+    return [f"{round_id}:{i}" for i in range(count)]
+
+
+def in_flight_records(fingerprints: Sequence[str], tokens: Sequence[str]) -> list[str]:
+    """The markers of one round's keys to begin, each with its own token."""
+    return [in_flight_record(fingerprint, token) for fingerprint, token in zip(fingerprints, tokens, strict=True)]
+
+
+def abandons(abandoned: Sequence[Abandon]) -> list[tuple[str, str | None]]:
+    """``(key, token or None)`` for each abandon: a bare key drops any in-flight marker of the key."""
+    return [(item, None) if isinstance(item, str) else item for item in abandoned]
 
 
 def response_record(fingerprint: str, response: StoredResponse) -> str:

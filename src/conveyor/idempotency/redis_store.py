@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from conveyor.idempotency import records
 from conveyor.idempotency.errors import StoreUnavailableError
-from conveyor.idempotency.store import Claim, RequestClaim, RequestState, StoredResponse
+from conveyor.idempotency.store import Abandon, Claim, RequestClaim, RequestState, StoredResponse
 
 # A store that does not answer must fail fast (the writer answers 503, the processor retries later):
 # short socket timeouts and one quick retry (for a pooled connection that Redis closed). URL options
@@ -96,16 +96,17 @@ EXCHANGE = """
 -- One writer round: KEYS are the finished request keys, then the abandoned ones, then the keys to
 -- begin. ARGV[1]: TTL (ms) of the finished; ARGV[2]: lease (ms) of the begun; ARGV[3], ARGV[4]: how
 -- many are finished, abandoned; ARGV[4 + i]: the record of KEYS[i] (a response record for a finished
--- key, an in-flight record for a key to begin, unused for an abandoned one).
--- Abandoned: only an in-flight marker is dropped (a completed response is kept). Returns one JSON
+-- key, an in-flight record for a key to begin, for an abandoned one the token of the marker to drop
+-- or '' for any).
+-- Abandoned: only an in-flight marker is dropped (a completed response is kept), and with a token
+-- only the marker that carries it (never one another request wrote after this one's lease ended). Returns one JSON
 -- array with, per key to begin in order, ["new"], ["in_flight", ms left] or ["completed", the
 -- record]: one string to read rather than a nested reply (redis-py parses those element by element).
 -- Run again with the same ARGV (redis-py retries once after a timeout, when Redis may have run the
 -- first call and only its answer was lost), it answers the same: a marker byte-equal to the one
 -- this position writes carries this round's and position's token, so it is this call's own (NEW
--- again); finished records are set again to the same value; an abandoned key's marker is gone
--- (unless another writer began that key in between: the rerun drops its marker, as an abandon after
--- the lease ended would; a repeat meanwhile may send a copy, which the processor's deduplication skips).
+-- again); finished records are set again to the same value; an abandoned marker is gone (with a
+-- token, another writer's marker set in between is left alone).
 local finished, abandoned = tonumber(ARGV[3]), tonumber(ARGV[4])
 local answers = {}
 for i, key in ipairs(KEYS) do
@@ -114,7 +115,12 @@ for i, key in ipairs(KEYS) do
   if i <= finished then
     redis.call('SET', key, ARGV[4 + i], 'PX', ARGV[1])
   elseif i <= finished + abandoned then
-    if raw and cjson.decode(raw).state == 'in_flight' then redis.call('DEL', key) end
+    if raw then
+      local record = cjson.decode(raw)
+      if record.state == 'in_flight' and (ARGV[4 + i] == '' or record.token == ARGV[4 + i]) then
+        redis.call('DEL', key)
+      end
+    end
   elseif not raw or raw == ARGV[4 + i] then
     redis.call('SET', key, ARGV[4 + i], 'PX', ARGV[2])
     answers[#answers + 1] = {'new'}
@@ -197,38 +203,43 @@ class RedisStore:
         except (RedisError, OSError) as error:
             raise _unavailable(error) from error
 
-    async def abandon_request(self, key: str) -> None:
-        await self.exchange_requests((), [key], (), ttl_seconds=1, lease_seconds=1)
+    async def abandon_request(self, key: str, token: str | None = None) -> None:
+        await self.exchange_requests((), [key if token is None else (key, token)], (), ttl_seconds=1, lease_seconds=1)
 
     async def finish_requests(
         self,
         finished: Sequence[tuple[str, str, StoredResponse]],
         ttl_seconds: float,
         *,
-        abandoned: Sequence[str] = (),
+        abandoned: Sequence[Abandon] = (),
     ) -> None:
         await self.exchange_requests(finished, abandoned, (), ttl_seconds=ttl_seconds, lease_seconds=1)
 
     async def exchange_requests(
         self,
         finished: Sequence[tuple[str, str, StoredResponse]],
-        abandoned: Sequence[str],
+        abandoned: Sequence[Abandon],
         begin: Sequence[tuple[str, str]],
         *,
         ttl_seconds: float,
         lease_seconds: float,
+        round_id: str | None = None,
     ) -> list[RequestClaim]:
         ttl, lease = records.millis(ttl_seconds, "ttl_seconds"), records.millis(lease_seconds, "lease_seconds")
         if not (finished or abandoned or begin):
             return []
+        dropped = records.abandons(abandoned)
+        tokens = records.marker_tokens(round_id, len(begin))
         keys = [records.request_key(key) for key, _, _ in finished]
-        keys += [records.request_key(key) for key in abandoned] + [records.request_key(key) for key, _ in begin]
+        keys += [records.request_key(key) for key, _ in dropped] + [records.request_key(key) for key, _ in begin]
         values = [records.response_record(fingerprint, response) for _, fingerprint, response in finished]
-        values += [""] * len(abandoned) + records.in_flight_records([fingerprint for _, fingerprint in begin])
-        answers = json.loads(
-            await self._call(self._exchange, keys, [ttl, lease, len(finished), len(abandoned), *values])
-        )
-        return [_request_claim(answer, fingerprint) for answer, (_, fingerprint) in zip(answers, begin, strict=True)]
+        values += [token or "" for _, token in dropped]
+        values += records.in_flight_records([fingerprint for _, fingerprint in begin], tokens)
+        answers = json.loads(await self._call(self._exchange, keys, [ttl, lease, len(finished), len(dropped), *values]))
+        return [
+            _request_claim(answer, fingerprint, token)
+            for answer, (_, fingerprint), token in zip(answers, begin, tokens, strict=True)
+        ]
 
     async def _call(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
         try:
@@ -237,10 +248,10 @@ class RedisStore:
             raise _unavailable(error) from error
 
 
-def _request_claim(answer: list[Any], fingerprint: str) -> RequestClaim:
+def _request_claim(answer: list[Any], fingerprint: str, token: str) -> RequestClaim:
     match answer[0]:
         case "new":
-            return RequestClaim(RequestState.NEW)
+            return RequestClaim(RequestState.NEW, token=token)
         case "in_flight":
             return RequestClaim(RequestState.IN_FLIGHT, retry_after=max(0, int(answer[1])) / 1000)
         case _:

@@ -22,7 +22,7 @@ from typing import Self
 
 from conveyor.idempotency import records
 from conveyor.idempotency.errors import StoreUnavailableError
-from conveyor.idempotency.store import Claim, RequestClaim, RequestState, StoredResponse
+from conveyor.idempotency.store import Abandon, Claim, RequestClaim, RequestState, StoredResponse
 
 BUSY_TIMEOUT_SECONDS = 5.0
 SWEEP_MIN_ROWS = 32
@@ -139,35 +139,36 @@ class SqliteStore:
 
         await self._write(run, 1)
 
-    async def abandon_request(self, key: str) -> None:
-        await self.exchange_requests((), [key], (), ttl_seconds=1, lease_seconds=1)
+    async def abandon_request(self, key: str, token: str | None = None) -> None:
+        await self.exchange_requests((), [key if token is None else (key, token)], (), ttl_seconds=1, lease_seconds=1)
 
     async def finish_requests(
         self,
         finished: Sequence[tuple[str, str, StoredResponse]],
         ttl_seconds: float,
         *,
-        abandoned: Sequence[str] = (),
+        abandoned: Sequence[Abandon] = (),
     ) -> None:
         await self.exchange_requests(finished, abandoned, (), ttl_seconds=ttl_seconds, lease_seconds=1)
 
     async def exchange_requests(
         self,
         finished: Sequence[tuple[str, str, StoredResponse]],
-        abandoned: Sequence[str],
+        abandoned: Sequence[Abandon],
         begin: Sequence[tuple[str, str]],
         *,
         ttl_seconds: float,
         lease_seconds: float,
+        round_id: str | None = None,
     ) -> list[RequestClaim]:
         ttl = records.millis(ttl_seconds, "ttl_seconds") / 1000
         lease = records.millis(lease_seconds, "lease_seconds") / 1000
         rows = [(records.request_key(k), records.response_record(fp, response)) for k, fp, response in finished]
-        dropped = [records.request_key(key) for key in abandoned]
-        markers = records.in_flight_records([fingerprint for _, fingerprint in begin])
+        dropped = [(records.request_key(key), token) for key, token in records.abandons(abandoned)]
+        tokens = records.marker_tokens(round_id, len(begin))
         named = [
-            (records.request_key(key), fingerprint, marker)
-            for (key, fingerprint), marker in zip(begin, markers, strict=True)
+            (records.request_key(key), fingerprint, token)
+            for (key, fingerprint), token in zip(begin, tokens, strict=True)
         ]
         if not (rows or dropped or named):
             return []
@@ -175,9 +176,9 @@ class SqliteStore:
         def run(db: sqlite3.Connection, now: float) -> list[RequestClaim]:
             for name, record in rows:
                 _put(db, name, record, now + ttl)
-            for name in dropped:
-                _abandon(db, name, now)
-            return [_begin(db, name, fingerprint, marker, now=now, lease=lease) for name, fingerprint, marker in named]
+            for name, token in dropped:
+                _abandon(db, name, token, now)
+            return [_begin(db, name, fingerprint, token, now=now, lease=lease) for name, fingerprint, token in named]
 
         return await self._write(run, len(rows) + len(named))
 
@@ -232,23 +233,23 @@ def _live(db: sqlite3.Connection, key: str, now: float) -> dict[str, str] | None
 
 
 def _begin(
-    db: sqlite3.Connection, name: str, fingerprint: str, marker: str, *, now: float, lease: float
+    db: sqlite3.Connection, name: str, fingerprint: str, token: str, *, now: float, lease: float
 ) -> RequestClaim:
-    """``marker``: the in-flight record to write (SQLite calls are never retried, so unlike Redis's
-    script this never finds its own; a marker with or without a token is read alike)."""
+    """``token``: the in-flight marker's (SQLite calls are never retried, so unlike Redis's script
+    this never finds its own; a marker with or without a token is read alike)."""
     found = db.execute("SELECT value, expires_at FROM records WHERE key = ? AND expires_at > ?", (name, now)).fetchone()
     if found is None:
-        _put(db, name, marker, now + lease)
-        return RequestClaim(RequestState.NEW)
+        _put(db, name, records.in_flight_record(fingerprint, token), now + lease)
+        return RequestClaim(RequestState.NEW, token=token)
     value, expires_at = found
     if json.loads(value)["state"] == records.IN_FLIGHT:
         return RequestClaim(RequestState.IN_FLIGHT, retry_after=max(0.0, expires_at - now))
     return records.replay(value, fingerprint)
 
 
-def _abandon(db: sqlite3.Connection, name: str, now: float) -> None:
+def _abandon(db: sqlite3.Connection, name: str, token: str | None, now: float) -> None:
     current = _live(db, name, now)
-    if current is not None and current["state"] == records.IN_FLIGHT:
+    if current is not None and current["state"] == records.IN_FLIGHT and token in (None, current.get("token")):
         db.execute("DELETE FROM records WHERE key = ?", (name,))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -46,6 +46,14 @@ class RequestClaim:
     state: RequestState
     response: StoredResponse | None = None  # for REPLAY
     retry_after: float | None = None  # for IN_FLIGHT: seconds until the in-flight marker expires
+    # For NEW: the token of the marker written; abandon with it to drop only that one. An opaque
+    # handle, not part of the answer: claims compare equal without it.
+    token: str | None = field(default=None, compare=False)
+
+
+# What a writer abandons: a key (its in-flight marker, whoever wrote it), or ``(key, token)``: only the
+# marker with that token (the one this request wrote), never one another request wrote after its lease.
+type Abandon = str | tuple[str, str]
 
 
 class IdempotencyStore(Protocol):
@@ -82,8 +90,9 @@ class IdempotencyStore(Protocol):
         """Remember the response for ``ttl_seconds`` (replaces the in-flight marker)."""
         ...
 
-    async def abandon_request(self, key: str) -> None:
-        """The request failed: forget its in-flight marker (a completed record is kept)."""
+    async def abandon_request(self, key: str, token: str | None = None) -> None:
+        """The request failed: forget its in-flight marker (only the one with ``token`` when given; a
+        completed record is kept)."""
         ...
 
     async def begin_requests(self, requests: Sequence[tuple[str, str]], lease_seconds: float) -> list[RequestClaim]:
@@ -96,25 +105,28 @@ class IdempotencyStore(Protocol):
         finished: Sequence[tuple[str, str, StoredResponse]],
         ttl_seconds: float,
         *,
-        abandoned: Sequence[str] = (),
+        abandoned: Sequence[Abandon] = (),
     ) -> None:
         """:meth:`finish_request` for each ``(key, fingerprint, response)`` and :meth:`abandon_request`
-        for each key of ``abandoned``, together: the end of one batch request."""
+        for each of ``abandoned`` (a key, or ``(key, token)``), together: the end of one batch request."""
         ...
 
     async def exchange_requests(
         self,
         finished: Sequence[tuple[str, str, StoredResponse]],
-        abandoned: Sequence[str],
+        abandoned: Sequence[Abandon],
         begin: Sequence[tuple[str, str]],
         *,
         ttl_seconds: float,
         lease_seconds: float,
+        round_id: str | None = None,
     ) -> list[RequestClaim]:
         """:meth:`finish_requests` (``finished`` for ``ttl_seconds``, ``abandoned``), then
         :meth:`begin_requests` (``begin`` for ``lease_seconds``), atomically: the writer's round of
         the requests that ended and those that start meanwhile, in one round trip (none if all three
-        are empty). The answers are for ``begin``, in order."""
+        are empty). The answers are for ``begin``, in order. The markers' tokens are
+        ``<round_id>:<position in begin>`` (a random round id when None): a caller that got no answer
+        can still abandon exactly what this call may have written."""
         ...
 
     async def aclose(self) -> None: ...

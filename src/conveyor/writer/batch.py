@@ -114,7 +114,7 @@ async def _begin(entries: list[Entry], replay: Replay) -> None:
         return
     for entry, claim in zip(keyed, claims, strict=True):
         if claim.state is RequestState.NEW:
-            entry.begun = True
+            entry.begun, entry.token = True, claim.token
         elif claim.state is RequestState.REPLAY and claim.response is not None:
             entry.result, entry.replayed = json.loads(claim.response.body)["message_id"], True
         else:
@@ -126,7 +126,7 @@ async def _end(entries: list[Entry], replay: Replay) -> None:
     if not begun:
         return
     finished = [(e.keyed, _stored(e.result)) for e in begun if e.keyed and isinstance(e.result, str)]
-    abandoned = [e.keyed for e in begun if e.keyed and not isinstance(e.result, str)]
+    abandoned = [(e.keyed, e.token) for e in begun if e.keyed and not isinstance(e.result, str)]
     await replay.end(finished, abandoned)
 
 

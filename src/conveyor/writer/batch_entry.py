@@ -16,6 +16,7 @@ class Entry:
     outgoing: Outgoing | None = None  # None: it failed validation
     keyed: Keyed | None = None  # with an idempotency store and a key
     begun: bool = False  # its key's in-flight marker is ours: finish or abandon it
+    token: str | None = None  # that marker's token (an abandon drops only that marker)
     result: str | EntryProblem | None = None  # the SQS MessageId, or why not; None: not settled yet
     replayed: bool = False
 

@@ -44,6 +44,19 @@ class Coalescer[I, R]:
 
     async def submit(self, items: Sequence[I]) -> list[R]:
         """The results of ``items``, in order (or the call's exception)."""
+        return await self._enqueue(items)
+
+    def post(self, items: Sequence[I], on_error: Callable[[BaseException], None]) -> None:
+        """Gather ``items`` for the next call without waiting for it (safe from within a call: the
+        next call follows it); a failure goes to ``on_error``."""
+
+        def done(future: asyncio.Future[list[R]]) -> None:
+            if not future.cancelled() and (exc := future.exception()) is not None:
+                on_error(exc)
+
+        self._enqueue(items).add_done_callback(done)
+
+    def _enqueue(self, items: Sequence[I]) -> asyncio.Future[list[R]]:
         if self._group is None:
             raise RuntimeError("the coalescer is not running")
         future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
@@ -51,7 +64,7 @@ class Coalescer[I, R]:
         if not self._running:
             self._running = True
             self._group.create_task(self._run())
-        return await future
+        return future
 
     def _take(self) -> list[Waiting[I, R]]:
         taken: list[Waiting[I, R]] = []

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -29,7 +30,15 @@ from typing import Self
 import structlog
 from fastapi.responses import JSONResponse, Response
 
-from conveyor.idempotency import IdempotencyStore, RequestClaim, RequestState, StoredResponse, StoreUnavailableError
+from conveyor.idempotency import (
+    Abandon,
+    IdempotencyStore,
+    RequestClaim,
+    RequestState,
+    StoredResponse,
+    StoreUnavailableError,
+    records,
+)
 from conveyor.settings import WriterSettings
 from conveyor.sqs.client import READ_TIMEOUT_SECONDS
 from conveyor.sqs.queues import QueueConfig
@@ -60,6 +69,7 @@ class Step:
     keyed: Keyed
     ends: bool = False
     response: StoredResponse | None = None  # for a finished request
+    token: str | None = None  # for an abandoned one: its marker's (only that marker is dropped)
 
 
 def fingerprint(route: str, queue: QueueConfig, content_type: str, message: MessageIn) -> str:
@@ -112,14 +122,30 @@ class Replay:
     async def _round(self, steps: list[Step]) -> list[RequestClaim | None]:
         """One store round trip for the steps gathered: the ends first, then the beginnings."""
         finished = [(s.keyed.key, s.keyed.fingerprint, s.response) for s in steps if s.ends and s.response]
-        abandoned = [s.keyed.key for s in steps if s.ends and s.response is None]
+        abandoned: list[Abandon] = [_abandon(s) for s in steps if s.ends and s.response is None]
         begin = [(s.keyed.key, s.keyed.fingerprint) for s in steps if not s.ends]
-        claims = iter(
-            await self._store.exchange_requests(
-                finished, abandoned, begin, ttl_seconds=self._ttl, lease_seconds=self._lease
+        round_id = uuid.uuid4().hex
+        try:
+            claims = iter(
+                await self._store.exchange_requests(
+                    finished, abandoned, begin, ttl_seconds=self._ttl, lease_seconds=self._lease, round_id=round_id
+                )
             )
-        )
+        except StoreUnavailableError:
+            self._undo_begin(begin, round_id)
+            raise
         return [None if s.ends else next(claims) for s in steps]
+
+    def _undo_begin(self, begin: list[tuple[str, str]], round_id: str) -> None:
+        """A round without an answer may still have been carried out (Redis ran the script, its answer
+        was lost): drop the markers it may have written, by their tokens, in the next round, so that
+        the client's retry after the 503 is not a 409 for the marker's lease. Best effort."""
+        if not begin:
+            return
+        firsts = {key: i for i, (key, _) in reversed(list(enumerate(begin)))}  # only a key's first position can be NEW
+        tokens = records.marker_tokens(round_id, len(begin))
+        steps = [Step(Keyed(key, ""), ends=True, token=tokens[i]) for key, i in firsts.items()]
+        self._rounds.post(steps, on_error=lambda exc: log.warning("idempotency_undo_failed", error=str(exc)))
 
     async def begin(self, requests: Sequence[Keyed]) -> list[RequestClaim]:
         """Begin every request in one round trip (shared with the requests that arrive meanwhile);
@@ -138,13 +164,15 @@ class Replay:
             self._metrics.idempotency.labels(claim.state.value).inc()
         return claims
 
-    async def end(self, finished: Sequence[tuple[Keyed, StoredResponse]], abandoned: Sequence[Keyed]) -> None:
+    async def end(
+        self, finished: Sequence[tuple[Keyed, StoredResponse]], abandoned: Sequence[tuple[Keyed, str | None]]
+    ) -> None:
         """Remember the successes and drop the markers of the failures, in one round trip. Never
         raises: the answer is known already. If the store cannot answer, the markers expire after
         their lease (a repeat meanwhile is a 409, then the request is sent again)."""
         steps = [Step(k, ends=True, response=response) for k, response in finished]
         try:
-            await self._rounds.submit([*steps, *(Step(k, ends=True) for k in abandoned)])
+            await self._rounds.submit([*steps, *(Step(k, ends=True, token=token) for k, token in abandoned)])
         except StoreUnavailableError as exc:
             log.warning(
                 "idempotency_store_not_updated", error=str(exc), finished=len(finished), abandoned=len(abandoned)
@@ -176,8 +204,12 @@ class Replay:
         try:
             response = await send()
         except BaseException:
-            await self.end([], [keyed])
+            await self.end([], [(keyed, claim.token)])
             raise
         stored = StoredResponse(response.status_code, bytes(response.body), "application/json")
         await self.end([(keyed, stored)], [])
         return response
+
+
+def _abandon(step: Step) -> Abandon:
+    return step.keyed.key if step.token is None else (step.keyed.key, step.token)
