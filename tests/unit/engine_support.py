@@ -14,7 +14,7 @@ from conveyor.processor.user_code import BatchHandler
 from tests.fakes import FakeSqs, as_client
 from tests.polling import until
 
-__all__ = ["DLQ", "QUEUE", "config_for", "left", "running", "sample", "until"]
+__all__ = ["DLQ", "QUEUE", "config_for", "left", "running", "sample", "started", "until"]
 
 QUEUE = "work"
 DLQ = "work-dlq"
@@ -45,17 +45,29 @@ def config_for(fake: FakeSqs, queue: str = QUEUE, /, **overrides: object) -> Eng
 
 
 @asynccontextmanager
-async def running(
-    fake: FakeSqs, handler: Callable[[Message], Awaitable[None]] | BatchHandler, **overrides: object
-) -> AsyncIterator[Engine]:
-    """Run an engine in the background; stop it gracefully on exit."""
-    engine = Engine(as_client(fake), config_for(fake, **overrides), handler)
+async def started(engine: Engine) -> AsyncIterator[asyncio.Task[None]]:
+    """``engine`` running in the background (its task, to see whether it ended); stopped gracefully
+    on exit, and what ended it raised."""
     task = asyncio.create_task(engine.run())
     try:
-        yield engine
+        yield task
     finally:
         engine.stop()
         await asyncio.wait_for(task, 10)
+
+
+@asynccontextmanager
+async def running(
+    fake: FakeSqs,
+    handler: Callable[[Message], Awaitable[None]] | BatchHandler,
+    /,
+    queue: str = QUEUE,
+    **overrides: object,
+) -> AsyncIterator[Engine]:
+    """An engine on ``queue`` of the fake, running in the background; stopped gracefully on exit."""
+    engine = Engine(as_client(fake), config_for(fake, queue, **overrides), handler)
+    async with started(engine):
+        yield engine
 
 
 def sample(engine: Engine, name: str, **labels: str) -> float:

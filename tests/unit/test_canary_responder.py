@@ -19,7 +19,7 @@ from conveyor.processor.engine import Engine
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.user_code import BatchHandler
 from tests.fakes import FakeSqs, as_client, client_error
-from tests.unit.engine_support import QUEUE, config_for, until
+from tests.unit.engine_support import QUEUE, config_for, left, started, until
 
 SECRET = b"unit-test-canary-secret"
 CANARY_QUEUE = "work-canary"
@@ -38,10 +38,6 @@ def canary_text(secret: bytes = SECRET, at_ms: int | None = None) -> tuple[str, 
     return canary.id, json.dumps(canary_body(secret, canary), separators=(",", ":"))
 
 
-def left(fake: FakeSqs, name: str = QUEUE) -> int:
-    return len(fake.queues[name].messages)
-
-
 def sample(metrics: ProcessorMetrics, name: str, labels: dict[str, str] | None = None) -> float:
     return metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
@@ -54,14 +50,8 @@ async def engine_with_canary(
     config = CanaryConfig(SECRET, fake.queues[CANARY_QUEUE].url, "unit-processor", retry_seconds=0)
     responder = CanaryResponder(as_client(fake), config, metrics.registry)
     engine = Engine(as_client(fake), config_for(fake, **overrides), handler, metrics=metrics, canary=responder)
-    import asyncio  # noqa: PLC0415 - keep the module's imports to what the tests read
-
-    task = asyncio.create_task(engine.run())
-    try:
+    async with started(engine):
         yield engine
-    finally:
-        engine.stop()
-        await asyncio.wait_for(task, 10)
 
 
 async def test_a_canary_is_answered_and_deleted_without_the_handler(fake: FakeSqs) -> None:

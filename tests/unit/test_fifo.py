@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 
 from conveyor import BatchFailures, Message, Reject, Retry, batch_handler
 from conveyor.processor.engine import Engine
 from conveyor.processor.user_code import BatchHandler, adapt
-from tests.fakes import FakeSqs, as_client
+from tests.fakes import FakeSqs
 from tests.fifo_support import Timeline
-from tests.unit.engine_support import config_for, until
+from tests.unit.engine_support import running as engine_running
+from tests.unit.engine_support import until
 
 QUEUE = "work.fifo"
 DLQ = "work-dlq.fifo"
@@ -29,17 +30,10 @@ def fake() -> FakeSqs:
     return sqs
 
 
-@asynccontextmanager
-async def running(
+def running(
     fake: FakeSqs, handler: Callable[[Message], Awaitable[None]] | BatchHandler, **overrides: object
-) -> AsyncIterator[Engine]:
-    engine = Engine(as_client(fake), config_for(fake, QUEUE, **overrides), handler)
-    task = asyncio.create_task(engine.run())
-    try:
-        yield engine
-    finally:
-        engine.stop()
-        await asyncio.wait_for(task, 10)
+) -> AbstractAsyncContextManager[Engine]:
+    return engine_running(fake, handler, queue=QUEUE, **overrides)
 
 
 def put_groups(fake: FakeSqs, groups: int, each: int) -> None:

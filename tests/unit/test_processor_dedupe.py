@@ -21,7 +21,7 @@ from conveyor.processor.dedupe import Dedupe, KeyFunction
 from conveyor.processor.engine import Engine
 from conveyor.processor.user_code import adapt
 from tests.fakes import FakeSqs, as_client
-from tests.unit.engine_support import QUEUE, config_for, left, sample, until
+from tests.unit.engine_support import QUEUE, config_for, left, sample, started, until
 
 
 @pytest.fixture
@@ -84,12 +84,8 @@ async def running(
     dedupe = Dedupe(store, visibility_timeout=config.visibility_timeout, ttl_seconds=3600,  # type: ignore[arg-type]
                     linger=config.delete_linger, key_of=key_of)  # fmt: skip
     engine = Engine(as_client(fake), config, handler, dedupe=dedupe)
-    task = asyncio.create_task(engine.run())
-    try:
+    async with started(engine):
         yield engine
-    finally:
-        engine.stop()
-        await asyncio.wait_for(task, 10)
 
 
 async def test_copies_with_one_key_complete_the_handler_once(fake: FakeSqs, store: IdempotencyStore) -> None:
@@ -241,12 +237,10 @@ async def test_on_a_fifo_queue_a_deferred_message_holds_back_its_group(tmp_path:
         config = config_for(fake, "work.fifo", visibility_timeout=1)
         dedupe = Dedupe(store, visibility_timeout=1, ttl_seconds=60, linger=0.01)
         engine = Engine(as_client(fake), config, handler, dedupe=dedupe)
-        task = asyncio.create_task(engine.run())
-        await until(
-            lambda: engine.metrics.registry.get_sample_value("conveyor_processor_duplicates_deferred_total") == 1
-        )
-        engine.stop()
-        await asyncio.wait_for(task, 10)
+        async with started(engine):
+            await until(
+                lambda: engine.metrics.registry.get_sample_value("conveyor_processor_duplicates_deferred_total") == 1
+            )
     assert seen == []  # 1 and 2 never ran before 0
 
 
@@ -263,12 +257,8 @@ async def fifo_batch_engine(fake: FakeSqs, store: IdempotencyStore, seen: list[i
     dedupe = Dedupe(store, visibility_timeout=1, ttl_seconds=60, linger=0.01)
     with ThreadPoolExecutor(1) as pool:
         engine = Engine(as_client(fake), config, adapt(handle, pool), dedupe=dedupe)
-        task = asyncio.create_task(engine.run())
-        try:
+        async with started(engine):
             yield engine
-        finally:
-            engine.stop()
-            await asyncio.wait_for(task, 10)
 
 
 def put_keyed(fake: FakeSqs, n: int, key: str, group: str = "g") -> None:

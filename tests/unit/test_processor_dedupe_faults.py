@@ -26,7 +26,7 @@ from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.user_code import adapt
 from tests.fakes import FakeSqs, as_client
 from tests.idempotency_support import FakeClock
-from tests.unit.engine_support import DLQ, QUEUE, config_for, left, until
+from tests.unit.engine_support import DLQ, QUEUE, config_for, left, started, until
 
 
 def keyed(key: str) -> dict[str, object]:
@@ -34,7 +34,8 @@ def keyed(key: str) -> dict[str, object]:
 
 
 class Flaky:
-    """A store whose named method fails ``fails`` times (a Redis blip), counting the calls that worked."""
+    """A store whose named method fails ``fails`` times (a Redis blip; with ``error``, a store's bug),
+    counting the calls that worked."""
 
     def __init__(self, store: IdempotencyStore, method: str, fails: int = 1, error: Exception | None = None) -> None:
         self.store, self.method, self.fails = store, method, fails
@@ -91,10 +92,8 @@ async def test_a_key_function_returning_a_lone_surrogate_does_not_stop_the_engin
             store, visibility_timeout=2, ttl_seconds=60, linger=0.01, key_of=idempotency_options(handler).key
         )
         engine = Engine(as_client(fake), config_for(fake), handler, dedupe=dedupe)
-        task = asyncio.create_task(engine.run())
-        await until(lambda: left(fake) == 0 or task.done())
-        engine.stop()
-        await asyncio.wait_for(task, 10)
+        async with started(engine) as task:
+            await until(lambda: left(fake) == 0 or task.done())
     assert sorted(seen) == ['{"order": "\\ud800"}', '{"order": "fine"}']
 
 
@@ -113,11 +112,9 @@ async def test_a_store_that_raises_an_unexpected_error_defers_the_batch_and_the_
         store = Flaky(real, "claim", error=RuntimeError("a bug in a store"))
         dedupe = Dedupe(store, visibility_timeout=1, ttl_seconds=60, linger=0.01)  # type: ignore[arg-type]
         engine = Engine(as_client(fake), config_for(fake, visibility_timeout=1), handler, dedupe=dedupe)
-        task = asyncio.create_task(engine.run())
-        await until(lambda: seen == ["one"] or task.done(), timeout=10)
-        deferred = engine.metrics.registry.get_sample_value("conveyor_processor_duplicates_deferred_total")
-        engine.stop()
-        await asyncio.wait_for(task, 10)
+        async with started(engine) as task:
+            await until(lambda: seen == ["one"] or task.done(), timeout=10)
+            deferred = engine.metrics.registry.get_sample_value("conveyor_processor_duplicates_deferred_total")
     assert seen == ["one"]  # once, after the deferral: never without its claim
     assert deferred == 1
 
@@ -181,13 +178,11 @@ async def test_a_completion_the_store_missed_is_recorded_later_and_a_copy_meanwh
         store = Flaky(real, "complete")
         dedupe = Dedupe(store, visibility_timeout=2, ttl_seconds=60, linger=0.01)  # type: ignore[arg-type]
         engine = Engine(as_client(fake), config_for(fake, concurrency=1), handler, dedupe=dedupe)
-        task = asyncio.create_task(engine.run())
-        await until(lambda: len(fake.queues[QUEUE].deleted) == 1)
-        fake.put(QUEUE, "the producer's retry", keyed("order-7"))
-        await until(lambda: len(fake.queues[QUEUE].deleted) == 2)
-        await until(lambda: store.succeeded >= 1)  # recorded by a later heartbeat tick
-        engine.stop()
-        await asyncio.wait_for(task, 10)
+        async with started(engine):
+            await until(lambda: len(fake.queues[QUEUE].deleted) == 1)
+            fake.put(QUEUE, "the producer's retry", keyed("order-7"))
+            await until(lambda: len(fake.queues[QUEUE].deleted) == 2)
+            await until(lambda: store.succeeded >= 1)  # recorded by a later heartbeat tick
         assert await real.claim(["order-7"], "another-processor", 60) == [Claim.COMPLETED]
     assert ran == ["first"]
     assert engine.metrics.registry.get_sample_value("conveyor_processor_duplicates_skipped_total") == 1
@@ -209,26 +204,6 @@ async def test_completions_the_store_missed_are_tried_once_more_at_shutdown(tmp_
 # Review 3: what the first fixes missed.
 
 
-class Broken:
-    """A store whose named method raises ``error`` ``fails`` times (a bug in a store, not an outage)."""
-
-    def __init__(self, store: IdempotencyStore, method: str, error: Exception, fails: int = 1_000_000) -> None:
-        self.store, self.method, self.error, self.fails = store, method, error, fails
-
-    def __getattr__(self, name: str) -> object:
-        call = getattr(self.store, name)
-        if name != self.method:
-            return call
-
-        async def broken(*args: object) -> object:
-            if self.fails:
-                self.fails -= 1
-                raise self.error
-            return await call(*args)
-
-        return broken
-
-
 async def test_a_store_bug_in_complete_does_not_crash_the_engine_at_shutdown(tmp_path: Path) -> None:
     """The poller now survives "a bug of ours or the store's" in claim; the same bug in complete goes
     to ``_unrecorded`` and the one last ``_record`` in ``Dedupe.__aexit__`` lets it out of Engine.run."""
@@ -241,13 +216,11 @@ async def test_a_store_bug_in_complete_does_not_crash_the_engine_at_shutdown(tmp
         ran.append(message.body)
 
     async with open_store(f"sqlite:///{tmp_path}/s.sqlite3") as real:
-        store = Broken(real, "complete", RuntimeError("a bug in a store"))
+        store = Flaky(real, "complete", fails=1_000_000, error=RuntimeError("a bug in a store"))
         dedupe = Dedupe(store, visibility_timeout=2, ttl_seconds=60, linger=0.01)  # type: ignore[arg-type]
         engine = Engine(as_client(fake), config_for(fake), handler, dedupe=dedupe)
-        task = asyncio.create_task(engine.run())
-        await until(lambda: len(fake.queues[QUEUE].deleted) == 1 or task.done())
-        engine.stop()
-        await asyncio.wait([task], timeout=10)
+        async with started(engine) as task:
+            await until(lambda: len(fake.queues[QUEUE].deleted) == 1 or task.done())
     assert ran == ["one"]
     assert task.done()
     assert task.exception() is None  # was: RuntimeError('a bug in a store') out of Engine.run
@@ -274,10 +247,8 @@ async def test_a_key_function_returning_a_huge_integer_does_not_defer_its_whole_
         )
         config = config_for(fake, visibility_timeout=1, max_receive_count=3)
         engine = Engine(as_client(fake), config, handler, dedupe=dedupe)
-        task = asyncio.create_task(engine.run())
-        await until(lambda: left(fake) == 0 or task.done(), timeout=15)
-        engine.stop()
-        await asyncio.wait_for(task, 10)
+        async with started(engine) as task:
+            await until(lambda: left(fake) == 0 or task.done(), timeout=15)
     assert sorted(seen) == ["huge", "innocent"]  # was: [] (both dead-lettered unrun)
     assert left(fake, DLQ) == 0
 
@@ -290,21 +261,19 @@ async def test_a_message_handled_during_shutdown_is_deleted_even_if_the_store_ha
     fake.create(QUEUE)
     fake.put(QUEUE, "slow", keyed("k1"))
     ran: list[str] = []
-    started = asyncio.Event()
+    handling = asyncio.Event()
 
     async def handler(message: Message) -> None:
-        started.set()
+        handling.set()
         await asyncio.sleep(0.3)  # still running when the stop comes; finishes within the grace
         ran.append(message.body)
 
     async with open_store(f"sqlite:///{tmp_path}/s.sqlite3") as real:
-        store = Broken(real, "complete", RuntimeError("a bug in a store"))
+        store = Flaky(real, "complete", fails=1_000_000, error=RuntimeError("a bug in a store"))
         dedupe = Dedupe(store, visibility_timeout=30, ttl_seconds=60, linger=0.01)  # type: ignore[arg-type]
         engine = Engine(as_client(fake), config_for(fake, visibility_timeout=30), handler, dedupe=dedupe)
-        task = asyncio.create_task(engine.run())
-        await asyncio.wait_for(started.wait(), 5)
-        engine.stop()
-        await asyncio.wait([task], timeout=10)
+        async with started(engine):
+            await asyncio.wait_for(handling.wait(), 5)
     assert ran == ["slow"]
     assert [m.body for m in fake.queues[QUEUE].deleted] == ["slow"]  # was: [] (left on the queue: runs again)
 
@@ -355,10 +324,8 @@ async def test_two_leases_of_one_message_in_one_batch_run_it_and_do_not_keep_its
                 adapt(handle, pool),
                 dedupe=dedupe,
             )
-            task = asyncio.create_task(engine.run())
-            await until(lambda: left(fake) == 0 or task.done(), timeout=15)
-            engine.stop()
-            await asyncio.wait_for(task, 10)
+            async with started(engine) as task:
+                await until(lambda: left(fake) == 0 or task.done(), timeout=15)
     assert seen == ["x"]  # was: [] (deferred at each delivery, then dead-lettered)
     assert left(fake, DLQ) == 0
 
@@ -372,11 +339,11 @@ async def test_at_a_fifo_shutdown_the_group_behind_an_abandoned_thread_comes_bac
     for n, key in enumerate(("a", "b", "c")):
         fake.put("work.fifo", json.dumps({"n": n}), keyed(key), "g")
     release = threading.Event()
-    started = threading.Event()
+    handling = threading.Event()
 
     @batch_handler
     def handle(messages: list[Message]) -> BatchFailures:
-        started.set()
+        handling.set()
         release.wait(10)
         return {}
 
@@ -386,10 +353,8 @@ async def test_at_a_fifo_shutdown_the_group_behind_an_abandoned_thread_comes_bac
         dedupe = Dedupe(store, visibility_timeout=30, ttl_seconds=60, linger=0.01)
         with ThreadPoolExecutor(1) as pool:
             engine = Engine(as_client(fake), config, adapt(handle, pool), dedupe=dedupe)
-            task = asyncio.create_task(engine.run())
-            await until(started.is_set)
-            engine.stop()
-            await asyncio.wait_for(task, 10)
+            async with started(engine):
+                await until(handling.is_set)
             release.set()
     soonest = min(m.visible_at for m in fake.queues["work.fifo"].messages.values()) - time.monotonic()
     assert soonest > 20  # none of the group is visible before m0 (30 s)
