@@ -25,6 +25,7 @@ from conveyor.idempotency.errors import StoreUnavailableError
 from conveyor.idempotency.store import Abandon, Claim, RequestClaim, RequestState, StoredResponse
 
 BUSY_TIMEOUT_SECONDS = 5.0
+WAL_RETRY_SECONDS = 0.005  # between two tries to switch a new file to WAL
 SWEEP_MIN_ROWS = 32
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -212,7 +213,7 @@ class SqliteStore:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
             try:
-                db.execute("PRAGMA journal_mode=WAL")
+                _use_wal(db, self._busy_timeout)
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.executescript(SCHEMA)
             except BaseException:
@@ -225,6 +226,23 @@ class SqliteStore:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def _use_wal(db: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch the file to WAL. While another connection is switching a new file, SQLite answers
+    "database is locked" at once, without its busy handler (two processes sharing a new store, such
+    as `conveyor dev`'s writer and processor, hit it about one time in fifty): tried again until the
+    busy timeout, like any other lock."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(WAL_RETRY_SECONDS)
+        else:
+            return
 
 
 def _live(db: sqlite3.Connection, key: str, now: float) -> dict[str, str] | None:
