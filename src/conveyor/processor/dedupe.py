@@ -41,7 +41,7 @@ from conveyor.sqs.batcher import Batcher
 
 log = structlog.get_logger("conveyor.processor")
 CLAIM_MARGIN_SECONDS = 5.0  # a claim outlives the message's visibility by this much
-MAX_UNRECORDED = 100_000  # completions kept here while the store cannot record them
+MAX_KEPT_KEYS = 100_000  # bound of each set of keys kept here (unrecorded, recently completed)
 
 type KeyFunction = Callable[[Message], str | int]
 
@@ -236,7 +236,7 @@ class Dedupe:
         now = self._clock()
         while self._completed_here:  # in order of expiry: drop the expired from the front
             oldest, until = next(iter(self._completed_here.items()))
-            if until > now and len(self._completed_here) < MAX_UNRECORDED:
+            if until > now and len(self._completed_here) < MAX_KEPT_KEYS:
                 break
             del self._completed_here[oldest]
         self._completed_here.pop(key, None)
@@ -244,7 +244,7 @@ class Dedupe:
 
     def _remember_unrecorded(self, key: str) -> None:
         self._unrecorded[key] = None
-        if len(self._unrecorded) > MAX_UNRECORDED:  # the store has been down for long: forget the oldest
+        if len(self._unrecorded) > MAX_KEPT_KEYS:  # the store has been down for long: forget the oldest
             oldest = next(iter(self._unrecorded))
             del self._unrecorded[oldest]
             log.error("idempotency_completion_forgotten", key=oldest)
