@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from conveyor.sqs.batcher import Batcher, BatcherClosedError
+from conveyor.sqs.batcher import MAX_HOLD_SECONDS, Batcher, BatcherClosedError, longest_hold
 from tests.polling import until
 
 
@@ -145,3 +145,75 @@ async def test_eager_what_arrives_while_a_call_is_in_flight_goes_together_when_i
         gate.release.set()
         assert await asyncio.wait_for(asyncio.gather(first, *later), 5) == [10, 20, 30, 40]
     assert gate.calls == [[1], [2, 3, 4]]
+
+
+class Timed:
+    """A flush whose calls each last ``seconds`` (0: one turn of the loop), or until released."""
+
+    def __init__(self, seconds: float) -> None:
+        self.calls: list[list[int]] = []
+        self.seconds = seconds
+        self.hang = asyncio.Event()  # set: the next calls wait for release
+        self.release = asyncio.Event()
+
+    async def flush(self, entries: Sequence[int]) -> list[int | BaseException]:
+        self.calls.append(list(entries))
+        if self.hang.is_set():
+            await self.release.wait()
+        else:
+            await asyncio.sleep(self.seconds)
+        return [e * 10 for e in entries]
+
+
+async def test_eager_while_calls_fly_the_linger_does_not_cut_a_call_short() -> None:
+    """On a slow machine ten requests take longer to arrive than a short linger: entries that arrive
+    while a call is in flight wait for it (not for a timer), however long they take to come."""
+    timed = Timed(0.2)
+    async with Batcher(timed.flush, linger=0.001, eager=True) as batcher:
+        assert await batcher.submit(0) == 0  # one call of 0.2 s: the usual call time
+        first = batcher.submit_nowait(1)
+        await until(lambda: len(timed.calls) == 2)
+        later = [batcher.submit_nowait(2)]
+        for entry in (3, 4):  # well past the 1 ms linger, the call still in flight
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(later[0]), 0.02)
+            later.append(batcher.submit_nowait(entry))
+        assert len(timed.calls) == 2  # gathered, not sent
+        assert await asyncio.wait_for(asyncio.gather(first, *later), 5) == [10, 20, 30, 40]
+    assert timed.calls == [[0], [1], [2, 3, 4]]
+
+
+async def test_eager_a_full_call_goes_while_others_fly() -> None:
+    gate = Gate()
+    async with Batcher(gate.flush, linger=3600, eager=True) as batcher:
+        first = batcher.submit_nowait(0)
+        await until(lambda: len(gate.calls) == 1)
+        ten = [batcher.submit_nowait(i) for i in range(1, 11)]
+        await until(lambda: len(gate.calls) == 2)  # ten: sent at once, the first still in flight
+        assert gate.calls[1] == list(range(1, 11))
+        gate.release.set()
+        assert await asyncio.wait_for(asyncio.gather(first, *ten), 5) == [i * 10 for i in range(11)]
+
+
+async def test_eager_a_stalled_call_does_not_hold_the_next_entries_for_long() -> None:
+    """A call that hangs (a connection waiting for its read timeout) holds what arrived after it
+    only about twice the usual call time, then that goes in a call of its own."""
+    timed = Timed(0.01)
+    async with Batcher(timed.flush, linger=0.001, eager=True) as batcher:
+        for entry in range(3):
+            assert await batcher.submit(entry) == entry * 10  # calls of about 10 ms: the usual
+        timed.hang.set()
+        stalled = batcher.submit_nowait(7)
+        await until(lambda: len(timed.calls) == 4)
+        timed.hang.clear()
+        after = batcher.submit_nowait(8)
+        assert await asyncio.wait_for(after, 5) == 80  # sent while the stalled call still hangs
+        assert not stalled.done()
+        timed.release.set()
+        assert await asyncio.wait_for(stalled, 5) == 70
+
+
+def test_the_longest_hold_is_the_linger_or_the_stall_guards_ceiling() -> None:
+    assert longest_hold(0.005, eager=False) == 0.005
+    assert longest_hold(0.005, eager=True) == MAX_HOLD_SECONDS
+    assert longest_hold(2.0, eager=True) == 2.0

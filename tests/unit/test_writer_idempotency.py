@@ -267,7 +267,7 @@ async def test_a_writer_killed_mid_request_holds_its_key_for_the_longest_send(fa
     assert response.status_code == 409
     assert response.headers["retry-after"] == "2"
     assert on_queue(fake) == []
-    assert in_flight_lease_seconds(settings) == 82.005  # (2 + 1) resends x 3 attempts x (3 + 5) s, linger, margin
+    assert in_flight_lease_seconds(settings) == 83.0  # (2 + 1) resends x 3 attempts x (3 + 5) s, 1 s hold, margin
 
 
 # --- POST /messages/batch ---------------------------------------------------------------------

@@ -3,13 +3,22 @@ ChangeMessageVisibilityBatch alike.
 
 Entries submitted concurrently are gathered into one call of up to ``max_entries`` and ``max_bytes``;
 a call is made when it is full, or ``linger`` seconds after its first entry arrived, so an entry with
-no company never waits longer than the linger. With ``eager`` (the writer's, like Nagle's algorithm),
-an entry that finds no call in flight is sent at once (with whatever else arrives in the same turn of
-the event loop); the linger only gathers what arrives while calls are in flight, and when the last
-of them ends, what was gathered goes at once. Each submitter gets its own entry's result: with a
-settling flush (``settle_each``) the moment that result is known, even while other entries of
-the same call are still being retried. Flush calls run inside the batcher's task group: leaving
-``async with`` flushes what is waiting and waits for every call in flight.
+no company never waits longer than the linger.
+
+With ``eager`` (the writer's: Nagle's algorithm, clocked by the calls themselves), an entry that
+finds no call in flight is sent at once (with whatever else arrives in the same turn of the event
+loop). What arrives while calls are in flight waits until its call is full or until the calls in
+flight have ended: their answers release the clients whose next requests fill the next call, so the
+batch size follows the number of concurrent senders, not the machine's speed. A fixed timer here
+would not: the time ten requests take to arrive grows with the CPU time each costs, and on a CPU
+three times slower a 5 ms linger cut calls at seven or eight entries. A stall guard still bounds the
+wait if a call in flight hangs: twice the recent typical call time (at least the linger, at most
+``MAX_HOLD_SECONDS``).
+
+Each submitter gets its own entry's result: with a settling flush (``settle_each``) the moment that
+result is known, even while other entries of the same call are still being retried. Flush calls run
+inside the batcher's task group: leaving ``async with`` flushes what is waiting and waits for every
+call in flight.
 """
 
 from __future__ import annotations
@@ -37,6 +46,16 @@ class _Pending[E, R]:
     futures: list[asyncio.Future[R]] = field(default_factory=list)
     size: int = 0
     timer: asyncio.Handle | None = None
+
+
+STALL_FACTOR = 2.0  # eager: a call in flight this many times longer than usual is taken as stalled
+MAX_HOLD_SECONDS = 1.0  # eager: the longest an entry waits for calls in flight (unless the linger is longer)
+CALL_TIME_WEIGHT = 0.2  # weight of the latest call in the running estimate of a call's duration
+
+
+def longest_hold(linger: float, *, eager: bool) -> float:
+    """The longest an entry waits before its call is made."""
+    return max(linger, MAX_HOLD_SECONDS) if eager else linger
 
 
 class BatcherClosedError(RuntimeError):
@@ -71,6 +90,7 @@ class Batcher[E, R]:
         self._on_flush = on_flush
         self._eager = eager
         self._in_flight = 0  # calls under way
+        self._call_seconds = 0.0  # running estimate of a call's duration (eager's stall guard)
         self._pending: _Pending[E, R] = _Pending()
         self._group: asyncio.TaskGroup | None = None
         self._closed = False
@@ -105,15 +125,21 @@ class Batcher[E, R]:
             self.flush_now()
         elif pending.timer is None:
             loop = asyncio.get_running_loop()
-            if self._eager and not self._in_flight:
-                pending.timer = loop.call_soon(self.flush_now)  # after this turn's other submitters
-            else:
+            if not self._eager:
                 pending.timer = loop.call_later(self._linger, self.flush_now)
+            elif not self._in_flight:
+                pending.timer = loop.call_soon(self.flush_now)  # after this turn's other submitters
+            else:  # the end of the calls in flight sends it (see _call); this only guards against a stall
+                pending.timer = loop.call_later(self._stall_guard(), self.flush_now)
         return future
 
     async def submit(self, entry: E) -> R:
         """Queue ``entry`` and wait for its result."""
         return await self.submit_nowait(entry)
+
+    def _stall_guard(self) -> float:
+        guard = max(self._linger, STALL_FACTOR * self._call_seconds)
+        return min(guard, longest_hold(self._linger, eager=True))
 
     def flush_now(self) -> None:
         """Send what is waiting now, without waiting for the linger."""
@@ -137,8 +163,14 @@ class Batcher[E, R]:
             except Exception as exc:  # noqa: BLE001 - the whole call failed: each entry not yet answered gets it
                 for future in pending.futures:
                     _resolve(future, exc)
+            took = loop.time() - started
+            self._call_seconds = (
+                took
+                if not self._call_seconds
+                else ((1 - CALL_TIME_WEIGHT) * self._call_seconds + CALL_TIME_WEIGHT * took)
+            )
             if self._on_flush is not None:
-                self._on_flush(len(pending.entries), loop.time() - started)
+                self._on_flush(len(pending.entries), took)
         finally:
             for future in pending.futures:
                 future.cancel()  # no-op for resolved futures; never leave a submitter hanging

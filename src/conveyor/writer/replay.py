@@ -40,6 +40,7 @@ from conveyor.idempotency import (
     records,
 )
 from conveyor.settings import WriterSettings
+from conveyor.sqs.batcher import longest_hold
 from conveyor.sqs.client import READ_TIMEOUT_SECONDS
 from conveyor.sqs.queues import QueueConfig
 from conveyor.writer.coalescer import Coalescer
@@ -87,10 +88,11 @@ def in_flight_lease_seconds(settings: WriterSettings) -> float:
     """How long an in-flight marker holds its key: the longest a send can take with these settings
     (every attempt of every resend timing out), so that a repeat never starts a second send while
     the first may still reach SQS. A writer killed mid-request holds its keys that long (a repeat
-    meanwhile is a 409). 82 s with the default settings."""
+    meanwhile is a 409). 83 s with the default settings."""
     read = settings.sqs_read_timeout_seconds or READ_TIMEOUT_SECONDS
     per_call = settings.sqs_max_attempts * (settings.sqs_connect_timeout_seconds + read)
-    return (settings.send_retries + 1) * per_call + settings.batch_linger_ms / 1000 + BACKOFF_MARGIN_SECONDS
+    hold = longest_hold(settings.batch_linger_ms / 1000, eager=True)  # the wait for company before the call
+    return (settings.send_retries + 1) * per_call + hold + BACKOFF_MARGIN_SECONDS
 
 
 def replayed(stored: StoredResponse) -> Response:
