@@ -10,6 +10,11 @@ Callers do not wait: they hand over a lease and the outcome is settled when the 
   one is tried again on the next tick, unless SQS says the message is no longer held.
 - ``make_visible``: the message goes back to the queue after some seconds (a retry, or a message
   never started); the lease leaves the in-flight set.
+- ``delete_later`` / ``send_held`` (FIFO): a done message whose group still has later messages here
+  is deleted with the group's last one, in the same call. SQS delivers nothing more of a group while
+  any of its messages is in flight, so this delays nothing, and a run of ten costs one
+  DeleteMessageBatch, whatever the timing of the completions (a linger catches only those that end
+  close together). A held delete goes at the latest halfway to the message's visibility deadline.
 
 A refused delete or visibility change means SQS may deliver the message again: logged and counted,
 never hidden.
@@ -31,6 +36,7 @@ from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.sqs.batch_call import EntryResult, call_batch
 from conveyor.sqs.batcher import Batcher
 from conveyor.sqs.errors import SqsError, receipt_gone
+from conveyor.sqs.limits import MAX_BATCH_ENTRIES
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -65,6 +71,8 @@ class Acker:
             self._flush("change_message_visibility_batch"), linger=linger
         )
         self._again = asyncio.TaskGroup()  # deletes waiting to be sent again
+        self._held: dict[str, list[Lease]] = {}  # FIFO group -> done messages whose delete waits for the group's last
+        self._held_timers: dict[str, asyncio.TimerHandle] = {}
         self._closing = asyncio.Event()
 
     async def __aenter__(self) -> Self:
@@ -76,7 +84,9 @@ class Acker:
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        # Deletes waiting to be sent again go now, once more; then what is pending is flushed.
+        # Held and re-sent deletes go now, once more; then what is pending is flushed.
+        for group in list(self._held):
+            self.send_held(group)
         self._closing.set()
         try:
             await self._again.__aexit__(et, e, tb)
@@ -103,6 +113,25 @@ class Acker:
         """Delete the message; the lease leaves the in-flight set once SQS answered for good."""
         future = self._deletes.submit_nowait({"ReceiptHandle": lease.receipt_handle})
         future.add_done_callback(lambda f: self._deleted(lease, f, attempt))
+
+    def delete_later(self, lease: Lease) -> None:
+        """FIFO: delete the message together with the next :meth:`send_held` of its group (at the
+        latest halfway to its visibility deadline: the heartbeat no longer extends a done message)."""
+        group = lease.group_id or ""
+        held = self._held.setdefault(group, [])
+        held.append(lease)
+        if len(held) >= MAX_BATCH_ENTRIES:
+            self.send_held(group)
+        elif group not in self._held_timers:
+            delay = max(0.0, (lease.visible_until - self._clock()) / 2)
+            self._held_timers[group] = asyncio.get_running_loop().call_later(delay, self.send_held, group)
+
+    def send_held(self, group: str) -> None:
+        """Delete the held messages of ``group`` now (the group has nothing more waiting here)."""
+        if (timer := self._held_timers.pop(group, None)) is not None:
+            timer.cancel()
+        for lease in self._held.pop(group, ()):
+            self.delete(lease)
 
     def _deleted(self, lease: Lease, future: asyncio.Future[EntryResult], attempt: int) -> None:
         error = _error_of(future)

@@ -38,6 +38,9 @@ class Buffer(Protocol):
     def qsize(self) -> int:
         """Messages waiting."""
 
+    def waiting(self, group: str) -> bool:
+        """FIFO: messages of ``group`` wait here (not started)."""
+
 
 class AnyOrder:
     """A standard queue's buffer: no order to keep."""
@@ -65,6 +68,9 @@ class AnyOrder:
 
     def qsize(self) -> int:
         return self._queue.qsize()
+
+    def waiting(self, group: str) -> bool:
+        return False
 
 
 class ByGroup:
@@ -125,6 +131,9 @@ class ByGroup:
 
     def qsize(self) -> int:
         return sum(len(run) for run in self._pending.values())
+
+    def waiting(self, group: str) -> bool:
+        return bool(self._pending.get(group))
 
     def _make_ready(self, group: str) -> None:
         if group not in self._queued:

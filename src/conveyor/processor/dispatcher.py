@@ -137,6 +137,8 @@ class Dispatcher:
         leases = self._buffer.drain()
         for lease in leases:
             self.release(lease)
+        for group in _groups(leases):
+            self._acker.send_held(group)
         await self._slots.give_back(len(leases))
 
     async def _worker(self) -> None:
@@ -169,6 +171,9 @@ class Dispatcher:
         behind = self._buffer.done(leases, set(stopped))
         for lease in behind:
             self.release(lease, stopped[lease.group_id or ""])
+        for group in _groups(leases):
+            if not self._buffer.waiting(group):
+                self._acker.send_held(group)  # the group's run here is over: its done messages go
         await self._slots.give_back(len(leases) + len(behind))
 
     def release(self, lease: Lease, seconds: int = 0) -> None:
@@ -329,9 +334,19 @@ class Dispatcher:
 
     def _delete_after_completion(self, lease: Lease) -> None:
         if self._dedupe is None:
-            self._acker.delete(lease)
+            self._delete_completed(lease)
         else:
-            self._dedupe.completed(lease, then=lambda: self._acker.delete(lease))
+            self._dedupe.completed(lease, then=lambda: self._delete_completed(lease))
+
+    def _delete_completed(self, lease: Lease) -> None:
+        """On a FIFO queue, a message with later ones of its group still waiting here is deleted
+        with the group's last (see :meth:`Acker.delete_later`)."""
+        group = lease.group_id or ""
+        if self._config.fifo and self._buffer.waiting(group):
+            self._acker.delete_later(lease)
+        else:
+            self._acker.delete(lease)
+            self._acker.send_held(group)
 
     def _retry(self, lease: Lease, outcome: RetryAfter) -> int:
         lease.settle()
