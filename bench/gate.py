@@ -8,11 +8,20 @@ the naive baseline measured in the same run:
 - nothing lost: every preloaded message processed and gone from the queue, every accepted message
   on the queue (writer) and started by the handler (latency);
 - no error answer from the writer (writer and latency benchmarks);
-- SQS requests per message at most 0.22 (processor, every concurrency) and 0.12 (writer, 64 clients);
+- SQS requests per message at most 0.22 (processor, every concurrency, and with the idempotency
+  store), 0.3 (FIFO) and 0.12 (writer, 64 clients);
 - Conveyor not slower than the naive baseline: throughput ratio at least 1 at every processor
   concurrency and at every writer client count from ``WRITER_RATIO_FROM_CLIENTS`` on;
 - peak RSS at most 150 MB with 1,000 handlers in flight (full runs only);
 - every measurement of the run's profile present.
+
+Only checks that hold on any machine running the product correctly are gated: counts, ratios to a
+baseline measured in the same run, and cost bounds the design guarantees (docs/benchmarks.md, "What
+the gate checks, and why no machine's speed decides it", says why for each). The processor's cost
+bounds rest on one stated condition, checked in the same row: the ten handlers of a receive end
+within the delete linger of each other, which holds while ten messages cost the processor less CPU
+than the linger; on a machine where they do not, the bound is printed as WARN with the reason.
+Figures that depend on the machine (the writer's CPU efficiency) are printed as INFO.
 
 Prints one line per check, then `gate: N passed, N failed`; exits 1 if any failed (2 if there is no
 run to check).
@@ -31,14 +40,17 @@ from bench.profiles import CONVEYOR, NAIVE, PROFILES
 from bench.results import RESULTS, Row, find, latest_run, load, runs
 
 PROCESSOR_REQUESTS_MAX = 0.22  # one receive and one delete batch per ten messages is 0.2: the floor
-FIFO_REQUESTS_MAX = 0.3  # issue 11: a FIFO drain, groups of ten per receive
+FIFO_REQUESTS_MAX = 0.3  # ten of one group per receive, one delete call per run of ten: 0.2
 WRITER_REQUESTS_MAX = 0.12  # at 64 clients, one SendMessageBatch per nine messages or better
 WRITER_REQUESTS_AT_CLIENTS = 64
-RSS_MAX_MB = 150.0  # issue 4: 1,000 handlers in flight (the full run's processor-rss measurement)
+RSS_MAX_MB = 150.0  # 1,000 handlers in flight (the full run's processor-rss measurement)
 RATIO_MIN = 1.0
+# The processor's default CONVEYOR_DELETE_LINGER_MS: the deletes of handlers that end within it of
+# each other share a DeleteMessageBatch.
+DELETE_LINGER_MS = 20.0
 # Every writer client count is gated: a message that finds no SendMessageBatch in flight is sent at
-# once (issue 15), so one client is no longer held back by the batch linger. (A count below this
-# would be printed, WARN below 1, and not gated.)
+# once, so one client is never held back by batching. (A count below this would be printed, WARN
+# below 1, and not gated.)
 WRITER_RATIO_FROM_CLIENTS = 1
 
 
@@ -57,6 +69,16 @@ def at_most(what: str, value: float | None, bound: float) -> Check:
     return Check("PASS" if ok else "FAIL", what, f"{value} (at most {bound})")
 
 
+def processor_cost(what: str, figures: dict[str, Any]) -> Check:
+    """The processor's cost bound, gated where its condition holds (see the module's docstring)."""
+    check = at_most(what, figures.get("sqs_requests_per_message"), PROCESSOR_REQUESTS_MAX)
+    cpu = figures.get("cpu_ms_per_message")
+    if check.status == "PASS" or (cpu is not None and 10 * cpu < DELETE_LINGER_MS):
+        return check
+    reason = f"not gated: ten messages cost {cpu} x 10 ms of CPU here, more than the {DELETE_LINGER_MS:g} ms linger"
+    return Check("WARN", what, f"{check.detail}; {reason}")
+
+
 def none_of(what: str, value: int | None) -> Check:
     return Check("PASS" if value == 0 else "FAIL", what, f"{value} (must be 0)")
 
@@ -73,7 +95,8 @@ def ratio(what: str, ours: float | None, theirs: float | None, *, gated: bool = 
 
 
 def efficiency(where: str, figures: dict[str, Any]) -> Check:
-    """The writer's CPU efficiency (issue 15's figure) and share of the ceiling: printed, not gated."""
+    """The writer's CPU efficiency and share of the ceiling: printed, not gated (both depend on the
+    machine's speed and load)."""
     detail = (
         f"{figures.get('cpu_efficiency')} (no-op CPU per request / writer CPU per accepted message); "
         f"{figures.get('percent_of_noop')}% of the no-op's throughput"
@@ -97,7 +120,7 @@ def processor_checks(run: list[Row], concurrency: int) -> Iterator[Check]:
     figures = ours["figures"]
     yield none_of(f"{where}: messages lost", figures["lost"])
     yield none_of(f"{where}: messages left on the queue", figures["left_on_queue"])
-    yield at_most(f"{where}: SQS requests per message", figures["sqs_requests_per_message"], PROCESSOR_REQUESTS_MAX)
+    yield processor_cost(f"{where}: SQS requests per message", figures)
     yield ratio(f"{where}: drained msg/s", figures["throughput_msg_s"], theirs["figures"]["throughput_msg_s"])
 
 
@@ -127,8 +150,8 @@ def latency_checks(run: list[Row]) -> Iterator[Check]:
 
 
 def fifo_checks(run: list[Row]) -> Iterator[Check]:
-    """The FIFO drain: nothing lost, the cost bound of issue 11 (its throughput is a figure, not gated:
-    it has no naive baseline to compare with)."""
+    """The FIFO drain: nothing lost, the cost bound (its throughput is a figure, not gated: it has no
+    naive baseline to compare with)."""
     ours = find(run, "fifo", CONVEYOR)
     if ours is None:
         return  # runs from before the FIFO benchmark existed
@@ -145,7 +168,7 @@ def dedupe_checks(run: list[Row]) -> Iterator[Check]:
         return  # runs from before this benchmark existed
     figures = ours["figures"]
     yield none_of("dedupe: messages lost", figures["lost"])
-    yield at_most("dedupe: SQS requests per message", figures["sqs_requests_per_message"], PROCESSOR_REQUESTS_MAX)
+    yield processor_cost("dedupe: SQS requests per message", figures)
 
 
 def check(run: list[Row]) -> list[Check]:

@@ -105,6 +105,18 @@ def test_the_writer_bound_applies_at_64_clients_only() -> None:
     assert failures(rows) == []
 
 
+def test_the_processor_cost_bound_is_a_warning_where_ten_messages_outlast_the_delete_linger() -> None:
+    """The bound rests on the ten handlers of a receive ending within the delete linger of each other:
+    on a machine where ten messages cost more CPU than the linger, it is printed, not gated."""
+    rows = set_figure(good_run(), "processor", CONVEYOR, "sqs_requests_per_message", 0.3, concurrency=10)
+    assert failures(rows) == ["processor c=10: SQS requests per message: 0.3 (at most 0.22)"]
+    slow = set_figure(rows, "processor", CONVEYOR, "cpu_ms_per_message", 2.5, concurrency=10)
+    assert failures(slow) == []
+    (warning,) = [c for c in gate.check(slow) if c.status == "WARN"]
+    assert warning.what == "processor c=10: SQS requests per message"
+    assert "not gated: ten messages cost 2.5 x 10 ms of CPU here, more than the 20 ms linger" in warning.detail
+
+
 def test_a_missing_measurement_fails() -> None:
     rows = [
         r
