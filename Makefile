@@ -13,7 +13,8 @@ STATE := .conveyor
 run: install  ## install what is missing, then run LocalStack + queues + writer + processor
 	$(VENV)/bin/conveyor dev
 
-install: $(VENV)/.installed $(LS_VENV)/.installed
+install:  ## both virtual environments, built side by side (each pip spends much of its time waiting)
+	$(MAKE) --no-print-directory -j2 $(VENV)/.installed $(LS_VENV)/.installed
 
 nginx:  ## Debian's nginx, for the gateway tests (installed if missing, never started as a service)
 	bash deploy/nginx/install.sh
@@ -35,11 +36,15 @@ $(LS_VENV)/.installed: requirements/localstack.lock
 # The quick comparative benchmark runs in CI too; its results go to $(STATE)/ (not to the committed
 # history), the gate fails only on what does not depend on the machine's speed, and the report is
 # built from them to $(STATE)/quality/ (its last line is the test counts of the JUnit files).
+# The integration and e2e modules share nothing (each pytest-xdist worker starts its own LocalStack,
+# redis-server and nginx on free ports) and spend most of their time waiting on timeouts and
+# processes, so three workers run them side by side on two cores; a module stays on one worker.
+E2E_WORKERS ?= 3
 test: install nginx redis lint types deploy-check  ## everything CI checks: lint, types, configs, unit, bench gate, integration, e2e
-	$(PY) -m pytest -m "not integration and not e2e" -q --junitxml=$(STATE)/junit-unit.xml tests
+	$(PY) -m pytest -m "not integration and not e2e" -q -n 2 --junitxml=$(STATE)/junit-unit.xml tests
 	$(PY) -m bench.run --quick --results $(STATE)/bench-ci.jsonl
 	$(PY) -m bench.gate --results $(STATE)/bench-ci.jsonl
-	$(PY) -m pytest -m "integration or e2e" -q --junitxml=$(STATE)/junit-e2e.xml tests
+	$(PY) -m pytest -m "integration or e2e" -q -n $(E2E_WORKERS) --dist loadfile --junitxml=$(STATE)/junit-e2e.xml tests
 	$(PY) -m bench.report --results bench/results.jsonl $(STATE)/bench-ci.jsonl --out $(STATE)/quality
 
 lint: $(VENV)/.installed
@@ -62,7 +67,7 @@ unit: $(VENV)/.installed
 	$(PY) -m pytest -m "not integration and not e2e" -q tests
 
 integration: install nginx redis
-	$(PY) -m pytest -m "integration or e2e" -q tests
+	$(PY) -m pytest -m "integration or e2e" -q -n $(E2E_WORKERS) --dist loadfile tests
 
 bench: install redis  ## Conveyor and the naive baselines side by side (about 7 min); appends to bench/results.jsonl
 	$(PY) -m bench.run --note "$(BENCH_NOTE)"
