@@ -58,9 +58,11 @@ class SqsSettings(BaseSettings):
 class IdempotencySettings(BaseSettings):
     """The idempotency store both services share (unset: the feature is off). See docs/idempotency.md."""
 
-    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore", frozen=True)
+    # The store URL may carry a password: pydantic would repeat it in a validation error's text (the
+    # input of a field that failed) and in the settings' repr.
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
-    idempotency_store: str | None = None
+    idempotency_store: str | None = Field(default=None, repr=False)
     idempotency_ttl_seconds: Annotated[int, Field(ge=1, le=30 * 86_400)] = 86_400
 
     @field_validator("idempotency_store")

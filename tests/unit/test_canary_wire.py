@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conveyor.canary.wire import (
     MAX_AGE_MS,
@@ -150,3 +153,99 @@ def test_sign_depends_on_every_input() -> None:
     assert sign(SECRET, CANARY.id, CANARY.at_ms + 1) != base
     assert sign(SECRET, "1" * 32, CANARY.at_ms) != base
     assert sign(SECRET + b"x", CANARY.id, CANARY.at_ms) != base
+
+
+def resplit(reply: Reply) -> list[Reply]:
+    """Every other reply whose fields, joined with ':', read the same as ``reply``'s."""
+    joined = f"{reply.id}:{reply.processor}:{reply.message_id}"
+    colons = [i for i, char in enumerate(joined) if char == ":"]
+    others = []
+    for first, second in itertools.combinations(colons, 2):
+        parts = joined[:first], joined[first + 1 : second], joined[second + 1 :]
+        if parts != (reply.id, reply.processor, reply.message_id):
+            others.append(Reply(*parts, reply.received_at_ms, reply.handled_at_ms))
+    return others
+
+
+def signed_as(reply: Reply, signed: str) -> str:
+    """The body of ``reply`` carrying the signature of the body ``signed``."""
+    fields = json.loads(signed)["conveyor_canary_reply"]
+    forged = {**fields, "id": reply.id, "processor": reply.processor, "message_id": reply.message_id}
+    return body_of({"conveyor_canary_reply": forged})
+
+
+def test_a_reply_cannot_be_re_split_between_its_fields() -> None:
+    # processor "worker-1:4242" and message id "mid" must not verify as processor "worker-1" and
+    # message id "4242:mid", nor the canary id take a piece of the processor
+    reply = Reply(CANARY.id, "worker-1:4242", "mid", NOW, NOW + 5)
+    signed = reply_body(SECRET, reply)
+    for forged in (Reply(CANARY.id, "worker-1", "4242:mid", NOW, NOW + 5), *resplit(reply)):
+        assert parse_reply(signed_as(forged, signed), SECRET) is None
+    assert parse_reply(signed, SECRET) == reply
+
+
+TEXTS = st.text(st.sampled_from([":", "1", "a", "\\", '"', ",", "]", "é", "\n"]), max_size=8)
+
+
+@given(canary_id=TEXTS, processor=TEXTS, message_id=TEXTS)
+def test_no_re_split_of_a_signed_reply_verifies(canary_id: str, processor: str, message_id: str) -> None:
+    reply = Reply(canary_id, processor, message_id, NOW, NOW + 5)
+    signed = reply_body(SECRET, reply)
+    assert parse_reply(signed, SECRET) == reply
+    for forged in resplit(reply):
+        assert parse_reply(signed_as(forged, signed), SECRET) is None
+
+
+def test_the_reply_signature_is_hmac_sha256_over_the_documented_json() -> None:
+    import hashlib  # noqa: PLC0415 - only this test recomputes the MAC independently
+    import hmac  # noqa: PLC0415
+
+    reply = Reply(CANARY.id, "host:1é", "mid-1", NOW, NOW + 5)
+    fields = json.loads(reply_body(SECRET, reply))["conveyor_canary_reply"]
+    text = f'["conveyor-canary-reply",2,"{CANARY.id}","host:1\\u00e9","mid-1",{NOW},{NOW + 5}]'
+    assert fields["v"] == 2
+    assert fields["sig"] == hmac.new(SECRET, text.encode(), hashlib.sha256).hexdigest()
+
+
+def reply_fields() -> dict[str, Any]:
+    signed = reply_body(SECRET, Reply(CANARY.id, "host:1", "mid-1", NOW, NOW + 5))
+    fields: dict[str, Any] = json.loads(signed)["conveyor_canary_reply"]
+    return fields
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("v", 1),  # the colon-joined signature of before: refused, not re-read
+        ("v", True),
+        ("v", 2.0),
+        ("received_at", True),
+        ("received_at", float(NOW)),
+        ("received_at", -1),
+        ("handled_at", str(NOW + 5)),
+        ("id", CANARY.id + "\n"),
+        ("id", CANARY.id.upper()),
+        ("processor", "HOST:1"),
+        ("message_id", "mid-1 "),
+        ("message_id", None),
+        ("sig", "SIG"),
+    ],
+)
+def test_a_tampered_or_mistyped_reply_is_not_believed(field: str, value: object) -> None:
+    fields = reply_fields()
+    assert parse_reply(body_of({"conveyor_canary_reply": fields}), SECRET) is not None
+    fields[field] = value
+    assert parse_reply(body_of({"conveyor_canary_reply": fields}), SECRET) is None
+
+
+def test_a_reply_with_uppercase_signature_or_extra_keys_is_not_believed() -> None:
+    fields = reply_fields()
+    assert parse_reply(body_of({"conveyor_canary_reply": {**fields, "sig": fields["sig"].upper()}}), SECRET) is None
+    assert parse_reply(body_of({"conveyor_canary_reply": {**fields, "extra": 1}}), SECRET) is None
+    assert parse_reply(body_of({"conveyor_canary_reply": fields, "x": 1}), SECRET) is None
+
+
+def test_a_reply_holding_a_lone_surrogate_is_not_a_reply_nor_a_crash() -> None:
+    fields = reply_fields()
+    body = body_of({"conveyor_canary_reply": fields}).replace('"host:1"', '"host\\ud800"')
+    assert parse_reply(body, SECRET) is None

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from conveyor.idempotency import StoreUrlError, open_store, parse_store_url
+from conveyor.idempotency import StoreUnavailableError, StoreUrlError, open_store, parse_store_url
 from conveyor.idempotency.redis_store import RedisStore
 from conveyor.idempotency.sqlite_store import SqliteStore
 from conveyor.idempotency.url import RedisLocation, SqliteLocation
@@ -132,3 +138,170 @@ def test_a_bad_store_url_stops_the_writer_with_one_line() -> None:
         "queue-writer: invalid setting CONVEYOR_IDEMPOTENCY_STORE: Value error, unsupported scheme 'ftp': "
         "use sqlite:///path/to/file or redis://host:port/db"
     ]
+
+
+# An attacker's view of CONVEYOR_IDEMPOTENCY_STORE: a user or password written as it is, with the
+# characters that move URL boundaries ('#', '/', '?', '@'), a ':' and '%' of its own, characters
+# that NFKC folds into those, controls and non-ASCII text; and the rest of the URL right or wrong.
+SECRET_CHARS = [*"#:/@?%&=+;[]\\~!$'()*,. -_", "%2", "%41", "%zz", "é", "\uff03", "\u2100", "\n", "\t", *"QZkx79"]
+SECRETS = st.lists(st.sampled_from(SECRET_CHARS), min_size=1, max_size=16).map("".join)
+AFTER_THE_AT = [
+    "redis.internal:6379/0",
+    "redis.internal:port/0",
+    "redis.internal:99999/0",
+    "redis.internal:6379/zero",
+    "redis.internal:6379/0?colour=blue",
+    "redis.internal:6379/0?socket_timeout=soon",
+    "redis.internal:6379/0#part",
+    "ho\uff03st:6379/0",
+    "[::1:6379/0",
+]
+# RFC 3986: userinfo = *( unreserved / pct-encoded / sub-delims / ":" )
+ENCODED_USERINFO = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=:-]|%[0-9A-Fa-f]{2})*")
+
+
+def outcome(url: str) -> str:
+    try:
+        parse_store_url(url)
+    except StoreUrlError as error:
+        return str(error)
+    return "accepted"
+
+
+@examples(max_examples=400)
+@given(user=st.just("") | SECRETS, password=SECRETS, rest=st.sampled_from(AFTER_THE_AT))
+def test_no_piece_of_the_user_or_password_reaches_the_error(user: str, password: str, rest: str) -> None:
+    # What the error says must not depend on the secret's characters: it is the same as for a
+    # plain secret that is just as well (or as badly) encoded. So no piece of it can be in the text.
+    encoded = ENCODED_USERINFO.fullmatch(f"{user}:{password}") is not None
+    said = outcome(f"redis://{user}:{password}@{rest}")
+    assert said == outcome(f"redis://user:{'password' if encoded else 'pass#word'}@{rest}")
+    if not encoded:
+        assert "percent-encode" in said
+        assert "quote(" in said
+
+
+@given(
+    user=st.text(st.characters(codec="utf-8"), max_size=12),
+    password=st.text(st.characters(codec="utf-8"), min_size=1, max_size=24),
+)
+def test_a_percent_encoded_user_and_password_reach_redis_exactly(user: str, password: str) -> None:
+    from redis.asyncio.connection import parse_url  # noqa: PLC0415 - what the client will read
+
+    url = f"redis://{quote(user, safe='')}:{quote(password, safe='')}@redis.internal:6379/0"
+    assert parse_store_url(url) == RedisLocation(url)
+    read = parse_url(url)
+    assert (read.get("username", ""), read["password"]) == (user, password)
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("redis://:S3cr#tPassw0rd@redis.internal:6379/0", "S3cr#tPassw0rd"),
+        ("redis://:Pa:ss/w0rd@redis.internal:6379/0", "Pa:ss/w0rd"),
+        ("redis://:1234#abcd@redis.internal:6379/0", "1234#abcd"),  # else read as port 1234 of localhost
+        ("redis://:6379?colour=abcd@redis.internal:6379/0", "6379?colour=abcd"),
+        ("redis://us@er:S3cretPw@redis.internal:6379/0", "us@er"),
+        ("redis://:S3cretPw@redis.int\uff03ernal:6379/0", "S3cretPw"),  # Python's error repeats the netloc
+        ("redis://:S3cretPw@redis.internal:S3cretPw/0", "S3cretPw"),  # no part of the URL is repeated
+    ],
+)
+def test_the_reported_passwords_are_not_repeated(url: str, secret: str) -> None:
+    said = outcome(url)
+    assert said != "accepted"
+    # Pieces of the secret the message holds whatever the secret is ("ass" of "password") do not count
+    stand_in = outcome(url.replace(secret, "%7E" if ENCODED_USERINFO.fullmatch(secret) else "/"))
+    pieces = {secret[i : i + 3] for i in range(len(secret) - 2)}
+    assert {piece for piece in pieces if piece in said} <= {piece for piece in pieces if piece in stand_in}
+    assert said == stand_in
+
+
+def test_an_unencoded_password_is_refused_saying_how_to_encode_it() -> None:
+    said = outcome("redis://:S3cr#tPassw0rd@redis.internal:6379/0")
+    assert said == (
+        "a redis URL's user and password must be percent-encoded (Python: urllib.parse.quote(password, "
+        "safe='')), and '@' written once, before the host: %23 for #, %2F for /, %3F for ?, %40 for @, "
+        "%25 for %, %3A for a ':' in the user"
+    )
+
+
+@pytest.mark.parametrize("option", ["ssl_password", "password", "username"])
+def test_option_names_are_not_repeated_when_the_query_holds_a_secret(option: str) -> None:
+    # An unencoded '&' splits the secret into an "option" of its own
+    said = outcome(f"rediss://redis.internal:6379/0?{option}=S3cr&tPass=w0rd")
+    assert "tPass" not in said
+    assert said.startswith("unknown redis URL option(s)")
+    assert outcome(f"rediss://redis.internal:6379/0?{option}=S3cr%26tPass%3Dw0rd") == "accepted"
+    assert outcome("rediss://admin:S3cr@redis.internal:6379/0?colour=blue") == "unknown redis URL option(s): colour"
+
+
+UNENCODED_URL = "redis://:S3cr#tPassw0rd@redis.internal:6379/0"
+
+
+@pytest.mark.parametrize("settings_class", [WriterSettings, ProcessorSettings])
+def test_settings_never_show_the_store_url(
+    settings_class: type[WriterSettings | ProcessorSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pydantic repeats the input of a field that fails in its error text, and every field in repr
+    monkeypatch.setenv("CONVEYOR_IDEMPOTENCY_STORE", UNENCODED_URL)
+    with pytest.raises(ValidationError) as raised:
+        settings_class()
+    shown = [str(raised.value), repr(raised.value), *describe_errors(raised.value)]
+    assert not [text for text in shown if "Passw0rd" in text or "S3cr" in text]
+    monkeypatch.setenv("CONVEYOR_IDEMPOTENCY_STORE", "redis://admin:S3cretPassw0rd@redis.internal:6379/0")
+    valid = settings_class()
+    assert "S3cret" not in repr(valid)
+    assert "S3cret" not in str(valid)
+    assert "admin" not in repr(valid)
+
+
+def test_an_unencoded_password_stops_the_writer_with_one_line_that_does_not_repeat_it() -> None:
+    env = {"CONVEYOR_IDEMPOTENCY_STORE": UNENCODED_URL, "PATH": ""}
+    bin_dir = Path(sys.executable).parent
+    result = subprocess.run(
+        [bin_dir / "queue-writer"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("queue-writer: invalid setting CONVEYOR_IDEMPOTENCY_STORE: Value error, a redis URL's")
+    assert "S3cr" not in result.stderr + result.stdout
+    assert "Passw0rd" not in result.stderr + result.stdout
+
+
+async def fake_redis(answer: bytes) -> asyncio.Server:
+    """A server on a free port that answers every command the same way (an error, say)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):
+            writer.write(answer)
+            await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+        b"-NOAUTH Authentication required.\r\n",
+        b"-ERR unknown command\r\n",
+        b"",  # closes the connection at once
+    ],
+)
+async def test_the_redis_clients_own_errors_do_not_repeat_the_password(answer: bytes) -> None:
+    server = await fake_redis(answer)
+    port = server.sockets[0].getsockname()[1]
+    url = f"redis://admin:{quote('S3cr#t/Pa:ss', safe='')}@127.0.0.1:{port}/0?client_name=canary"
+    try:
+        async with open_store(url) as store:
+            with pytest.raises(StoreUnavailableError) as raised:
+                await store.claim(["k"], "owner", 5)
+    finally:
+        server.close()
+        await server.wait_closed()
+    error: BaseException | None = raised.value
+    while error is not None:  # the whole chain, as a traceback would show it
+        for text in (str(error), repr(error)):
+            assert not [piece for piece in ("S3cr", "Pa:ss", "Pa%3Ass", "S3cr%23", "admin") if piece in text]
+        error = error.__cause__ or error.__context__

@@ -8,9 +8,10 @@ import signal
 from dataclasses import dataclass, field
 
 import pytest
+import structlog
 
 from conveyor.processor.restarts import GiveUp, Restart, RestartPolicy, Restarts
-from conveyor.processor.supervisor import Supervisor
+from conveyor.processor.supervisor import Supervisor, describe_exit
 from tests.unit.engine_support import until
 
 POLICY = RestartPolicy(stable_seconds=10, give_up_after=5, first_delay=0.5, max_delay=8)
@@ -213,3 +214,92 @@ async def test_the_give_up_line_says_how_the_last_child_ended(code: int, describ
     await asyncio.wait_for(supervisor.run(), 5)
     assert supervisor.failure is not None
     assert f"(last: {described})" in supervisor.failure
+
+
+@pytest.mark.parametrize("number", range(1, 65))
+def test_every_signal_number_is_named_with_its_number_when_it_has_no_name(number: int) -> None:
+    # Linux's real-time signals (34..64, and 32, 33 which the C library keeps) are not all members
+    # of signal.Signals: Signals(40) raises ValueError
+    described = describe_exit(-number)
+    if number in {member.value for member in signal.Signals}:
+        assert described == f"killed by {signal.Signals(number).name}"
+    else:
+        assert described.startswith(f"killed by signal {number}")
+    if signal.SIGRTMIN < number < signal.SIGRTMAX:
+        assert described == f"killed by signal {number} (SIGRTMIN+{number - signal.SIGRTMIN})"
+
+
+@pytest.mark.parametrize(
+    ("code", "described"),
+    [
+        (None, "could not start"),
+        (0, "exit code 0"),
+        (1, "exit code 1"),
+        (127, "exit code 127"),
+        (128, "exit code 128"),
+        (137, "exit code 137"),
+        (255, "exit code 255"),
+        (256, "exit code 256"),
+        (-65, "killed by signal 65"),
+        (-1000, "killed by signal 1000"),
+        (-(2**31), f"killed by signal {2**31}"),
+    ],
+)
+def test_odd_exit_codes_are_described_as_they_are(code: int | None, described: str) -> None:
+    assert describe_exit(code) == described
+
+
+async def test_a_child_killed_by_a_real_time_signal_is_logged_and_restarted() -> None:
+    # GIVEN two children running and ready
+    clock = Clock()
+    children = Children(clock, {0: [Life(), Life()], 1: [Life()]})
+    supervisor = supervisor_for(children, clock)
+    run = asyncio.create_task(supervisor.run())
+    await until(lambda: supervisor.ready)
+    first = children.started[0][0]
+    clock.now += 60
+    with structlog.testing.capture_logs() as logs:
+        # WHEN child 0 is killed by signal 40 (SIGRTMIN+6 on Linux), which signal.Signals cannot name
+        first.signal(40)
+        # THEN its end is logged with the number, and a new child takes its place
+        await until(lambda: len(children.started[0]) == 2)
+        await until(lambda: supervisor.ready)
+    [died] = [entry for entry in logs if entry["event"] == "process_died"]
+    assert died["pid"] == first.pid
+    assert died["exit"] == f"killed by signal 40 (SIGRTMIN+{40 - signal.SIGRTMIN})"
+    assert children.started[1][0].signals == []  # the other child runs on, untouched
+    assert not run.done()
+    supervisor.stop()
+    assert await asyncio.wait_for(run, 5) == 0
+    assert [child.signals for child in (children.started[0][1], children.started[1][0])] == [[signal.SIGTERM]] * 2
+
+
+async def test_the_give_up_line_names_a_real_time_signal() -> None:
+    clock = Clock()
+    children = Children(clock, {0: [Life(code=-40, lived=0.1)], 1: [Life()]})
+    supervisor = supervisor_for(children, clock)
+    assert await asyncio.wait_for(supervisor.run(), 5) == 1
+    assert supervisor.failure is not None
+    assert "(last: killed by signal 40 (SIGRTMIN+6)); giving up" in supervisor.failure
+    assert [child.signals for child in children.started[1]] == [[signal.SIGTERM]]  # stopped, not left running
+
+
+async def test_should_the_supervisor_fail_its_children_are_not_left_running() -> None:
+    # GIVEN child 0 running, and starting child 1 fails in a way the supervisor does not expect
+    clock = Clock()
+    children = Children(clock, {0: [Life()], 1: [Life()]})
+    started = asyncio.Event()
+
+    async def spawn(index: int) -> FakeChild:
+        if index == 1:
+            await started.wait()
+            raise RuntimeError("a bug")
+        child = await children.spawn(index)
+        started.set()
+        return child
+
+    supervisor = Supervisor(2, spawn, policy=POLICY, clock=clock, sleep=clock.sleep)
+    # WHEN the supervisor fails THEN the child it leaves behind had its SIGTERM: it stops gracefully
+    with pytest.raises(ExceptionGroup):
+        await asyncio.wait_for(supervisor.run(), 5)
+    assert [child.signals for child in children.started[0]] == [[signal.SIGTERM]]

@@ -4,6 +4,7 @@ request is sent once, a repeat gets the first answer, a reused key is a 422, one
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -425,3 +426,41 @@ async def test_after_a_503_whose_begin_reached_the_store_the_retry_is_sent_not_r
     assert first.status_code == 503
     assert retry.status_code in (200, 202), retry.text
     assert len(on_queue(fake)) == 1  # the retry's, and only it
+
+
+def derived_keys(fake: FakeSqs) -> dict[str, str]:
+    """Each message's idempotency key attribute by its body, without the client's scope."""
+    attribute = metadata.IDEMPOTENCY_KEY
+    return {m.body: m.attributes[attribute]["StringValue"].partition("/")[2] for m in on_queue(fake)}
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "route-only"])
+@pytest.mark.parametrize("store", [True, False], ids=["store", "no-store"])
+async def test_a_batch_entrys_key_derived_from_the_header_keeps_within_255_characters(
+    fake: FakeSqs, store_url: str, store: bool, fast_path: bool
+) -> None:
+    # GIVEN the longest header key and the longest entry id: "<key>.<id>" would be 336 characters
+    header, long_id = "k" * 255, "i" * 80
+    fits = "f" * (254 - len("e1"))  # "<key>.e1" is exactly 255 characters
+    entries = [{"id": long_id, "body": 1}, {"id": "e1", "body": 2}, {"id": "e2", "body": 3}]
+    async with writer(fake, store_url if store else None, writer_fast_path=fast_path) as (api, _):
+        # WHEN it is posted, and a batch whose derived key is exactly 255 characters
+        response = await api.post("/messages/batch", json={"messages": entries}, headers=keyed(header))
+        exact = await api.post("/messages/batch", json={"messages": [{"id": "e1", "body": 4}]}, headers=keyed(fits))
+        again = await api.post("/messages/batch", json={"messages": entries}, headers=keyed(header))
+    # THEN every entry is sent with a key of at most 255 characters, distinct per entry: a longer
+    # "<key>.<id>" is replaced by its SHA-256 in hex, a derived key of 255 is kept as it is
+    assert [s["id"] for s in response.json()["successful"]] == [long_id, "e1", "e2"]
+    assert exact.status_code == 200
+    assert exact.json()["failed"] == []
+    keys = derived_keys(fake)
+    assert keys == {
+        "1": hashlib.sha256(f"{header}.{long_id}".encode()).hexdigest(),
+        "2": hashlib.sha256(f"{header}.e1".encode()).hexdigest(),
+        "3": hashlib.sha256(f"{header}.e2".encode()).hexdigest(),
+        "4": f"{fits}.e1",
+    }
+    assert max(len(key) for key in keys.values()) == 255
+    if store:  # the same batch again is replayed entry by entry: the derivation is stable
+        assert [s.get("replayed") for s in again.json()["successful"]] == [True, True, True]
+        assert len(on_queue(fake)) == 4

@@ -12,11 +12,16 @@ else, including a valid canary replayed later, is an ordinary message for the us
 
 The reply goes to the canary queue, fixed by configuration (never read from the message)::
 
-    {"conveyor_canary_reply": {"v": 1, "id": ..., "processor": ..., "message_id": ...,
+    {"conveyor_canary_reply": {"v": 2, "id": ..., "processor": ..., "message_id": ...,
                                "received_at": <unix ms>, "handled_at": <unix ms>, "sig": "<64 hex>"}}
 
-signed with ``conveyor-canary-reply:v1:<id>:<processor>:<message_id>:<received_at>:<handled_at>``,
-so the canary believes only processors that hold the secret.
+signed with the compact JSON array (``json.dumps`` with ``separators=(",", ":")``, non-ASCII
+escaped) ``["conveyor-canary-reply",2,"<id>","<processor>","<message_id>",<received_at>,<handled_at>]``,
+so the canary believes only processors that hold the secret. Each text is quoted and escaped, so
+no field can lend a piece to its neighbour: joined with ``:`` (version 1), processor
+``worker-1:4242`` and message id ``m`` read as processor ``worker-1`` and message id ``4242:m``
+under the same signature. A version 1 reply is not a reply any more. The canary's own signed text
+needs no such care: its fields are 32 hex digits and an integer.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 CANARY_KEY = "conveyor_canary"
 REPLY_KEY = "conveyor_canary_reply"
 VERSION = 1
+REPLY_VERSION = 2  # the signed text became a JSON array
 MAX_AGE_MS = 10 * 60 * 1000  # older: an ordinary message (a replay, or a canary that waited too long)
 MAX_AHEAD_MS = 60 * 1000  # clocks differ a little between the canary's host and the processors'
 MAX_BODY_CHARS = 1024  # a canary is about 160 characters, a reply under 600: longer bodies are not parsed
@@ -71,8 +77,8 @@ def canary_body(secret: bytes, canary: Canary) -> dict[str, Any]:
     return {CANARY_KEY: fields}
 
 
-def _fields(body: str, key: str, names: frozenset[str]) -> dict[str, Any] | None:
-    """The inner object of ``{"<key>": {...}}`` with exactly ``names``, or None."""
+def _fields(body: str, key: str, names: frozenset[str], version: int) -> dict[str, Any] | None:
+    """The inner object of ``{"<key>": {...}}`` with exactly ``names`` and ``version``, or None."""
     if len(body) > MAX_BODY_CHARS or key not in body:  # cheap: most messages stop here
         return None
     try:
@@ -82,7 +88,7 @@ def _fields(body: str, key: str, names: frozenset[str]) -> dict[str, Any] | None
     if not isinstance(outer, dict) or list(outer) != [key]:
         return None
     inner = outer[key]
-    if not isinstance(inner, dict) or set(inner) != names or type(inner["v"]) is not int or inner["v"] != VERSION:
+    if not isinstance(inner, dict) or set(inner) != names or type(inner["v"]) is not int or inner["v"] != version:
         return None
     return inner
 
@@ -95,7 +101,7 @@ def recognise(body: str, secret: bytes | None, now_ms: int) -> Canary | None:
     """The canary in ``body`` if it is a valid, fresh canary signed with ``secret``; else None."""
     if not secret:
         return None
-    fields = _fields(body, CANARY_KEY, _CANARY_FIELDS)
+    fields = _fields(body, CANARY_KEY, _CANARY_FIELDS, VERSION)
     if fields is None:
         return None
     canary_id, at, sig = fields["id"], fields["at"], fields["sig"]
@@ -109,17 +115,17 @@ def recognise(body: str, secret: bytes | None, now_ms: int) -> Canary | None:
 
 
 def _reply_text(reply: Reply) -> str:
-    return (
-        f"conveyor-canary-reply:v{VERSION}:{reply.id}:{reply.processor}:{reply.message_id}"
-        f":{reply.received_at_ms}:{reply.handled_at_ms}"
-    )
+    # ASCII only (json.dumps's default): a lone surrogate a forged reply holds is escaped, not an
+    # error when the text is encoded
+    fields = ["conveyor-canary-reply", REPLY_VERSION, reply.id, reply.processor, reply.message_id]
+    return json.dumps([*fields, reply.received_at_ms, reply.handled_at_ms], separators=(",", ":"))
 
 
 def reply_body(secret: bytes, reply: Reply) -> str:
     """The canary queue message a processor sends for a canary it handled."""
     reply = replace(reply, processor=reply.processor[:MAX_PROCESSOR_ID_CHARS])
     fields = {
-        "v": VERSION,
+        "v": REPLY_VERSION,
         "id": reply.id,
         "processor": reply.processor,
         "message_id": reply.message_id,
@@ -132,7 +138,7 @@ def reply_body(secret: bytes, reply: Reply) -> str:
 
 def parse_reply(body: str, secret: bytes) -> Reply | None:
     """The reply in ``body`` if well formed and signed with ``secret``; else None."""
-    fields = _fields(body, REPLY_KEY, _REPLY_FIELDS)
+    fields = _fields(body, REPLY_KEY, _REPLY_FIELDS, REPLY_VERSION)
     if fields is None:
         return None
     texts = (fields["id"], fields["processor"], fields["message_id"], fields["sig"])

@@ -2,11 +2,11 @@
 
 The supervisor checks what would make every child fail the same way (the handler, the ops port, the
 queue) once, then starts N children (:mod:`conveyor.processor.children`) and keeps them running:
-a child that ends is logged (exit code or signal) and started again after a short delay; after
-several fast failures in a row it gives up (:mod:`conveyor.processor.restarts`). The messages a dead
-child held come back after their visibility timeout. It serves the one ops port: ``/readyz`` is
-ready when every child is, ``/metrics`` adds up the children's metrics (prometheus-client's
-multiprocess mode, in a directory it owns and removes).
+a child that ends is logged (exit code or signal, whatever its number) and started again after a
+short delay; after several fast failures in a row it gives up (:mod:`conveyor.processor.restarts`).
+The messages a dead child held come back after their visibility timeout. It serves the one ops
+port: ``/readyz`` is ready when every child is, ``/metrics`` adds up the children's metrics
+(prometheus-client's multiprocess mode, in a directory it owns and removes).
 
 Signals: the first SIGTERM/SIGINT is passed on, once, to every child, each of which stops
 gracefully as a single process does; the supervisor waits for all and exits 0 (or the worst child's
@@ -137,7 +137,7 @@ class Supervisor:
             if isinstance(decision, GiveUp):
                 self.failure = (
                     f"process {slot.index} failed {decision.failures} times in a row within "
-                    f"{self._policy.stable_seconds:g} s of starting (last: {_describe_exit(code)}); giving up"
+                    f"{self._policy.stable_seconds:g} s of starting (last: {describe_exit(code)}); giving up"
                 )
                 self.stop()
                 break
@@ -161,15 +161,20 @@ class Supervisor:
             child.signal(signal.SIGTERM)
         try:
             code = await child.wait()
+        except asyncio.CancelledError:
+            # The supervisor is going down without its stop (a sibling's task failed, or the run was
+            # cancelled): the child must not be left running, orphaned, in its own process group.
+            child.signal(signal.SIGTERM)
+            raise
         finally:
             slot.child = None
             self._on_exit(child.pid)
         slot.exits.append(code)
         lived = self._clock() - started
         if self.stopping.is_set():
-            log.info("process_stopped", process=slot.index, pid=child.pid, exit=_describe_exit(code))
+            log.info("process_stopped", process=slot.index, pid=child.pid, exit=describe_exit(code))
         else:
-            log.error("process_died", process=slot.index, pid=child.pid, exit=_describe_exit(code),
+            log.error("process_died", process=slot.index, pid=child.pid, exit=describe_exit(code),
                       lived_seconds=round(lived, 3))  # fmt: skip
         return code, lived
 
@@ -184,12 +189,21 @@ class Supervisor:
             stopping.cancel()
 
 
-def _describe_exit(code: int | None) -> str:
+def describe_exit(code: int | None) -> str:
+    """How a child ended, for the logs and the give-up line: any exit code, any signal number."""
     if code is None:
         return "could not start"
-    if code < 0:
-        return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}"
+    if code >= 0:
+        return f"exit code {code}"
+    number = -code
+    try:
+        return f"killed by {signal.Signals(number).name}"
+    except ValueError:
+        pass  # most real-time signals, and the two the C library keeps for itself, have no member
+    rtmin, rtmax = getattr(signal, "SIGRTMIN", None), getattr(signal, "SIGRTMAX", None)
+    if rtmin is not None and rtmax is not None and rtmin < number < rtmax:
+        return f"killed by signal {number} (SIGRTMIN+{number - rtmin})"
+    return f"killed by signal {number}"
 
 
 def _code_after_stop(code: int | None) -> int:

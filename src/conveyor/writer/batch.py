@@ -1,16 +1,17 @@
 """POST /messages/batch: validate each entry on its own, send the valid ones, report per entry.
 
 With an idempotency store, the entries with a key (their own ``idempotency_key``, else the request's
-``Idempotency-Key`` header with ``.<id>`` appended) are begun together in one round trip before
-anything is sent, and ended together after: a replayed entry is in ``successful`` with its first
-``message_id`` and ``"replayed": true``; a key used for another message is a 422 entry, a key in
-flight a 409 entry.
+``Idempotency-Key`` header with ``.<id>`` appended, see :func:`derived_key`) are begun together in
+one round trip before anything is sent, and ended together after: a replayed entry is in
+``successful`` with its first ``message_id`` and ``"replayed": true``; a key used for another
+message is a 422 entry, a key in flight a 409 entry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 from collections import Counter
 
@@ -42,11 +43,20 @@ def _check_unique_ids(batch: BatchIn) -> None:
         )  # fmt: skip
 
 
+def derived_key(header_key: str, entry_id: str) -> str:
+    """An entry's key from the request's ``Idempotency-Key``: ``<header key>.<entry id>``, or, when
+    that is over the 255 characters a key may have (a key of 255 and an id of 80 make 336), its
+    SHA-256 in hex: still distinct per entry and the same on a retry, and within the bound that
+    handlers storing ``conveyor.idempotency_key`` count on."""
+    key = f"{header_key}.{entry_id}"
+    return key if len(key) <= MAX_IDEMPOTENCY_KEY_CHARS else hashlib.sha256(key.encode()).hexdigest()
+
+
 def _entry_key(message: BatchEntryIn, meta: RequestMeta) -> str | None:
     """The entry's own key, else the request's made distinct per entry (else FIFO would drop all but
     one), as the caller gave it (the entry's meta scopes it by the client); None without either."""
     if message.idempotency_key is None:
-        return None if meta.key is None else f"{meta.key}.{message.id}"
+        return None if meta.key is None else derived_key(meta.key, message.id)
     if not is_valid_idempotency_key(message.idempotency_key):
         raise EntryProblem(
             422, "Invalid message",
