@@ -67,9 +67,10 @@ class MoveTaskSqs(FakeSqs):
         return answer
 
 
-def setup(fake: MoveTaskSqs, bodies: list[tuple[str | None, str | None]]) -> Located:
-    """``orders`` and its DLQ holding ``bodies`` (error type, or None for no record)."""
-    queue = fake.create("orders", max_receive_count=3)
+def setup(fake: MoveTaskSqs, bodies: list[tuple[str | None, str | None]], *, max_bytes: int = 1_048_576) -> Located:
+    """``orders`` (its MaximumMessageSize ``max_bytes``) and its DLQ holding ``bodies`` (error type, or
+    None for no record)."""
+    queue = fake.create("orders", max_receive_count=3, MaximumMessageSize=str(max_bytes))
     dlq = fake.queues["orders-dlq"]
     for error_type, source in bodies:
         attributes = {"tenant": {"DataType": "String", "StringValue": "acme"}}
@@ -78,7 +79,7 @@ def setup(fake: MoveTaskSqs, bodies: list[tuple[str | None, str | None]]) -> Loc
                       "dead_lettered_at": int(time.time() * 1000)}  # fmt: skip
             attributes[metadata.DEAD_LETTER] = {"DataType": "String", "StringValue": json.dumps(record)}
         fake.put("orders-dlq", json.dumps({"error": error_type}), attributes)
-    config = QueueConfig(queue.url, queue.arn, 1_048_576, 30, False, False, dlq.arn, 3)
+    config = QueueConfig(queue.url, queue.arn, max_bytes, 30, False, False, dlq.arn, 3)
     return Located("orders", config, "orders-dlq", dlq.url, dlq.arn)
 
 
@@ -199,3 +200,20 @@ async def test_limit_and_dry_run(limit: int) -> None:
     assert report.moved == limit
     assert len(fake.queues["orders"].messages) == limit
     assert fake.count("StartMessageMoveTask") == 0
+
+
+@pytest.mark.parametrize(("queue_bytes", "body_bytes"), [(1_048_576, 200_000), (262_144, 30_000)])
+async def test_dead_letters_too_large_for_one_batch_are_sent_in_several(queue_bytes: int, body_bytes: int) -> None:
+    # GIVEN ten dead letters that each fit the queue, but not all ten in one SendMessageBatch
+    fake = MoveTaskSqs()
+    located = setup(fake, [], max_bytes=queue_bytes)
+    bodies = [f"{n}" + "x" * (body_bytes - 1) for n in range(10)]
+    for body in bodies:
+        record = {"error_type": "builtins.ValueError", "dead_lettered_at": int(time.time() * 1000)}
+        fake.put("orders-dlq", body, {metadata.DEAD_LETTER: {"DataType": "String", "StringValue": json.dumps(record)}})
+    # WHEN they are redriven by the client-side move
+    report, lines = await run(fake, located, Request(Filter(("ValueError",)), None, dry_run=False))
+    # THEN all ten are back on the queue and gone from the DLQ
+    assert (report.moved, report.failed) == (10, 0), lines
+    assert bodies_on(fake, "orders") == sorted(bodies)
+    assert fake.queues["orders-dlq"].messages == {}

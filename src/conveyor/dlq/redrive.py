@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from conveyor.dlq.locate import Located
 from conveyor.dlq.record import DeadLettered, Filter, redriven_attributes
 from conveyor.dlq.scan import Scan
+from conveyor.sqs.batcher import Batcher
 from conveyor.sqs.errors import SQS_ERRORS, classify
-from conveyor.sqs.limits import MAX_MESSAGE_BYTES
+from conveyor.sqs.limits import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, message_bytes
 from conveyor.sqs.queues import FIFO_SUFFIX, queue_name_from_arn, queue_name_from_url
 
 if TYPE_CHECKING:
@@ -237,19 +238,39 @@ class _Mover:
     async def _send(
         self, destination: Destination, messages: list[DeadLettered], now_ms: int
     ) -> list[tuple[DeadLettered, str]]:
-        """SendMessageBatch to the destination; returns (message, new message id) of those SQS took."""
+        """SendMessageBatch to the destination; returns (message, new message id) of those SQS took.
+
+        The calls are cut as the writer cuts them (the one batcher): at most ten entries, and at most
+        the destination's MaximumMessageSize (1 MiB at most) in all, since SQS refuses a whole call
+        over that with BatchRequestTooLong: large dead letters in one call would fail on every run."""
         entries = [_entry(str(n), message, destination, now_ms) for n, message in enumerate(messages)]
-        try:
-            response = await self._client.send_message_batch(QueueUrl=destination.url, Entries=entries)  # type: ignore[arg-type]
-            failed = [(f["Id"], f"{f['Code']} ({f.get('Message', '')})") for f in response.get("Failed", [])]
-            successful = [(ok["Id"], ok["MessageId"]) for ok in response.get("Successful", [])]
-        except SQS_ERRORS as exc:
-            failure = classify(exc)
-            failed = [(entry["Id"], f"{failure.code} ({failure.message})") for entry in entries]
-            successful = []
-        for entry_id, why in failed:
-            self._failed(messages[int(entry_id)], f"not sent to {destination.name}: {why}")
-        return [(messages[int(entry_id)], new_id) for entry_id, new_id in successful]
+
+        async def call(batch: Sequence[dict[str, Any]]) -> list[str | BaseException]:
+            try:
+                response = await self._client.send_message_batch(QueueUrl=destination.url, Entries=list(batch))  # type: ignore[arg-type]
+            except SQS_ERRORS as exc:
+                failure = classify(exc)
+                return [_NotSentError(f"{failure.code} ({failure.message})") for _ in batch]
+            answers: dict[str, str | BaseException] = {
+                ok["Id"]: ok["MessageId"] for ok in response.get("Successful", [])
+            }
+            for f in response.get("Failed", []):
+                answers[f["Id"]] = _NotSentError(f"{f['Code']} ({f.get('Message', '')})")
+            return [answers.get(e["Id"], _NotSentError("SQS reported neither success nor failure")) for e in batch]
+
+        batcher: Batcher[dict[str, Any], str] = Batcher(
+            call, linger=0, max_bytes=min(MAX_BATCH_BYTES, destination.max_bytes), size_of=_entry_bytes
+        )
+        async with batcher:
+            answers = [batcher.submit_nowait(entry) for entry in entries]
+        sent = []
+        for message, answer in zip(messages, answers, strict=True):
+            problem = answer.exception()
+            if problem is None:
+                sent.append((message, answer.result()))
+            else:
+                self._failed(message, f"not sent to {destination.name}: {problem}")
+        return sent
 
     async def _delete(self, destination: Destination, sent: list[tuple[DeadLettered, str]]) -> None:
         """Delete from the DLQ what the destination has; a failure leaves a duplicate, and says so."""
@@ -271,6 +292,14 @@ class _Mover:
             else:
                 self._failed(message, f"sent to {destination.name} as {new_id} but not deleted from the DLQ "
                                       f"(it is on both now): {why}")  # fmt: skip
+
+
+class _NotSentError(Exception):
+    """Why SQS did not take an entry (its code and message)."""
+
+
+def _entry_bytes(entry: Mapping[str, Any]) -> int:
+    return message_bytes(entry["MessageBody"], entry.get("MessageAttributes", {}))
 
 
 def _entry(entry_id: str, message: DeadLettered, destination: Destination, now_ms: int) -> dict[str, Any]:
