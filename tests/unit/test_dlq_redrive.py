@@ -4,6 +4,7 @@ when it does not (as on LocalStack without a destination), and nothing lost on p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -217,3 +218,76 @@ async def test_dead_letters_too_large_for_one_batch_are_sent_in_several(queue_by
     assert (report.moved, report.failed) == (10, 0), lines
     assert bodies_on(fake, "orders") == sorted(bodies)
     assert fake.queues["orders-dlq"].messages == {}
+
+
+async def rejecting_processor(fake: FakeSqs, queue_name: str, *, clock_behind_ms: int = 0) -> None:
+    """A processor whose handler rejects every message: each one it receives is dead-lettered as the
+    processor does it, a new message (a new id) on the DLQ with a fresh record, then deleted. With
+    ``clock_behind_ms``, SQS stamps the copies by a clock that far behind the redrive's."""
+    queue = fake.queues[queue_name]
+    dlq = fake.queues[queue_name.removesuffix(".fifo") + "-dlq" + (".fifo" if queue_name.endswith(".fifo") else "")]
+    while True:
+        received = await fake.receive_message(
+            QueueUrl=queue.url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+            MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"],
+        )  # fmt: skip
+        for raw in received.get("Messages", []):
+            attributes = {k: v for k, v in raw.get("MessageAttributes", {}).items() if k != metadata.DEAD_LETTER}
+            record = {"error_type": "conveyor.message.Reject", "error_message": "no", "source_queue": queue.url,
+                      "original_message_id": raw["MessageId"], "dead_lettered_at": int(time.time() * 1000)}  # fmt: skip
+            attributes[metadata.DEAD_LETTER] = {"DataType": "String", "StringValue": json.dumps(record)}
+            group = raw["Attributes"].get("MessageGroupId")
+            extra = {"MessageGroupId": group, "MessageDeduplicationId": raw["MessageId"]} if group else {}
+            sent = await fake.send_message(
+                QueueUrl=dlq.url, MessageBody=raw["Body"], MessageAttributes=attributes, **extra
+            )
+            dlq.messages[sent["MessageId"]].sent_ms -= clock_behind_ms
+            await fake.delete_message_batch(
+                QueueUrl=queue.url, Entries=[{"Id": "0", "ReceiptHandle": raw["ReceiptHandle"]}]
+            )
+
+
+def setup_fifo(fake: MoveTaskSqs, groups: list[str]) -> Located:
+    """``orders.fifo`` and its DLQ holding one rejected message per entry of ``groups`` (its group)."""
+    queue = fake.create("orders.fifo", max_receive_count=3)
+    dlq = fake.queues["orders-dlq.fifo"]
+    for n, group in enumerate(groups):
+        record = {"error_type": "conveyor.message.Reject", "source_queue": queue.url,
+                  "dead_lettered_at": int(time.time() * 1000)}  # fmt: skip
+        attributes = {metadata.DEAD_LETTER: {"DataType": "String", "StringValue": json.dumps(record)}}
+        fake.put("orders-dlq.fifo", json.dumps({"n": n}), attributes, group=group)
+    config = QueueConfig(queue.url, queue.arn, 1_048_576, 30, True, False, dlq.arn, 3)
+    return Located("orders.fifo", config, "orders-dlq.fifo", dlq.url, dlq.arn)
+
+
+@pytest.mark.parametrize("kind", ["standard", "fifo", "after a failed move task", "SQS's clock behind"])
+async def test_a_redrive_ends_while_the_processor_keeps_failing_what_it_moves(kind: str) -> None:
+    # GIVEN three poison messages on the DLQ, and a processor that rejects every message again
+    fake = MoveTaskSqs("FAILED")  # the move task, when tried, ends FAILED holding one message
+    if kind == "fifo":
+        located, request = setup_fifo(fake, ["g", "g", "h"]), Request(Filter(("Reject",)), None, dry_run=False)
+    else:
+        located = setup(fake, [("conveyor.message.Reject", None)] * 3)
+        request = EVERYTHING if kind == "after a failed move task" else Request(Filter(("Reject",)), None, False)
+    behind = 600_000 if kind == "SQS's clock behind" else 0  # the copies look older than the start
+    processor = asyncio.create_task(rejecting_processor(fake, located.name, clock_behind_ms=behind))
+    try:
+        # WHEN they are redriven: each comes back to the DLQ under a new id while the redrive runs
+        async with asyncio.timeout(15):  # it used to move the copies again, for ever
+            report, lines = await run(fake, located, request)
+        # THEN the redrive read the DLQ through once: each message it found moved once, no copy again
+        expected = 2 if kind == "after a failed move task" else 3  # the failed task holds one
+        assert report.moved == expected
+        assert sum(line.startswith("moved ") for line in lines) == expected
+        dlq, queue = fake.queues[located.dlq_name], fake.queues[located.name]
+        deadline = asyncio.get_running_loop().time() + 10
+        while queue.messages or len(dlq.messages) < 3:  # the processor dead-letters the last copies
+            assert asyncio.get_running_loop().time() < deadline, (len(queue.messages), len(dlq.messages))
+            await asyncio.sleep(0.01)
+        histories = [m.attributes.get(metadata.REDRIVE_HISTORY) for m in dlq.messages.values()]
+        redriven = [len(json.loads(h["StringValue"])) for h in histories if h is not None]
+        assert redriven == [1] * expected  # redriven once each (the held one not at all)
+    finally:
+        processor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await processor

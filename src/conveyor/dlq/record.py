@@ -55,6 +55,12 @@ class DeadLettered:
         return value if isinstance(value, str) else None
 
     @property
+    def original_message_id(self) -> str | None:
+        """The id of the message the processor dead-lettered this copy of (from the record)."""
+        value = (self.record or {}).get("original_message_id")
+        return value if isinstance(value, str) else None
+
+    @property
     def dead_lettered_at_ms(self) -> int | None:
         """When it was dead-lettered: from the record, else when SQS says it was sent."""
         at = (self.record or {}).get("dead_lettered_at")

@@ -6,6 +6,10 @@ client-side move takes over (and says so). The client-side move sends each messa
 from the DLQ only once SQS has it: a crash in between duplicates a message, never loses one. It is
 also the only way to move selectively (by error type, age, or a limit).
 
+A run moves what was in the DLQ when it started, once: a moved message that fails again comes back
+as a new message, and is left for the next run (see :mod:`conveyor.dlq.scan`), so that a processor
+that keeps failing what is moved cannot keep a redrive going.
+
 A message goes back to its source queue (from its record, or the source ARN SQS's redrive recorded)
 when that queue sends to this DLQ (ListDeadLetterSourceQueues); else to the configured queue. A
 source named in a message that does not use this DLQ is refused: a message cannot choose where it goes.
@@ -117,6 +121,9 @@ async def redrive(
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> RedriveReport:
+    # What is in the DLQ now is what this run moves: the copies of moved messages that come back
+    # (a processor failing them again), and later dead letters, wait for the next run.
+    started_ms = int(time.time() * 1000)
     destinations = await Destinations.load(client, located)
     whole = request.filter.empty and request.limit is None and not request.dry_run
     if whole and destinations.only_default and not located.queue.is_fifo:
@@ -124,11 +131,11 @@ async def redrive(
         if reason is None:
             return report
         emit(f"{reason}: falling back to the client-side move")
-        report = await _client_side(client, located, destinations, request, emit)
+        report = await _client_side(client, located, destinations, request, emit, started_ms=started_ms)
         report.method = "client-side move, after the move task failed"
         await _note_in_flight(client, located, report)
         return report
-    return await _client_side(client, located, destinations, request, emit)
+    return await _client_side(client, located, destinations, request, emit, started_ms=started_ms)
 
 
 async def _move_task(
@@ -162,11 +169,11 @@ async def _move_task(
 
 
 async def _client_side(
-    client: SQSClient, located: Located, destinations: Destinations, request: Request, emit: Emit
+    client: SQSClient, located: Located, destinations: Destinations, request: Request, emit: Emit, *, started_ms: int
 ) -> RedriveReport:
     report = RedriveReport("client-side move", dry_run=request.dry_run)
     chosen_total = 0
-    async with Scan(client, located.dlq_url) as scan:
+    async with Scan(client, located.dlq_url, started_ms=started_ms) as scan:
         mover = _Mover(client, scan, located=located, destinations=destinations, report=report, emit=emit)
         async for batch in scan.batches():
             now_ms = int(time.time() * 1000)
@@ -183,6 +190,11 @@ async def _client_side(
             await (mover.would_move(chosen) if request.dry_run else mover.move(chosen, now_ms))
             if request.limit is not None and chosen_total >= request.limit:
                 break
+    if scan.late:
+        report.notes.append(
+            f"{scan.late} message(s) reached {located.dlq_name} after the redrive started (copies of moved messages "
+            "that failed again, or new dead letters) and were left there"
+        )
     return report
 
 
@@ -268,6 +280,7 @@ class _Mover:
             problem = answer.exception()
             if problem is None:
                 sent.append((message, answer.result()))
+                self._scan.sent(answer.result())
             else:
                 self._failed(message, f"not sent to {destination.name}: {problem}")
         return sent
