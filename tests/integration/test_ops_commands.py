@@ -210,6 +210,29 @@ def test_a_redrive_ends_while_the_processor_rejects_what_it_moves(
         assert len(json.loads(message["MessageAttributes"][metadata.REDRIVE_HISTORY]["StringValue"])) == 1
 
 
+def test_redrive_of_everything_puts_back_the_attributes_kept_in_a_record(
+    localstack: LocalStack, sqs: SQSClient
+) -> None:
+    # GIVEN beside a message SQS moved, one that had ten attributes: its tenth is inside its record
+    queues = redriven_by_sqs(sqs, localstack.endpoint)
+    user: dict[str, Any] = {f"a{n}": {"DataType": "String", "StringValue": f"v{n}"} for n in range(9)}
+    tenth = {"a9": {"DataType": "String", "StringValue": "v9"}}
+    record = {"error_type": "conveyor.message.Reject", "error_message": "no", "source_queue": queues.url,
+              "dead_lettered_at": int(time.time() * 1000), "overflow_attributes": tenth}  # fmt: skip
+    sqs.send_message(QueueUrl=queues.dlq_url, MessageBody="ten", MessageAttributes={
+        **user, metadata.DEAD_LETTER: {"DataType": "String", "StringValue": json.dumps(record)}})  # fmt: skip
+    # WHEN everything is redriven
+    result = conveyor(queues, "dlq", "redrive")
+    # THEN both are back, that one with its ten attributes and without the record
+    assert result.returncode == 0, result.stderr
+    back = {m["Body"]: m.get("MessageAttributes", {}) for m in drain(sqs, queues.url, 2)}
+    assert set(back) == {"ten", '{"by": "sqs"}'}
+    history = back["ten"].pop(metadata.REDRIVE_HISTORY, None)
+    assert back["ten"] == user | tenth, history
+    assert count(sqs, queues.dlq_url) == (0, 0)
+    assert "conveyor dlq redrive: moved 2, skipped 0, failed 0 (client-side move" in result.stdout, result.stdout
+
+
 def test_export_then_purge(queues: Queues, sqs: SQSClient, tmp_path: Path) -> None:
     bodies = seed(sqs, queues, "builtins.ValueError", 2)
     sqs.send_message(

@@ -291,3 +291,25 @@ async def test_a_redrive_ends_while_the_processor_keeps_failing_what_it_moves(ki
         processor.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await processor
+
+
+async def test_a_message_with_attributes_kept_in_its_record_goes_back_whole() -> None:
+    # GIVEN the DLQ of a whole redrive (the move task would run) holding a message that had ten
+    # attributes: the processor kept the tenth inside its record, for lack of an attribute slot
+    fake = MoveTaskSqs("COMPLETED")
+    located = setup(fake, [(None, None)])
+    user = {f"a{n}": {"DataType": "String", "StringValue": f"v{n}"} for n in range(9)}
+    tenth = {"a9": {"DataType": "String", "StringValue": "v9"}}
+    record = {"error_type": "conveyor.message.Reject", "source_queue": fake.queues["orders"].url,
+              "dead_lettered_at": int(time.time() * 1000), "overflow_attributes": tenth}  # fmt: skip
+    fake.put(
+        "orders-dlq", "ten", user | {metadata.DEAD_LETTER: {"DataType": "String", "StringValue": json.dumps(record)}}
+    )
+    # WHEN everything is redriven
+    report, lines = await run(fake, located)
+    # THEN it is back as it was sent: ten attributes, no dead-letter record (the record in its history)
+    assert (report.moved, report.failed) == (2, 0), lines
+    [back] = [m for m in fake.queues["orders"].messages.values() if m.body == "ten"]
+    assert metadata.DEAD_LETTER not in back.attributes
+    assert back.attributes == user | tenth
+    assert fake.queues["orders-dlq"].messages == {}

@@ -82,6 +82,12 @@ class DeadLettered:
         """Receives in the dead-letter queue (peeking counts too)."""
         return int(self.system.get("ApproximateReceiveCount", "0"))
 
+    @property
+    def overflow_attributes(self) -> dict[str, Any]:
+        """The user's attributes the processor kept inside the record, for lack of an attribute slot
+        (a message that had ten): only a client-side redrive puts them back."""
+        return _overflow_of(self.record)
+
     def user_attributes(self) -> dict[str, Any]:
         return {name: _clean(value) for name, value in self.attributes.items() if name not in CONVEYOR_OWN}
 
@@ -140,7 +146,7 @@ def redriven_attributes(message: DeadLettered, now_ms: int, max_bytes: int) -> d
     """The user's attributes unchanged (with those that did not fit beside the dead-letter record,
     kept inside it as ``overflow_attributes``, put back), plus the redrive history when it fits (see
     the module doc)."""
-    attributes = message.user_attributes() | _overflow_of(message.record)
+    attributes = message.user_attributes() | message.overflow_attributes
     history = _history_of(message.attributes)
     if message.record is not None:
         record = {k: v for k, v in message.record.items() if k != "overflow_attributes"}

@@ -2,9 +2,12 @@
 
 Without a filter or limit, SQS's own move task (StartMessageMoveTask, to the configured queue) does
 the work, and its progress is reported; where the server refuses it or the task ends FAILED, the
-client-side move takes over (and says so). The client-side move sends each message, and deletes it
-from the DLQ only once SQS has it: a crash in between duplicates a message, never loses one. It is
-also the only way to move selectively (by error type, age, or a limit).
+client-side move takes over (and says so). The move task moves messages as they are, so it is not
+used when a message's record holds attributes of the message's own (the processor keeps there what
+did not fit beside the record): the DLQ is read first, and the client-side move puts them back.
+The client-side move sends each message, and deletes it from the DLQ only once SQS has it: a crash
+in between duplicates a message, never loses one. It is also the only way to move selectively (by
+error type, age, or a limit).
 
 A run moves what was in the DLQ when it started, once: a moved message that fails again comes back
 as a new message, and is left for the next run (see :mod:`conveyor.dlq.scan`), so that a processor
@@ -127,6 +130,11 @@ async def redrive(
     destinations = await Destinations.load(client, located)
     whole = request.filter.empty and request.limit is None and not request.dry_run
     if whole and destinations.only_default and not located.queue.is_fifo:
+        keeper = await _attributes_kept_in_a_record(client, located, started_ms)
+        if keeper is not None:
+            emit(f"{keeper} keeps attributes inside its dead-letter record, which SQS's move task would not put "
+                 "back: the client-side move does it all")  # fmt: skip
+            return await _client_side(client, located, destinations, request, emit, started_ms=started_ms)
         report, reason = await _move_task(client, located, emit, sleep)
         if reason is None:
             return report
@@ -136,6 +144,19 @@ async def redrive(
         await _note_in_flight(client, located, report)
         return report
     return await _client_side(client, located, destinations, request, emit, started_ms=started_ms)
+
+
+async def _attributes_kept_in_a_record(client: SQSClient, located: Located, started_ms: int) -> str | None:
+    """The id of a message whose record holds attributes of its own, if the DLQ has one. SQS's move
+    task moves a message as it is: such a message would go back without them (and with the record
+    in their place), so the move task is used only when the DLQ holds none."""
+    found = None
+    async with Scan(client, located.dlq_url, started_ms=started_ms) as scan:
+        async for batch in scan.batches():
+            found = next((m.message_id for m in batch if m.overflow_attributes), None)
+            if found is not None:
+                break
+    return found
 
 
 async def _move_task(
