@@ -313,3 +313,22 @@ async def test_a_message_with_attributes_kept_in_its_record_goes_back_whole() ->
     assert metadata.DEAD_LETTER not in back.attributes
     assert back.attributes == user | tenth
     assert fake.queues["orders-dlq"].messages == {}
+
+
+async def test_older_than_does_not_move_what_sqs_moved_a_moment_ago_though_sent_long_ago() -> None:
+    # GIVEN on the DLQ a message dead-lettered two hours ago by the processor, and one sent two hours
+    # ago that SQS's redrive policy moved just now (maxReceiveCount 3: the fourth receive moves it)
+    fake = MoveTaskSqs()
+    located = setup(fake, [])
+    record = {"error_type": "builtins.ValueError", "dead_lettered_at": int(time.time() * 1000) - 7_200_000}
+    fake.put("orders-dlq", "old", {metadata.DEAD_LETTER: {"DataType": "String", "StringValue": json.dumps(record)}})
+    moved_id = fake.put("orders", "just moved")
+    fake.queues["orders"].messages[moved_id].sent_ms -= 7_200_000
+    for _ in range(4):
+        await fake.receive_message(QueueUrl=located.queue.url, VisibilityTimeout=0)
+    assert moved_id in fake.queues["orders-dlq"].messages
+    # WHEN a dry run asks for those older than an hour
+    report, lines = await run(fake, located, Request(Filter(older_than=3600), None, dry_run=True))
+    # THEN only the processor's dead letter would move; the other is skipped, saying why
+    assert (report.moved, report.skipped) == (1, 1), lines
+    assert f"skipped  {moved_id}  (no record): when it reached the DLQ is not known" in lines

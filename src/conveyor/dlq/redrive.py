@@ -207,7 +207,8 @@ async def _client_side(
                     chosen_total += 1
                 else:
                     report.skipped += 1
-                    emit(f"skipped  {message.message_id}  {_kind(message)}")
+                    why = ": when it reached the DLQ is not known" if request.filter.age_unknown(message) else ""
+                    emit(f"skipped  {message.message_id}  {_kind(message)}{why}")
             await (mover.would_move(chosen) if request.dry_run else mover.move(chosen, now_ms))
             if request.limit is not None and chosen_total >= request.limit:
                 break
