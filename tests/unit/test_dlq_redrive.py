@@ -23,7 +23,9 @@ EVERYTHING = Request(Filter(), None, dry_run=False)
 
 class MoveTaskSqs(FakeSqs):
     """The fake plus the calls redrive needs; the move task ends as ``task_status`` says (FAILED like
-    LocalStack's without a destination, holding one message in flight as LocalStack does)."""
+    LocalStack's without a destination, holding one message in flight as LocalStack does). An
+    ENDLESS task moves what reaches the DLQ, one message a poll, until it is cancelled (a task that
+    runs until the DLQ is empty, while a processor fails what it moves)."""
 
     def __init__(self, task_status: str = "FAILED", start_error: BaseException | None = None) -> None:
         super().__init__()
@@ -42,6 +44,11 @@ class MoveTaskSqs(FakeSqs):
             raise self.start_error
         source = next(q for q in self.queues.values() if q.arn == SourceArn)
         self.to_move = len(source.messages)
+        self.task = (source, next(q for q in self.queues.values() if q.arn == kwargs["DestinationArn"]))
+        self.moved = 0
+        if self.task_status == "ENDLESS":
+            self.statuses = ["RUNNING"]
+            return {"TaskHandle": "t"}
         if self.task_status == "COMPLETED":
             target = next(q for q in self.queues.values() if q.arn == kwargs["DestinationArn"])
             target.messages.update(source.messages)
@@ -51,9 +58,19 @@ class MoveTaskSqs(FakeSqs):
         self.statuses = ["RUNNING", self.task_status]
         return {"TaskHandle": "t"}
 
+    async def cancel_message_move_task(self, TaskHandle: str) -> dict[str, Any]:  # noqa: N803
+        self._record("CancelMessageMoveTask", {"TaskHandle": TaskHandle})
+        self.statuses = ["CANCELLED"]
+        return {"ApproximateNumberOfMessagesMoved": self.moved}
+
     async def list_message_move_tasks(self, SourceArn: str, **_: Any) -> dict[str, Any]:  # noqa: N803
         status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-        moved = self.to_move if status == "COMPLETED" else 0
+        source, target = self.task
+        if status == "RUNNING" and self.task_status == "ENDLESS" and source.messages:
+            message = source.messages.pop(next(iter(source.messages)))
+            self._store(target, message.body, message.attributes, message.group_id, 0)  # a new message
+            self.moved += 1
+        moved = self.to_move if status == "COMPLETED" else self.moved
         result = {"Status": status, "ApproximateNumberOfMessagesMoved": moved,
                   "ApproximateNumberOfMessagesToMove": self.to_move, "SourceArn": SourceArn}  # fmt: skip
         if status == "FAILED":
@@ -332,3 +349,25 @@ async def test_older_than_does_not_move_what_sqs_moved_a_moment_ago_though_sent_
     # THEN only the processor's dead letter would move; the other is skipped, saying why
     assert (report.moved, report.skipped) == (1, 1), lines
     assert f"skipped  {moved_id}  (no record): when it reached the DLQ is not known" in lines
+
+
+async def test_a_move_task_that_moves_what_comes_back_is_cancelled() -> None:
+    # GIVEN a move task that runs until the DLQ is empty, and a processor that rejects every message
+    fake = MoveTaskSqs("ENDLESS")
+    located = setup(fake, [("conveyor.message.Reject", None)] * 3)
+    processor = asyncio.create_task(rejecting_processor(fake, located.name))
+    lines: list[str] = []
+    try:
+        # WHEN everything is redriven
+        async with asyncio.timeout(15):  # it used to watch the task for ever
+            report = await redrive(as_client(fake), located, EVERYTHING, lines.append,
+                                   sleep=lambda _: asyncio.sleep(0.01))  # fmt: skip
+    finally:
+        processor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await processor
+    # THEN the task is cancelled once it has moved more than the DLQ held, and the run ends
+    assert fake.count("CancelMessageMoveTask") == 1
+    assert any(line.startswith("move task moved 4, more than the 3 the DLQ held") for line in lines), lines
+    assert report.method == "client-side move, after the move task failed"
+    assert report.failed == 0

@@ -11,7 +11,8 @@ error type, age, or a limit).
 
 A run moves what was in the DLQ when it started, once: a moved message that fails again comes back
 as a new message, and is left for the next run (see :mod:`conveyor.dlq.scan`), so that a processor
-that keeps failing what is moved cannot keep a redrive going.
+that keeps failing what is moved cannot keep a redrive going; a move task that has moved more than
+the DLQ held when it started is cancelled for the same reason.
 
 A message goes back to its source queue (from its record, or the source ARN SQS's redrive recorded)
 when that queue sends to this DLQ (ListDeadLetterSourceQueues); else to the configured queue. A
@@ -139,7 +140,9 @@ async def redrive(
         if reason is None:
             return report
         emit(f"{reason}: falling back to the client-side move")
+        moved_by_task = report.moved
         report = await _client_side(client, located, destinations, request, emit, started_ms=started_ms)
+        report.moved += moved_by_task
         report.method = "client-side move, after the move task failed"
         await _note_in_flight(client, located, report)
         return report
@@ -165,11 +168,12 @@ async def _move_task(
     """Run SQS's move task; returns the report and None when it completed, else why it did not."""
     report = RedriveReport("SQS move task (StartMessageMoveTask)")
     try:
-        await client.start_message_move_task(SourceArn=located.dlq_arn, DestinationArn=located.queue.arn)
+        started = await client.start_message_move_task(SourceArn=located.dlq_arn, DestinationArn=located.queue.arn)
     except SQS_ERRORS as exc:
         failure = classify(exc)
         return report, f"StartMessageMoveTask refused: {failure.code} ({failure.message})"
     last: tuple[object, ...] = ()
+    cancelling = False
     while True:
         try:
             results = (await client.list_message_move_tasks(SourceArn=located.dlq_arn, MaxResults=1))["Results"]
@@ -182,6 +186,18 @@ async def _move_task(
             emit(f"move task {status}: {moved} of {task.get('ApproximateNumberOfMessagesToMove', '?')} moved")
             last = (status, moved)
         report.moved = moved
+        to_move = task.get("ApproximateNumberOfMessagesToMove")
+        if status == "RUNNING" and not cancelling and to_move is not None and moved > int(to_move):
+            # More than the DLQ held when the task started: a task that moves until the DLQ is empty
+            # (LocalStack's does) moves again what comes back, for as long as a processor fails it.
+            try:
+                await client.cancel_message_move_task(TaskHandle=started["TaskHandle"])
+            except SQS_ERRORS as exc:
+                failure = classify(exc)
+                return report, f"CancelMessageMoveTask failed: {failure.code} ({failure.message})"
+            emit(f"move task moved {moved}, more than the {to_move} the DLQ held when it started (what it moved "
+                 "came back): cancelling it")  # fmt: skip
+            cancelling = True
         if status == "COMPLETED":
             return report, None
         if status in ("FAILED", "CANCELLED", "UNKNOWN"):
