@@ -175,6 +175,64 @@ def test_redrive_of_everything_uses_the_move_task(localstack: LocalStack, sqs: S
     assert (count(sqs, queues.url)[0], count(sqs, queues.dlq_url)) == (3, (0, 0))
 
 
+def test_a_redrive_ends_while_the_processor_rejects_what_it_moves(
+    queues: Queues, sqs: SQSClient, tmp_path: Path
+) -> None:
+    # GIVEN a processor whose handler fails every message permanently, and the three it dead-lettered
+    env = queues.env(CONVEYOR_HANDLER="tests.handlers:fail_by_type", CONVEYOR_PROCESSOR_PORT=str(free_port()),
+                     CONVEYOR_WAIT_TIME_SECONDS="1")  # fmt: skip
+    with (tmp_path / "processor.log").open("wb") as log:
+        processor = subprocess.Popen([str(BIN / "queue-processor")], env=env, stdout=log, stderr=log)
+    try:
+        for n in range(3):
+            sqs.send_message(QueueUrl=queues.url, MessageBody=json.dumps({"fail": "BadAmountError", "n": n}))
+        wait_for(lambda: count(sqs, queues.dlq_url) == (3, 0), 30, "the processor dead-lettered the three")
+        # WHEN they are redriven while it runs: each comes back to the DLQ as a new message
+        try:
+            result = subprocess.run(
+                [str(BIN / "conveyor"), "dlq", "redrive", "--error-type", "BadAmountError"],
+                env=queues.env(), capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(f"the redrive did not end: {str(exc.stdout)[-500:]}") from exc
+        # THEN it moved each of the three once and ended; what came back stays on the DLQ
+        assert result.returncode == 0, result.stderr
+        assert sum(line.startswith("moved ") for line in result.stdout.splitlines()) == 3, result.stdout
+        assert "conveyor dlq redrive: moved 3, skipped 0, failed 0 (client-side move" in result.stdout
+        wait_for(lambda: count(sqs, queues.url) == (0, 0) and count(sqs, queues.dlq_url) == (3, 0), 30,
+                 "the processor dead-lettered the redriven copies")  # fmt: skip
+    finally:
+        processor.terminate()
+        processor.wait(30)
+    back = drain(sqs, queues.dlq_url, 3)
+    assert len(back) == 3
+    for message in back:  # each was redriven once
+        assert len(json.loads(message["MessageAttributes"][metadata.REDRIVE_HISTORY]["StringValue"])) == 1
+
+
+def test_redrive_of_everything_puts_back_the_attributes_kept_in_a_record(
+    localstack: LocalStack, sqs: SQSClient
+) -> None:
+    # GIVEN beside a message SQS moved, one that had ten attributes: its tenth is inside its record
+    queues = redriven_by_sqs(sqs, localstack.endpoint)
+    user: dict[str, Any] = {f"a{n}": {"DataType": "String", "StringValue": f"v{n}"} for n in range(9)}
+    tenth = {"a9": {"DataType": "String", "StringValue": "v9"}}
+    record = {"error_type": "conveyor.message.Reject", "error_message": "no", "source_queue": queues.url,
+              "dead_lettered_at": int(time.time() * 1000), "overflow_attributes": tenth}  # fmt: skip
+    sqs.send_message(QueueUrl=queues.dlq_url, MessageBody="ten", MessageAttributes={
+        **user, metadata.DEAD_LETTER: {"DataType": "String", "StringValue": json.dumps(record)}})  # fmt: skip
+    # WHEN everything is redriven
+    result = conveyor(queues, "dlq", "redrive")
+    # THEN both are back, that one with its ten attributes and without the record
+    assert result.returncode == 0, result.stderr
+    back = {m["Body"]: m.get("MessageAttributes", {}) for m in drain(sqs, queues.url, 2)}
+    assert set(back) == {"ten", '{"by": "sqs"}'}
+    history = back["ten"].pop(metadata.REDRIVE_HISTORY, None)
+    assert back["ten"] == user | tenth, history
+    assert count(sqs, queues.dlq_url) == (0, 0)
+    assert "conveyor dlq redrive: moved 2, skipped 0, failed 0 (client-side move" in result.stdout, result.stdout
+
+
 def test_export_then_purge(queues: Queues, sqs: SQSClient, tmp_path: Path) -> None:
     bodies = seed(sqs, queues, "builtins.ValueError", 2)
     sqs.send_message(

@@ -65,8 +65,10 @@ def test_filters() -> None:
     old = message(record(at=NOW - 7_200_000))
     older = Filter(older_than=3600)
     assert [older.matches(m, NOW) for m in (value, old)] == [False, True]
-    # without a record, the age counts from SentTimestamp
-    assert older.matches(message(sent_ms=NOW - 7_200_000), NOW)
+    # without a record, when it reached the DLQ is not known: its SentTimestamp is when it was first
+    # sent, which says nothing of when SQS's redrive policy moved it
+    assert not older.matches(message(sent_ms=NOW - 7_200_000), NOW)
+    assert Filter(older_than=0).matches(message(sent_ms=NOW - 7_200_000), NOW)
     assert not Filter(("ValueError",), 3600).matches(value, NOW)
 
 
@@ -146,3 +148,19 @@ def test_a_redrive_puts_back_the_attributes_kept_inside_the_record() -> None:
     # THEN all ten go back as attributes (no room is left for the history, and none is needed)
     assert attributes["blob"] == {"DataType": "Binary.gz", "BinaryValue": b"\x00\xff"}
     assert set(attributes) == {*user, "blob"}
+
+
+def test_older_than_does_not_age_what_sqs_moved_by_its_first_send() -> None:
+    # GIVEN messages sent two hours ago that SQS's redrive policy moved a moment ago: SQS keeps their
+    # SentTimestamp and ApproximateFirstReceiveTimestamp, and records the source queue
+    moved = {"SentTimestamp": str(NOW - 7_200_000), "ApproximateFirstReceiveTimestamp": str(NOW - 7_190_000),
+             "ApproximateReceiveCount": "6", "DeadLetterQueueSourceArn": "arn:aws:sqs:r:1:orders"}  # fmt: skip
+    bare = DeadLettered.from_sqs({"MessageId": "m", "ReceiptHandle": "h", "Attributes": moved})
+    # one of them redriven before by SQS's move task, with the record of its first dead-lettering
+    earlier = {metadata.DEAD_LETTER: {"DataType": "String", "StringValue": json.dumps(record(at=NOW - 7_000_000))}}
+    stale = DeadLettered.from_sqs({"MessageId": "n", "ReceiptHandle": "h", "Attributes": moved,
+                                   "MessageAttributes": earlier})  # fmt: skip
+    # THEN neither is older than an hour as far as --older-than knows; a record of the processor's is
+    older = Filter(older_than=3600)
+    assert [older.matches(m, NOW) for m in (bare, stale)] == [False, False]
+    assert older.matches(message(record(at=NOW - 7_200_000)), NOW)

@@ -61,7 +61,10 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     move = actions.add_parser("redrive", help="move messages back to the queue they came from")
     move.add_argument("--error-type", action="append", default=[], metavar="NAME",
                       help="only this recorded error type: ValueError or builtins.ValueError (repeatable)")  # fmt: skip
-    move.add_argument("--older-than", type=seconds, metavar="SECONDS", help="only those dead-lettered that long ago")
+    move.add_argument("--older-than", type=seconds, metavar="SECONDS",
+                      help="only those the processor dead-lettered at least that long ago (by their record); "
+                           "those without a record are skipped: SQS's redrive policy keeps a message's original "
+                           "send time, so when it reached the DLQ is not known")  # fmt: skip
     move.add_argument("--limit", type=count, help="move at most this many")
     move.add_argument("--dry-run", action="store_true", help="say what would move; move nothing")
     move.set_defaults(run=_runner(_redrive), prog="conveyor dlq redrive")

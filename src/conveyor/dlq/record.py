@@ -4,7 +4,9 @@ of `conveyor dlq redrive`, and the attributes a redriven message carries.
 Messages the processor dead-lettered carry the record (JSON: ``error_type`` (qualified, e.g.
 ``builtins.ValueError``), ``error_message``, ``original_message_id``, ``receive_count``,
 ``retries_exhausted``, ``source_queue``, ``dead_lettered_at`` in ms). Messages SQS's own redrive
-policy moved have none: they are shown with their ``ApproximateReceiveCount`` and ``SentTimestamp``.
+policy moved have none: they are shown with their ``ApproximateReceiveCount`` and ``SentTimestamp``
+(the original send: SQS keeps it when it moves a message, so it says nothing of when the message
+arrived here, and ``--older-than`` leaves such messages out).
 
 A client-side redrive sends the body and the user's attributes unchanged; the record moves into
 ``conveyor.redrive_history`` (a JSON list, oldest first, each record with ``redriven_at``), so a
@@ -55,13 +57,31 @@ class DeadLettered:
         return value if isinstance(value, str) else None
 
     @property
+    def original_message_id(self) -> str | None:
+        """The id of the message the processor dead-lettered this copy of (from the record)."""
+        value = (self.record or {}).get("original_message_id")
+        return value if isinstance(value, str) else None
+
+    @property
     def dead_lettered_at_ms(self) -> int | None:
-        """When it was dead-lettered: from the record, else when SQS says it was sent."""
+        """The time to show: when it was dead-lettered, from the record, else when SQS says it was sent."""
         at = (self.record or {}).get("dead_lettered_at")
         if isinstance(at, int):
             return at
         sent = self.system.get("SentTimestamp")
         return int(sent) if sent and sent.isdigit() else None
+
+    @property
+    def arrived_at_ms(self) -> int | None:
+        """When it reached this DLQ, where that is known: the record's time when the processor sent
+        it here. None for a message SQS's redrive policy moved: SQS keeps its SentTimestamp and
+        ApproximateFirstReceiveTimestamp from the source queue and records no time of the move (so
+        both can be hours before it arrived), and a record it carries (DeadLetterQueueSourceArn says
+        SQS moved it) is from an earlier dead-lettering."""
+        if self.system.get("DeadLetterQueueSourceArn"):
+            return None
+        at = (self.record or {}).get("dead_lettered_at")
+        return at if isinstance(at, int) and not isinstance(at, bool) else None
 
     @property
     def source_queue(self) -> str | None:
@@ -75,6 +95,12 @@ class DeadLettered:
     def receive_count(self) -> int:
         """Receives in the dead-letter queue (peeking counts too)."""
         return int(self.system.get("ApproximateReceiveCount", "0"))
+
+    @property
+    def overflow_attributes(self) -> dict[str, Any]:
+        """The user's attributes the processor kept inside the record, for lack of an attribute slot
+        (a message that had ten): only a client-side redrive puts them back."""
+        return _overflow_of(self.record)
 
     def user_attributes(self) -> dict[str, Any]:
         return {name: _clean(value) for name, value in self.attributes.items() if name not in CONVEYOR_OWN}
@@ -115,26 +141,35 @@ def error_type_matches(recorded: str | None, wanted: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class Filter:
     error_types: tuple[str, ...] = ()
-    older_than: float | None = None  # seconds since it was dead-lettered
+    older_than: float | None = None  # seconds since it reached the DLQ (DeadLettered.arrived_at_ms)
 
     @property
     def empty(self) -> bool:
         return not self.error_types and self.older_than is None
 
     def matches(self, message: DeadLettered, now_ms: int) -> bool:
-        if self.error_types and not any(error_type_matches(message.error_type, t) for t in self.error_types):
+        if not self._type_matches(message):
             return False
         if self.older_than is not None:
-            at = message.dead_lettered_at_ms
-            return at is not None and now_ms - at >= self.older_than * 1000
+            at = message.arrived_at_ms
+            if at is None:  # it may have arrived a moment ago: only "0 s ago" is sure
+                return self.older_than <= 0
+            return now_ms - at >= self.older_than * 1000
         return True
+
+    def age_unknown(self, message: DeadLettered) -> bool:
+        """It is left out only because when it reached the DLQ is not known."""
+        return bool(self.older_than) and message.arrived_at_ms is None and self._type_matches(message)
+
+    def _type_matches(self, message: DeadLettered) -> bool:
+        return not self.error_types or any(error_type_matches(message.error_type, t) for t in self.error_types)
 
 
 def redriven_attributes(message: DeadLettered, now_ms: int, max_bytes: int) -> dict[str, Any]:
     """The user's attributes unchanged (with those that did not fit beside the dead-letter record,
     kept inside it as ``overflow_attributes``, put back), plus the redrive history when it fits (see
     the module doc)."""
-    attributes = message.user_attributes() | _overflow_of(message.record)
+    attributes = message.user_attributes() | message.overflow_attributes
     history = _history_of(message.attributes)
     if message.record is not None:
         record = {k: v for k, v in message.record.items() if k != "overflow_attributes"}

@@ -2,9 +2,17 @@
 
 Without a filter or limit, SQS's own move task (StartMessageMoveTask, to the configured queue) does
 the work, and its progress is reported; where the server refuses it or the task ends FAILED, the
-client-side move takes over (and says so). The client-side move sends each message, and deletes it
-from the DLQ only once SQS has it: a crash in between duplicates a message, never loses one. It is
-also the only way to move selectively (by error type, age, or a limit).
+client-side move takes over (and says so). The move task moves messages as they are, so it is not
+used when a message's record holds attributes of the message's own (the processor keeps there what
+did not fit beside the record): the DLQ is read first, and the client-side move puts them back.
+The client-side move sends each message, and deletes it from the DLQ only once SQS has it: a crash
+in between duplicates a message, never loses one. It is also the only way to move selectively (by
+error type, age, or a limit).
+
+A run moves what was in the DLQ when it started, once: a moved message that fails again comes back
+as a new message, and is left for the next run (see :mod:`conveyor.dlq.scan`), so that a processor
+that keeps failing what is moved cannot keep a redrive going; a move task that has moved more than
+the DLQ held when it started is cancelled for the same reason.
 
 A message goes back to its source queue (from its record, or the source ARN SQS's redrive recorded)
 when that queue sends to this DLQ (ListDeadLetterSourceQueues); else to the configured queue. A
@@ -15,15 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from conveyor.dlq.locate import Located
 from conveyor.dlq.record import DeadLettered, Filter, redriven_attributes
 from conveyor.dlq.scan import Scan
+from conveyor.sqs.batcher import Batcher
 from conveyor.sqs.errors import SQS_ERRORS, classify
-from conveyor.sqs.limits import MAX_MESSAGE_BYTES
+from conveyor.sqs.limits import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, message_bytes
 from conveyor.sqs.queues import FIFO_SUFFIX, queue_name_from_arn, queue_name_from_url
 
 if TYPE_CHECKING:
@@ -116,18 +125,41 @@ async def redrive(
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> RedriveReport:
+    # What is in the DLQ now is what this run moves: the copies of moved messages that come back
+    # (a processor failing them again), and later dead letters, wait for the next run.
+    started_ms = int(time.time() * 1000)
     destinations = await Destinations.load(client, located)
     whole = request.filter.empty and request.limit is None and not request.dry_run
     if whole and destinations.only_default and not located.queue.is_fifo:
+        keeper = await _attributes_kept_in_a_record(client, located, started_ms)
+        if keeper is not None:
+            emit(f"{keeper} keeps attributes inside its dead-letter record, which SQS's move task would not put "
+                 "back: the client-side move does it all")  # fmt: skip
+            return await _client_side(client, located, destinations, request, emit, started_ms=started_ms)
         report, reason = await _move_task(client, located, emit, sleep)
         if reason is None:
             return report
         emit(f"{reason}: falling back to the client-side move")
-        report = await _client_side(client, located, destinations, request, emit)
+        moved_by_task = report.moved
+        report = await _client_side(client, located, destinations, request, emit, started_ms=started_ms)
+        report.moved += moved_by_task
         report.method = "client-side move, after the move task failed"
         await _note_in_flight(client, located, report)
         return report
-    return await _client_side(client, located, destinations, request, emit)
+    return await _client_side(client, located, destinations, request, emit, started_ms=started_ms)
+
+
+async def _attributes_kept_in_a_record(client: SQSClient, located: Located, started_ms: int) -> str | None:
+    """The id of a message whose record holds attributes of its own, if the DLQ has one. SQS's move
+    task moves a message as it is: such a message would go back without them (and with the record
+    in their place), so the move task is used only when the DLQ holds none."""
+    found = None
+    async with Scan(client, located.dlq_url, started_ms=started_ms) as scan:
+        async for batch in scan.batches():
+            found = next((m.message_id for m in batch if m.overflow_attributes), None)
+            if found is not None:
+                break
+    return found
 
 
 async def _move_task(
@@ -136,11 +168,12 @@ async def _move_task(
     """Run SQS's move task; returns the report and None when it completed, else why it did not."""
     report = RedriveReport("SQS move task (StartMessageMoveTask)")
     try:
-        await client.start_message_move_task(SourceArn=located.dlq_arn, DestinationArn=located.queue.arn)
+        started = await client.start_message_move_task(SourceArn=located.dlq_arn, DestinationArn=located.queue.arn)
     except SQS_ERRORS as exc:
         failure = classify(exc)
         return report, f"StartMessageMoveTask refused: {failure.code} ({failure.message})"
     last: tuple[object, ...] = ()
+    cancelling = False
     while True:
         try:
             results = (await client.list_message_move_tasks(SourceArn=located.dlq_arn, MaxResults=1))["Results"]
@@ -153,6 +186,18 @@ async def _move_task(
             emit(f"move task {status}: {moved} of {task.get('ApproximateNumberOfMessagesToMove', '?')} moved")
             last = (status, moved)
         report.moved = moved
+        to_move = task.get("ApproximateNumberOfMessagesToMove")
+        if status == "RUNNING" and not cancelling and to_move is not None and moved > int(to_move):
+            # More than the DLQ held when the task started: a task that moves until the DLQ is empty
+            # (LocalStack's does) moves again what comes back, for as long as a processor fails it.
+            try:
+                await client.cancel_message_move_task(TaskHandle=started["TaskHandle"])
+            except SQS_ERRORS as exc:
+                failure = classify(exc)
+                return report, f"CancelMessageMoveTask failed: {failure.code} ({failure.message})"
+            emit(f"move task moved {moved}, more than the {to_move} the DLQ held when it started (what it moved "
+                 "came back): cancelling it")  # fmt: skip
+            cancelling = True
         if status == "COMPLETED":
             return report, None
         if status in ("FAILED", "CANCELLED", "UNKNOWN"):
@@ -161,11 +206,11 @@ async def _move_task(
 
 
 async def _client_side(
-    client: SQSClient, located: Located, destinations: Destinations, request: Request, emit: Emit
+    client: SQSClient, located: Located, destinations: Destinations, request: Request, emit: Emit, *, started_ms: int
 ) -> RedriveReport:
     report = RedriveReport("client-side move", dry_run=request.dry_run)
     chosen_total = 0
-    async with Scan(client, located.dlq_url) as scan:
+    async with Scan(client, located.dlq_url, started_ms=started_ms) as scan:
         mover = _Mover(client, scan, located=located, destinations=destinations, report=report, emit=emit)
         async for batch in scan.batches():
             now_ms = int(time.time() * 1000)
@@ -178,10 +223,16 @@ async def _client_side(
                     chosen_total += 1
                 else:
                     report.skipped += 1
-                    emit(f"skipped  {message.message_id}  {_kind(message)}")
+                    why = ": when it reached the DLQ is not known" if request.filter.age_unknown(message) else ""
+                    emit(f"skipped  {message.message_id}  {_kind(message)}{why}")
             await (mover.would_move(chosen) if request.dry_run else mover.move(chosen, now_ms))
             if request.limit is not None and chosen_total >= request.limit:
                 break
+    if scan.late:
+        report.notes.append(
+            f"{scan.late} message(s) reached {located.dlq_name} after the redrive started (copies of moved messages "
+            "that failed again, or new dead letters) and were left there"
+        )
     return report
 
 
@@ -237,19 +288,40 @@ class _Mover:
     async def _send(
         self, destination: Destination, messages: list[DeadLettered], now_ms: int
     ) -> list[tuple[DeadLettered, str]]:
-        """SendMessageBatch to the destination; returns (message, new message id) of those SQS took."""
+        """SendMessageBatch to the destination; returns (message, new message id) of those SQS took.
+
+        The calls are cut as the writer cuts them (the one batcher): at most ten entries, and at most
+        the destination's MaximumMessageSize (1 MiB at most) in all, since SQS refuses a whole call
+        over that with BatchRequestTooLong: large dead letters in one call would fail on every run."""
         entries = [_entry(str(n), message, destination, now_ms) for n, message in enumerate(messages)]
-        try:
-            response = await self._client.send_message_batch(QueueUrl=destination.url, Entries=entries)  # type: ignore[arg-type]
-            failed = [(f["Id"], f"{f['Code']} ({f.get('Message', '')})") for f in response.get("Failed", [])]
-            successful = [(ok["Id"], ok["MessageId"]) for ok in response.get("Successful", [])]
-        except SQS_ERRORS as exc:
-            failure = classify(exc)
-            failed = [(entry["Id"], f"{failure.code} ({failure.message})") for entry in entries]
-            successful = []
-        for entry_id, why in failed:
-            self._failed(messages[int(entry_id)], f"not sent to {destination.name}: {why}")
-        return [(messages[int(entry_id)], new_id) for entry_id, new_id in successful]
+
+        async def call(batch: Sequence[dict[str, Any]]) -> list[str | BaseException]:
+            try:
+                response = await self._client.send_message_batch(QueueUrl=destination.url, Entries=list(batch))  # type: ignore[arg-type]
+            except SQS_ERRORS as exc:
+                failure = classify(exc)
+                return [_NotSentError(f"{failure.code} ({failure.message})") for _ in batch]
+            answers: dict[str, str | BaseException] = {
+                ok["Id"]: ok["MessageId"] for ok in response.get("Successful", [])
+            }
+            for f in response.get("Failed", []):
+                answers[f["Id"]] = _NotSentError(f"{f['Code']} ({f.get('Message', '')})")
+            return [answers.get(e["Id"], _NotSentError("SQS reported neither success nor failure")) for e in batch]
+
+        batcher: Batcher[dict[str, Any], str] = Batcher(
+            call, linger=0, max_bytes=min(MAX_BATCH_BYTES, destination.max_bytes), size_of=_entry_bytes
+        )
+        async with batcher:
+            answers = [batcher.submit_nowait(entry) for entry in entries]
+        sent = []
+        for message, answer in zip(messages, answers, strict=True):
+            problem = answer.exception()
+            if problem is None:
+                sent.append((message, answer.result()))
+                self._scan.sent(answer.result())
+            else:
+                self._failed(message, f"not sent to {destination.name}: {problem}")
+        return sent
 
     async def _delete(self, destination: Destination, sent: list[tuple[DeadLettered, str]]) -> None:
         """Delete from the DLQ what the destination has; a failure leaves a duplicate, and says so."""
@@ -271,6 +343,14 @@ class _Mover:
             else:
                 self._failed(message, f"sent to {destination.name} as {new_id} but not deleted from the DLQ "
                                       f"(it is on both now): {why}")  # fmt: skip
+
+
+class _NotSentError(Exception):
+    """Why SQS did not take an entry (its code and message)."""
+
+
+def _entry_bytes(entry: Mapping[str, Any]) -> int:
+    return message_bytes(entry["MessageBody"], entry.get("MessageAttributes", {}))
 
 
 def _entry(entry_id: str, message: DeadLettered, destination: Destination, now_ms: int) -> dict[str, Any]:

@@ -7,6 +7,16 @@ receive that brings nothing new (a long poll of 1 s, which asks every SQS server
 only messages seen before (a run longer than the hold sees them again). On a FIFO queue SQS hands
 out no more of a message group while one of its messages is held: a run sees at most the first ten
 of each group (redrive, which deletes what it moved, sees more on its next run).
+
+A scan with a start (redrive's) reads only what was in the queue when it started. A message moved
+back by this run that failed again comes back as a new message (a new id): moved again, a processor
+that keeps failing it would keep the run going for ever. So a message that arrived after the start
+is held like the others but never handed out. It is known by its SentTimestamp (the processor's
+dead-letter copy, or a move task's copy, is a new message) and, without relying on SQS's clock and
+this one agreeing, by the id this run gave it (SQS's redrive policy keeps the id; the processor's
+record names it as ``original_message_id``). A receive that brings only such messages ends the run
+too: what the run holds is out of sight, so what was there at the start has been read, and a steady
+flow of new dead letters would otherwise keep it going.
 """
 
 from __future__ import annotations
@@ -26,12 +36,15 @@ HOLD_SECONDS = 300  # long enough for a run; a crash mid-run makes them visible 
 
 
 class Scan:
-    def __init__(self, client: SQSClient, url: str, *, hold: int = HOLD_SECONDS) -> None:
+    def __init__(self, client: SQSClient, url: str, *, hold: int = HOLD_SECONDS, started_ms: int | None = None) -> None:
         self._client = client
         self._url = url
         self._hold = hold
+        self._started_ms = started_ms  # None: everything, whenever it arrived (peek, export)
         self._held: dict[str, str] = {}  # message id -> its latest receipt handle
         self._seen: set[str] = set()
+        self._sent: set[str] = set()  # ids of the messages this run sent (see sent())
+        self.late = 0  # messages seen that arrived after the start: left where they are
         self.release_failures = 0
 
     async def __aenter__(self) -> Self:
@@ -55,11 +68,25 @@ class Scan:
             for message in messages:
                 self._held[message.message_id] = message.receipt_handle
             fresh = [m for m in messages if m.message_id not in self._seen]
-            if not fresh:
-                return
             self._seen.update(m.message_id for m in fresh)
-            taken += len(fresh)
-            yield fresh
+            there = [m for m in fresh if not self._arrived_since_start(m)]
+            self.late += len(fresh) - len(there)
+            if not there:
+                return
+            taken += len(there)
+            yield there
+
+    def _arrived_since_start(self, message: DeadLettered) -> bool:
+        if self._started_ms is None:
+            return False
+        if message.message_id in self._sent or message.original_message_id in self._sent:
+            return True
+        sent = message.system.get("SentTimestamp", "")
+        return sent.isdigit() and int(sent) > self._started_ms
+
+    def sent(self, message_id: str) -> None:
+        """This run sent a message with this id (moved one back): should it come back, it is late."""
+        self._sent.add(message_id)
 
     def deleted(self, message_id: str) -> None:
         """The message left the queue: nothing to release."""
