@@ -307,8 +307,7 @@ class Dispatcher:
         match outcome:
             case Ack():
                 lease.settle()
-                self._metrics.succeeded.inc()
-                self._delete_after_completion(lease)
+                self._record_completion(lease, then=lambda: self._acker.delete(lease), success=True)
                 return None
             case RetryAfter():
                 return self._retry(lease, outcome)
@@ -327,11 +326,29 @@ class Dispatcher:
                 self._back_to_queue(lease, seconds)  # (a claim it holds, if any, is released first)
                 return seconds
 
-    def _delete_after_completion(self, lease: Lease) -> None:
+    def _record_completion(self, lease: Lease, then: Callable[[], None], *, success: bool) -> None:
+        """The handler succeeded: with a store, its completion is recorded, then ``then``; counted
+        as a success (``success``), unless this lease's claim was lost to another process while the
+        handler ran: the handler has then run twice for the key, and that is counted and logged."""
         if self._dedupe is None:
-            self._acker.delete(lease)
-        else:
-            self._dedupe.completed(lease, then=lambda: self._acker.delete(lease))
+            if success:
+                self._metrics.succeeded.inc()
+            then()
+            return
+        duplicate = False
+
+        def on_duplicate() -> None:
+            nonlocal duplicate
+            duplicate = True
+            self._metrics.duplicates_completed.inc()
+            log.error("duplicate_completed", key=lease.dedupe_key, message_id=lease.message_id)
+
+        def recorded() -> None:
+            if success and not duplicate:
+                self._metrics.succeeded.inc()
+            then()
+
+        self._dedupe.completed(lease, then=recorded, duplicate=on_duplicate)
 
     def _retry(self, lease: Lease, outcome: RetryAfter) -> int:
         lease.settle()
