@@ -179,6 +179,14 @@ class Dispatcher:
         self._metrics.released.inc()
         self._back_to_queue(lease, seconds)
 
+    def _release_completed(self, lease: Lease, seconds: int) -> None:
+        """A message the handler reported fine that goes back behind a failure of its FIFO group,
+        to keep the order: its key is recorded as completed all the same (its claim is not released),
+        so when the group comes back the message is skipped as a duplicate, not run again."""
+        lease.settle()
+        self._metrics.released.inc()
+        self._record_completion(lease, then=lambda: self._acker.make_visible(lease, seconds), success=False)
+
     def _back_to_queue(self, lease: Lease, seconds: int) -> None:
         """Visible again in ``seconds``. Its idempotency claim (if any) is released first, so that
         the next delivery finds it free (and not still held by the copy that failed)."""
@@ -285,7 +293,10 @@ class Dispatcher:
                 if outcome is None or (self._config.fifo and group in stopped):
                     log.info("released_behind_failure", group_id=group)
                     _stop(stopped, lease, 0)  # (a deferred message before it has stopped the group)
-                    self.release(lease, stopped[group])
+                    if isinstance(outcome, Ack):
+                        self._release_completed(lease, stopped[group])
+                    else:
+                        self.release(lease, stopped[group])
                     span.outcome(lease.message_id, "released")
                     continue
                 if (seconds := await self._settle(lease, outcome)) is not None:
