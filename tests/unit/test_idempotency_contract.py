@@ -113,6 +113,39 @@ async def test_extend_does_not_revive_a_completed_key(backend: Backend, store: I
     assert await store.claim(["k"], "b", LONG) == [Claim.COMPLETED]
 
 
+async def test_extend_answers_which_claims_the_owner_still_held(backend: Backend, store: IdempotencyStore) -> None:
+    """A claim that ended (absent, taken by another, completed) is not renewed, and the owner is told."""
+    await store.claim(["mine", "lapsed"], "a", 0.3)
+    await store.claim(["theirs"], "b", LONG)
+    await store.claim(["done"], "a", LONG)
+    await store.complete(["done"], "a", LONG)
+    backend.passes(0.3)
+    await eventually(lambda: backend.remaining("conveyor:h:lapsed"), None)
+    await store.claim(["mine"], "a", LONG)  # renewed by its claim: still a's
+
+    assert await store.extend(["mine", "lapsed", "theirs", "done", "absent"], "a", LONG) == [
+        True, False, False, False, False,
+    ]  # fmt: skip
+    assert await store.extend([], "a", LONG) == []
+    assert await backend.remaining("conveyor:h:lapsed") is None  # never created
+
+
+async def test_complete_leaves_another_owners_live_claim_alone(store: IdempotencyStore) -> None:
+    """The owner's claim ended and another owner claimed the key: that owner's run decides."""
+    await store.claim(["mine"], "a", LONG)
+    await store.claim(["theirs"], "b", LONG)
+    await store.claim(["done"], "b", LONG)
+    await store.complete(["done"], "b", LONG)
+
+    assert await store.complete(["mine", "theirs", "done", "absent"], "a", LONG) == [True, False, True, True]
+    assert await store.complete([], "a", LONG) == []
+
+    assert await store.claim(["theirs"], "b", LONG) == [Claim.CLAIMED]  # still b's
+    assert await store.claim(["mine", "done", "absent"], "c", LONG) == [Claim.COMPLETED] * 3
+    await store.release(["theirs"], "b")
+    assert await store.complete(["theirs"], "a", LONG) == [True]  # released: free to mark
+
+
 async def test_complete_counts_even_after_the_claim_expired(backend: Backend, store: IdempotencyStore) -> None:
     await store.claim(["k"], "a", 0.2)
     backend.passes(0.2)

@@ -56,11 +56,11 @@ class CountingStore:
     async def claim(self, keys: Sequence[str], owner: str, lease_seconds: float) -> list[Claim]:
         return await self._call("claim", self.store.claim(keys, owner, lease_seconds))
 
-    async def extend(self, keys: Sequence[str], owner: str, lease_seconds: float) -> None:
-        await self._call("extend", self.store.extend(keys, owner, lease_seconds))
+    async def extend(self, keys: Sequence[str], owner: str, lease_seconds: float) -> list[bool]:
+        return await self._call("extend", self.store.extend(keys, owner, lease_seconds))
 
-    async def complete(self, keys: Sequence[str], owner: str, ttl_seconds: float) -> None:
-        await self._call("complete", self.store.complete(keys, owner, ttl_seconds))
+    async def complete(self, keys: Sequence[str], owner: str, ttl_seconds: float) -> list[bool]:
+        return await self._call("complete", self.store.complete(keys, owner, ttl_seconds))
 
     async def release(self, keys: Sequence[str], owner: str) -> None:
         await self._call("release", self.store.release(keys, owner))

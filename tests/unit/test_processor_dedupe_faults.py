@@ -368,8 +368,8 @@ async def test_a_claim_answer_that_crossed_a_completion_here_is_a_duplicate(tmp_
         async def claim(self, keys: Sequence[str], owner: str, lease_seconds: float) -> list[Claim]:
             return [Claim.CLAIMED] * len(keys)
 
-        async def complete(self, keys: Sequence[str], owner: str, ttl_seconds: float) -> None:
-            return None
+        async def complete(self, keys: Sequence[str], owner: str, ttl_seconds: float) -> list[bool]:
+            return [True] * len(keys)
 
     first, copy = lease_with("order-1", "m1"), lease_with("order-1", "m2")
     done: list[str] = []

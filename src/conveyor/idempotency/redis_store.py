@@ -33,7 +33,8 @@ from conveyor.idempotency.store import Abandon, Claim, RequestClaim, RequestStat
 # The retry also follows a timeout, when Redis may have run the script and only its answer was lost:
 # so every script below gives the same answer and leaves the same state when run twice with the same
 # arguments. CLAIM: a key the first run claimed is this owner's, so it is CLAIMED again (lease
-# renewed); EXTEND renews the same leases; COMPLETE sets the same value; RELEASE finds this owner's
+# renewed); EXTEND renews the same leases; COMPLETE sets the same value (a key it marked is completed,
+# not another owner's claim, so it is marked again) and leaves the same claims alone; RELEASE finds this owner's
 # claims gone (another owner's are left alone); EXCHANGE: see its comment (the in-flight markers
 # carry a per-round, per-position token).
 SOCKET_TIMEOUT_SECONDS = 2.0
@@ -63,21 +64,38 @@ return answers
 """
 
 EXTEND = """
--- KEYS: handler keys; ARGV: owner, lease (ms). Only claims that owner still holds.
-for _, key in ipairs(KEYS) do
+-- KEYS: handler keys; ARGV: owner, lease (ms). Only claims that owner still holds; per key, 1 when
+-- renewed, 0 when that owner no longer holds it.
+local renewed = {}
+for i, key in ipairs(KEYS) do
+  renewed[i] = 0
   local raw = redis.call('GET', key)
   if raw then
     local record = cjson.decode(raw)
-    if record.state == 'claimed' and record.owner == ARGV[1] then redis.call('PEXPIRE', key, ARGV[2]) end
+    if record.state == 'claimed' and record.owner == ARGV[1] then
+      redis.call('PEXPIRE', key, ARGV[2])
+      renewed[i] = 1
+    end
   end
 end
-return 0
+return renewed
 """
 
 COMPLETE = """
--- KEYS: handler keys; ARGV: TTL (ms), the completed record. Whoever holds the claim now.
-for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[2], 'PX', ARGV[1]) end
-return 0
+-- KEYS: handler keys; ARGV: owner, TTL (ms), the completed record. Every key but those another
+-- owner holds a live claim of; per key, 1 when marked, 0 when left to that owner.
+local marked = {}
+for i, key in ipairs(KEYS) do
+  local raw = redis.call('GET', key)
+  local record = raw and cjson.decode(raw)
+  if record and record.state == 'claimed' and record.owner ~= ARGV[1] then
+    marked[i] = 0
+  else
+    redis.call('SET', key, ARGV[3], 'PX', ARGV[2])
+    marked[i] = 1
+  end
+end
+return marked
 """
 
 RELEASE = """
@@ -174,15 +192,20 @@ class RedisStore:
         answers = await self._call(self._claim, records.handler_keys(keys), [owner, lease, records.claim_record(owner)])
         return [Claim(_text(answer)) for answer in answers]
 
-    async def extend(self, keys: Sequence[str], owner: str, lease_seconds: float) -> None:
+    async def extend(self, keys: Sequence[str], owner: str, lease_seconds: float) -> list[bool]:
         lease = records.millis(lease_seconds, "lease_seconds")
-        if keys:
-            await self._call(self._extend, records.handler_keys(keys), [owner, lease])
+        if not keys:
+            return []
+        answers = await self._call(self._extend, records.handler_keys(keys), [owner, lease])
+        return [int(answer) == 1 for answer in answers]
 
-    async def complete(self, keys: Sequence[str], owner: str, ttl_seconds: float) -> None:
+    async def complete(self, keys: Sequence[str], owner: str, ttl_seconds: float) -> list[bool]:
         ttl = records.millis(ttl_seconds, "ttl_seconds")
-        if keys:
-            await self._call(self._complete, records.handler_keys(keys), [ttl, records.completed_record()])
+        if not keys:
+            return []
+        args: list[str | int] = [owner, ttl, records.completed_record()]
+        answers = await self._call(self._complete, records.handler_keys(keys), args)
+        return [int(answer) == 1 for answer in answers]
 
     async def release(self, keys: Sequence[str], owner: str) -> None:
         if keys:

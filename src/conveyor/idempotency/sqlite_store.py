@@ -89,29 +89,37 @@ class SqliteStore:
 
         return await self._write(run, len(names))
 
-    async def extend(self, keys: Sequence[str], owner: str, lease_seconds: float) -> None:
+    async def extend(self, keys: Sequence[str], owner: str, lease_seconds: float) -> list[bool]:
         lease = records.millis(lease_seconds, "lease_seconds") / 1000
         names = records.handler_keys(keys)
 
-        def run(db: sqlite3.Connection, now: float) -> None:
+        def run(db: sqlite3.Connection, now: float) -> list[bool]:
+            renewed = []
             for key in names:
-                if _owned(_live(db, key, now), owner):
+                held = _owned(_live(db, key, now), owner)
+                if held:
                     db.execute("UPDATE records SET expires_at = ? WHERE key = ?", (now + lease, key))
+                renewed.append(held)
+            return renewed
 
-        await self._write(run, 0)
+        return await self._write(run, 0)
 
-    async def complete(self, keys: Sequence[str], owner: str, ttl_seconds: float) -> None:
+    async def complete(self, keys: Sequence[str], owner: str, ttl_seconds: float) -> list[bool]:
         ttl = records.millis(ttl_seconds, "ttl_seconds") / 1000
         record = records.completed_record()
         names = records.handler_keys(keys)
 
-        def run(db: sqlite3.Connection, now: float) -> None:
-            db.executemany(
-                "INSERT OR REPLACE INTO records (key, value, expires_at) VALUES (?, ?, ?)",
-                [(key, record, now + ttl) for key in names],
-            )
+        def run(db: sqlite3.Connection, now: float) -> list[bool]:
+            marked = []
+            for key in names:
+                current = _live(db, key, now)
+                theirs = current is not None and current["state"] == records.CLAIMED and current.get("owner") != owner
+                if not theirs:
+                    _put(db, key, record, now + ttl)
+                marked.append(not theirs)
+            return marked
 
-        await self._write(run, len(names))
+        return await self._write(run, len(names))
 
     async def release(self, keys: Sequence[str], owner: str) -> None:
         names = records.handler_keys(keys)

@@ -67,13 +67,17 @@ class IdempotencyStore(Protocol):
         -> IN_PROGRESS."""
         ...
 
-    async def extend(self, keys: Sequence[str], owner: str, lease_seconds: float) -> None:
-        """Renew the lease of the keys still claimed by ``owner``; others are left alone."""
+    async def extend(self, keys: Sequence[str], owner: str, lease_seconds: float) -> list[bool]:
+        """Renew the lease of the keys still claimed by ``owner``; others are left alone (never
+        created, never revived). For each key: True when renewed, False when ``owner`` no longer
+        held it (its claim ended: absent, another owner's, or completed)."""
         ...
 
-    async def complete(self, keys: Sequence[str], owner: str, ttl_seconds: float) -> None:
+    async def complete(self, keys: Sequence[str], owner: str, ttl_seconds: float) -> list[bool]:
         """Mark the keys completed for ``ttl_seconds``, even if the claim expired meanwhile (the
-        handler did complete)."""
+        handler did complete), unless another owner holds a live claim of the key: that claim is
+        left alone (its holder's run decides). For each key: True when marked, False when left to
+        another owner."""
         ...
 
     async def release(self, keys: Sequence[str], owner: str) -> None:

@@ -7,8 +7,13 @@ inside that JSON, values and types intact (binary ones as base64).
 
 The copy must fit the dead-letter queue's ``MaximumMessageSize``: a message that fits its own queue
 can exceed it once the record is added. The record then shrinks, step by step (a shorter error
-message, the overflow attributes dropped, down to the original message id alone, then no record),
-so that a permanent failure is always dead-lettered at once with as much of its story as fits.
+message, then the error type, id and counts, the error type and id, the original id alone, the
+error type alone), so that a permanent failure is always dead-lettered at once with as much of its
+story as fits. A message redriven before carries Conveyor's own ``conveyor.redrive_history``, which
+the redrive fills up to the queue's limit: that history gives way to the record of this failure
+(its oldest entries first, then all of it), never the user's body or attributes. Only a message
+that fills the limit by itself (within the few dozen bytes of the smallest record) is copied without
+a record: whole, as SQS's own redrive policy would move it.
 """
 
 from __future__ import annotations
@@ -64,26 +69,60 @@ class DeadLetterQueue:
 
 def fitting_attributes(lease: Lease, outcome: DeadLetter, source_queue: str, max_bytes: int) -> Attributes:
     """The originals and the fullest record that keeps the copy within ``max_bytes``. User values
-    come first: the record shrinks but never drops one; when no record fits beside them all, the
-    copy carries the originals alone (as SQS's own redrive would)."""
-    originals = {k: _clean(v) for k, v in lease.attributes.items() if k != metadata.DEAD_LETTER}
-    names = list(originals)
-    room = limits.MAX_ATTRIBUTES - 1
-    kept = {name: originals[name] for name in names[:room]}
+    come first: the record shrinks but never drops one; Conveyor's redrive history gives way to the
+    record (oldest entries first) and never takes a slot a user's attribute needs. When no record
+    fits beside the user's values, the copy is the message as received (as SQS's own redrive would
+    move it)."""
+    received = {k: _clean(v) for k, v in lease.attributes.items() if k != metadata.DEAD_LETTER}
+    originals = {k: v for k, v in received.items() if k != metadata.REDRIVE_HISTORY}
     carried = _overflow_of(lease.attributes.get(metadata.DEAD_LETTER))  # a redriven copy failing again
-    overflow = {name: _as_json(originals[name]) for name in names[room:]} | carried
-    for record in _records(lease, outcome, source_queue, overflow):
-        attributes = kept | {metadata.DEAD_LETTER: {"DataType": "String", "StringValue": record}}
-        if limits.message_bytes(lease.body, attributes) <= max_bytes:
-            return attributes
-    if not carried and limits.message_bytes(lease.body, originals) <= max_bytes:
-        return originals
+    histories = list(_histories(lease.attributes.get(metadata.REDRIVE_HISTORY), beside=len(originals)))
+    for record in _records(lease, outcome, source_queue):
+        for history in histories:
+            attributes = _with_record(originals, history, record, carried)
+            if limits.message_bytes(lease.body, attributes) <= max_bytes:
+                return attributes
+    if not carried and limits.message_bytes(lease.body, received) <= max_bytes:
+        return received
     raise DeadLetterTooLargeError(f"the message exceeds the dead-letter queue's limit of {max_bytes} bytes")
 
 
-def _records(lease: Lease, outcome: DeadLetter, source_queue: str, overflow: dict[str, Any]) -> Iterator[str]:
-    """The record, from the fullest to the smallest; each keeps the overflow attributes (values)."""
-    extra = {"overflow_attributes": overflow} if overflow else {}
+def _with_record(
+    originals: Attributes, history: str | None, record: dict[str, Any], carried: dict[str, Any]
+) -> Attributes:
+    """The copy's attributes: the originals the slots take (beside the record, and the history if
+    kept), the rest inside the record (``overflow_attributes``, values intact)."""
+    own: Attributes = {}
+    if history is not None:
+        own[metadata.REDRIVE_HISTORY] = {"DataType": "String", "StringValue": history}
+    room = limits.MAX_ATTRIBUTES - 1 - len(own)
+    names = list(originals)
+    kept = {name: originals[name] for name in names[:room]}
+    overflow = {name: _as_json(originals[name]) for name in names[room:]} | carried
+    text = _compact(record | ({"overflow_attributes": overflow} if overflow else {}))
+    return kept | own | {metadata.DEAD_LETTER: {"DataType": "String", "StringValue": text}}
+
+
+def _histories(attribute: dict[str, Any] | None, beside: int) -> Iterator[str | None]:
+    """The redrive history a copy may keep beside its record and ``beside`` user attributes, from
+    the whole of it to none: without its oldest entries, one after another (one not a JSON list:
+    whole or not at all). Only none when the user's attributes need every slot the record leaves."""
+    text = attribute.get("StringValue") if attribute else None
+    if isinstance(text, str) and text and beside < limits.MAX_ATTRIBUTES - 1:
+        try:
+            entries = json.loads(text)
+        except ValueError:
+            entries = None
+        if isinstance(entries, list):
+            for start in range(len(entries)):
+                yield _compact(entries[start:])
+        else:
+            yield text
+    yield None
+
+
+def _records(lease: Lease, outcome: DeadLetter, source_queue: str) -> Iterator[dict[str, Any]]:
+    """The record, from the fullest to the smallest (the overflow attributes go into each)."""
     full: dict[str, Any] = {
         "error_type": outcome.error_type,
         "error_message": outcome.error_message,
@@ -93,11 +132,15 @@ def _records(lease: Lease, outcome: DeadLetter, source_queue: str, overflow: dic
         "source_queue": source_queue,
         "dead_lettered_at": int(time.time() * 1000),
     }
-    yield _compact(full | extra)
-    yield _compact(full | {"error_message": outcome.error_message[:SHORT_ERROR_CHARS]} | extra)
-    brief = {key: full[key] for key in ("error_type", "original_message_id", "receive_count", "retries_exhausted")}
-    yield _compact(brief | extra)
-    yield _compact({"original_message_id": lease.message_id} | extra)
+    yield full
+    yield full | {"error_message": outcome.error_message[:SHORT_ERROR_CHARS]}
+    for fields in (
+        ("error_type", "original_message_id", "receive_count", "retries_exhausted"),
+        ("error_type", "original_message_id"),
+        ("original_message_id",),
+        ("error_type",),  # (shorter than an SQS id when the type's name is short)
+    ):
+        yield {key: full[key] for key in fields}
 
 
 def _overflow_of(record: dict[str, Any] | None) -> dict[str, Any]:
@@ -111,7 +154,7 @@ def _overflow_of(record: dict[str, Any] | None) -> dict[str, Any]:
     return {str(k): v for k, v in found.items() if isinstance(v, dict) and "DataType" in v}
 
 
-def _compact(record: dict[str, Any]) -> str:
+def _compact(record: dict[str, Any] | list[Any]) -> str:
     return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
 
 

@@ -14,9 +14,14 @@ received batch are claimed in ONE store round trip (:meth:`Dedupe.admit`):
 
 A claim lasts as long as the message's visibility and a margin; the heartbeat extends both together.
 While the store cannot answer, a received batch waits, held, for its claim (nothing runs without it,
-and no receive is burnt; readiness is off meanwhile). The window that stays
-open: a crash after the handler's side effect and before the completion is recorded runs the handler
-again once the claim expires.
+and no receive is burnt; readiness is off meanwhile).
+
+The windows that stay open: a crash after the handler's side effect and before the completion is
+recorded runs the handler again once the claim expires; and a store that cannot be reached for about
+half a lease while a handler runs lets its claim end. When the store answers again, a claim that
+ended is taken back if nobody took it meanwhile; if another process claimed (or completed) the key,
+that process's run stands: this one's completion is a duplicate, counted and logged as one
+(``conveyor_processor_duplicates_completed_total``, ``duplicate_completed``), never recorded over it.
 """
 
 from __future__ import annotations
@@ -69,16 +74,20 @@ class Dedupe:
         self._key_of = key_of
         self._clock = clock
         self.owner = owner or default_owner()
-        self._completions: Batcher[str, None] = Batcher(self._complete, linger=linger)
+        self._completions: Batcher[str, bool] = Batcher(self._complete, linger=linger)
         self._releases: Batcher[str, None] = Batcher(self._release, linger=linger)
         self._renewing: asyncio.Task[None] | None = None
         # Keys claimed by a message this process still holds: the store answers CLAIMED to its owner
         # (a redelivery to us), so a second copy held here at the same time is told apart locally.
         self._holders: dict[str, Lease] = {}
         self._claimed_until: dict[str, float] = {}  # key -> when (by ``clock``) its claim ends unless renewed
-        # Handler completions the store failed to record (an ordered set): recorded again each tick,
-        # and meanwhile a copy received here is a duplicate whatever the store says.
-        self._unrecorded: dict[str, None] = {}
+        # Handler completions the store failed to record (in order, each with what to call should the
+        # store then find the key another owner's): recorded again each tick, and meanwhile a copy
+        # received here is a duplicate whatever the store says.
+        self._unrecorded: dict[str, Callable[[], None]] = {}
+        # Keys whose lapsed claim is being taken back (key -> released meanwhile): a release sent
+        # during the re-take may land before it, and the re-take would then write the claim again.
+        self._retaking: dict[str, bool] = {}
         # Keys completed here within a lease (key -> until when, by ``clock``): a claim answered
         # CLAIMED to us for one of them was made before the completion landed (answers of pooled
         # connections can cross): a duplicate, not a new claim.
@@ -143,9 +152,10 @@ class Dedupe:
 
     def renew(self) -> asyncio.Task[None] | None:
         """Each heartbeat tick: renew the claims within half a lease of their end (one that failed is
-        tried again on the next tick, well before it ends), and record the completions the store
-        missed. One store call at a time: a slow store never holds up the heartbeat itself. Returns
-        the renewal it started, if any."""
+        tried again on the next tick, well before it ends), take back those that ended meanwhile (the
+        store could not be reached for half a lease), and record the completions the store missed.
+        One store call at a time: a slow store never holds up the heartbeat itself. Returns the
+        renewal it started, if any."""
         if self._renewing is not None and not self._renewing.done():
             return None
         now = self._clock()
@@ -161,42 +171,106 @@ class Dedupe:
         holder = self._holders.get(key)
         return holder is not None and holder.held_by_handler
 
+    def _renewable(self, key: str) -> bool:
+        """Its claim is still this process's to renew (not settled, not lost)."""
+        return key in self._claimed_until and self._still_held(key)
+
     async def _renew(self, due: list[str], sent_at: float) -> None:
         if due:
             try:
-                await self._store.extend(due, self.owner, self._lease)
+                renewed = await self._store.extend(due, self.owner, self._lease)
+                answers = list(zip(due, renewed, strict=True))
             except Exception as exc:  # noqa: BLE001 - an outage or a store's bug: tried again next tick
                 log.warning("idempotency_extend_failed", keys=len(due), error=_describe(exc))
             else:
-                for key in due:
-                    if key in self._claimed_until:  # (still held: not settled meanwhile)
+                ended = []
+                for key, held in answers:
+                    if not self._renewable(key):
+                        continue  # settled meanwhile
+                    if held:
                         self._claimed_until[key] = sent_at + self._lease
+                    else:
+                        ended.append(key)
+                if ended:
+                    await self._take_back(ended, sent_at)
         if self._unrecorded:
             await self._record(list(self._unrecorded))
 
-    async def _record(self, keys: list[str]) -> None:
-        """Record completions the store missed before; those it takes are no longer kept here."""
+    async def _take_back(self, keys: list[str], sent_at: float) -> None:
+        """Claims that ended while their handler runs (renewals failed for half a lease): claimed
+        again where nobody took the key meanwhile; lost where another process claimed or completed
+        it (the handler cannot be stopped: its completion will be a duplicate)."""
+        holders = {key: self._holders[key] for key in keys}
+        self._retaking = dict.fromkeys(keys, False)
         try:
-            await self._store.complete(keys, self.owner, self._ttl)
+            claims = await self._store.claim(keys, self.owner, self._lease)
+            answers = list(zip(keys, claims, strict=True))
+        except Exception as exc:  # noqa: BLE001 - an outage or a store's bug: still due, tried again next tick
+            log.warning("idempotency_extend_failed", keys=len(keys), error=_describe(exc))
+            return
+        finally:
+            released, self._retaking = self._retaking, {}
+        again = []
+        for key, claim in answers:
+            if self._renewable(key):
+                if claim is Claim.CLAIMED:
+                    self._claimed_until[key] = sent_at + self._lease
+                    log.warning("idempotency_claim_taken_back", key=key, message_id=holders[key].message_id)
+                else:
+                    self._lose(key, claim)
+            elif claim is Claim.CLAIMED and released[key] and self._holders.get(key) in (None, holders[key]):
+                again.append(key)  # released meanwhile, and the re-take landed after the release
+        if again:
+            try:
+                await self._store.release(again, self.owner)
+            except Exception as exc:  # noqa: BLE001 - left to end with its lease
+                log.warning("idempotency_release_failed", keys=len(again), error=_describe(exc))
+
+    def _lose(self, key: str, claim: Claim) -> None:
+        """Another process holds the key now (or completed it): its run stands. This lease no longer
+        speaks for the key: nothing of it is recorded, renewed or released."""
+        lease = self._holders.pop(key)
+        del self._claimed_until[key]
+        lease.claim, lease.claim_lost = None, True
+        held_by = "completed elsewhere" if claim is Claim.COMPLETED else "another process"
+        log.error("idempotency_claim_lost", key=key, message_id=lease.message_id, held_by=held_by)
+
+    async def _record(self, keys: list[str]) -> None:
+        """Record completions the store missed before; those it takes are no longer kept here (and
+        one it leaves to another owner's claim is a duplicate)."""
+        try:
+            marked = await self._store.complete(keys, self.owner, self._ttl)
+            answers = list(zip(keys, marked, strict=True))
         except Exception as exc:  # noqa: BLE001 - an outage or a store's bug: kept, tried again (never raises)
             log.warning("idempotency_complete_failed", keys=len(keys), error=_describe(exc))
             return
-        for key in keys:
-            self._unrecorded.pop(key, None)
+        for key, ours in answers:
+            duplicate = self._unrecorded.pop(key, None)
+            if not ours and duplicate is not None:
+                duplicate()
 
-    def completed(self, lease: Lease, then: Callable[[], None]) -> None:
+    def completed(self, lease: Lease, then: Callable[[], None], duplicate: Callable[[], None] = lambda: None) -> None:
         """The handler succeeded: record the completion, then ``then`` (the delete) — whatever the
         store says: the handler ran, and keeping the message would only run it again. A completion
-        the store missed is kept here and recorded again on the next ticks."""
+        the store missed is kept here and recorded again on the next ticks. ``duplicate`` (before
+        ``then``, or when a missed completion is recorded later) when the key was another
+        process's meanwhile: this lease's claim was lost while the handler ran, and the completion
+        is not recorded over that process's claim."""
+        if lease.claim_lost:
+            duplicate()
+            then()
+            return
         key = self._held_key(lease)
         if key is None:
             then()
             return
         future = self._completions.submit_nowait(key)
 
-        def done(f: asyncio.Future[None]) -> None:
+        def done(f: asyncio.Future[bool]) -> None:
             if _log_failure(f, "idempotency_complete_failed"):
-                self._remember_unrecorded(key)
+                self._remember_unrecorded(key, duplicate)
+            elif not f.result():  # another process claimed the key after this one's claim ended
+                duplicate()
             self._remember_completed(key)
             self._let_go(key)
             then()
@@ -211,6 +285,8 @@ class Dedupe:
         if key is None:
             then()
             return
+        if key in self._retaking:
+            self._retaking[key] = True
         future = self._releases.submit_nowait(key)
 
         def done(f: asyncio.Future[None]) -> None:
@@ -242,16 +318,15 @@ class Dedupe:
         self._completed_here.pop(key, None)
         self._completed_here[key] = now + self._lease
 
-    def _remember_unrecorded(self, key: str) -> None:
-        self._unrecorded[key] = None
+    def _remember_unrecorded(self, key: str, duplicate: Callable[[], None]) -> None:
+        self._unrecorded[key] = duplicate
         if len(self._unrecorded) > MAX_KEPT_KEYS:  # the store has been down for long: forget the oldest
             oldest = next(iter(self._unrecorded))
             del self._unrecorded[oldest]
             log.error("idempotency_completion_forgotten", key=oldest)
 
-    async def _complete(self, keys: Sequence[str]) -> list[None]:
-        await self._store.complete(keys, self.owner, self._ttl)
-        return [None] * len(keys)
+    async def _complete(self, keys: Sequence[str]) -> list[bool]:
+        return await self._store.complete(keys, self.owner, self._ttl)
 
     async def _release(self, keys: Sequence[str]) -> list[None]:
         await self._store.release(keys, self.owner)
@@ -271,7 +346,7 @@ def _usable_key(value: object) -> str | None:
     return value
 
 
-def _log_failure(future: asyncio.Future[None], event: str) -> bool:
+def _log_failure(future: asyncio.Future[bool] | asyncio.Future[None], event: str) -> bool:
     """Log a failed store call; True when it failed."""
     if future.cancelled():
         log.warning(event, error="cancelled")

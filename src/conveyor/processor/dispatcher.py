@@ -184,6 +184,14 @@ class Dispatcher:
         self._metrics.released.inc()
         self._back_to_queue(lease, seconds)
 
+    def _release_completed(self, lease: Lease, seconds: int) -> None:
+        """A message the handler reported fine that goes back behind a failure of its FIFO group,
+        to keep the order: its key is recorded as completed all the same (its claim is not released),
+        so when the group comes back the message is skipped as a duplicate, not run again."""
+        lease.settle()
+        self._metrics.released.inc()
+        self._record_completion(lease, then=lambda: self._acker.make_visible(lease, seconds), success=False)
+
     def _back_to_queue(self, lease: Lease, seconds: int) -> None:
         """Visible again in ``seconds``. Its idempotency claim (if any) is released first, so that
         the next delivery finds it free (and not still held by the copy that failed)."""
@@ -290,7 +298,10 @@ class Dispatcher:
                 if outcome is None or (self._config.fifo and group in stopped):
                     log.info("released_behind_failure", group_id=group)
                     _stop(stopped, lease, 0)  # (a deferred message before it has stopped the group)
-                    self.release(lease, stopped[group])
+                    if isinstance(outcome, Ack):
+                        self._release_completed(lease, stopped[group])
+                    else:
+                        self.release(lease, stopped[group])
                     span.outcome(lease.message_id, "released")
                     continue
                 if (seconds := await self._settle(lease, outcome)) is not None:
@@ -312,8 +323,7 @@ class Dispatcher:
         match outcome:
             case Ack():
                 lease.settle()
-                self._metrics.succeeded.inc()
-                self._delete_after_completion(lease)
+                self._record_completion(lease, then=lambda: self._delete_completed(lease), success=True)
                 return None
             case RetryAfter():
                 return self._retry(lease, outcome)
@@ -332,11 +342,29 @@ class Dispatcher:
                 self._back_to_queue(lease, seconds)  # (a claim it holds, if any, is released first)
                 return seconds
 
-    def _delete_after_completion(self, lease: Lease) -> None:
+    def _record_completion(self, lease: Lease, then: Callable[[], None], *, success: bool) -> None:
+        """The handler succeeded: with a store, its completion is recorded, then ``then``; counted
+        as a success (``success``), unless this lease's claim was lost to another process while the
+        handler ran: the handler has then run twice for the key, and that is counted and logged."""
         if self._dedupe is None:
-            self._delete_completed(lease)
-        else:
-            self._dedupe.completed(lease, then=lambda: self._delete_completed(lease))
+            if success:
+                self._metrics.succeeded.inc()
+            then()
+            return
+        duplicate = False
+
+        def on_duplicate() -> None:
+            nonlocal duplicate
+            duplicate = True
+            self._metrics.duplicates_completed.inc()
+            log.error("duplicate_completed", key=lease.dedupe_key, message_id=lease.message_id)
+
+        def recorded() -> None:
+            if success and not duplicate:
+                self._metrics.succeeded.inc()
+            then()
+
+        self._dedupe.completed(lease, then=recorded, duplicate=on_duplicate)
 
     def _delete_completed(self, lease: Lease) -> None:
         """On a FIFO queue, a message with later ones of its group still waiting here is deleted

@@ -41,6 +41,7 @@ class Lease:
     extending: int = 0  # extensions sent that SQS has not answered yet
     dedupe_key: str | None = None  # with an idempotency store: the key its handler completion is recorded under
     claim: Claim | None = None  # and what the store said about that key
+    claim_lost: bool = False  # its claim ended while the handler ran, and another process took the key
     _view: Message | None = field(default=None, repr=False)  # built once, on first use
 
     @classmethod

@@ -64,6 +64,12 @@ class ProcessorMetrics(SqsCallMetrics):
             "Messages whose key another process is handling now: made visible again later.",
             registry=r,
         )
+        self.duplicates_completed = Counter(
+            "conveyor_processor_duplicates_completed",
+            "Handler completions of a key another process claimed or completed meanwhile (this process's"
+            " claim ended while the handler ran, the store out of reach): the handler ran twice for the key.",
+            registry=r,
+        )
         # Summed over the live processes when several run (prometheus-client's multiprocess mode).
         self.in_flight = Gauge(
             "conveyor_processor_in_flight", "Messages held now.", registry=r, multiprocess_mode="livesum"

@@ -73,6 +73,8 @@ class Poller:
         self._fifo = fifo
         self._attempt: str | None = None  # FIFO: the ReceiveRequestAttemptId of a receive to repeat
         self._receiving = False  # a ReceiveMessage call is under way
+        self._admitting = False  # a received batch waits for its idempotency claims
+        self._kept = 0  # messages of the current receive held (their slots go with them)
         self._task: asyncio.Task[None] | None = None
 
     def start(self, group: asyncio.TaskGroup, on_fatal: Callable[[SqsError], None]) -> None:
@@ -90,11 +92,12 @@ class Poller:
         """Stop receiving. An idle poller (or one backing off) stops at once. A receive under way
         gets ``drain_seconds`` to return, because SQS may already have handed it messages (cancelled,
         they would stay invisible for the whole timeout); one still open after that is a long poll
-        on an empty queue, and is cancelled."""
+        on an empty queue, and is cancelled. A batch waiting for its claims stops waiting and goes to
+        the buffer unclaimed, to be released at visibility 0 with the other messages not started."""
         task = self._task
         if task is None:
             return
-        if not self._receiving:
+        if not (self._receiving or self._admitting):
             task.cancel()
         await asyncio.wait([task], timeout=drain_seconds)
         task.cancel()
@@ -104,15 +107,15 @@ class Poller:
         while not self._stopping.is_set():
             want = min(MAX_BATCH_ENTRIES, self._slots.capacity)
             await self._slots.reserve(want)
-            got = 0
+            self._kept = 0
             try:
-                got = await self._poll_once(want)
-            finally:
-                await self._slots.give_back(want - got)
+                await self._poll_once(want)
+            finally:  # (even cancelled: the messages held keep their slots until released)
+                await self._slots.give_back(want - self._kept)
 
-    async def _poll_once(self, want: int) -> int:
+    async def _poll_once(self, want: int) -> None:
         if self._stopping.is_set():  # slots freed by the shutdown's releases: not for a new receive
-            return 0
+            return
         started = self._clock()
         self._receiving = True
         try:
@@ -121,41 +124,59 @@ class Poller:
             raise
         except Exception as exc:  # noqa: BLE001 - classified: fatal ones stop the engine
             await self._failed(exc)
-            return 0
+            return
         finally:
             self._receiving = False
         self._health.poll_succeeded()
         leases = [Lease.from_sqs(raw, started, self._visibility) for raw in response.get("Messages", [])]
+        self._kept = len(leases)
         for lease in leases:
             self._inflight.add(lease)  # held (and extended by the heartbeat) from now on
             self._observe(lease)
-        if leases and self._admit is not None:
-            await self._admitted(leases)
-        for lease in leases:
-            self._buffer.put(lease)
-        return len(leases)
+        try:
+            if leases and self._admit is not None:
+                self._admitting = True
+                await self._admitted(leases)
+        finally:
+            # Even when the stop cancelled the wait: received and not started, they are released at
+            # visibility 0 from the buffer like the others (unclaimed: handled as in progress
+            # elsewhere should anything still take them).
+            self._admitting = False
+            if self._admit is not None:
+                _unadmitted(leases)
+            for lease in leases:
+                self._buffer.put(lease)
 
     async def _admitted(self, leases: list[Lease]) -> None:
         """Claim the batch's keys. While the store cannot answer, the messages stay held (the
         heartbeat keeps them invisible) and the claim is tried again with backoff, readiness off:
-        nothing runs without its claim, and no receive is burnt."""
+        nothing runs without its claim, and no receive is burnt. A stop ends the wait."""
         assert self._admit is not None  # noqa: S101 - only called with a store
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self._admit(leases)
             except StoreUnavailableError as exc:
                 delay = poll_backoff(self._health.poll_failed(), self._backoff_max, self._rand)
                 error = str(exc.__cause__ or exc)[:200]
                 log.warning("idempotency_store_unavailable", error=error, retry_in=round(delay, 2))
-                await self._sleep(delay)
+                await self._pause(delay)
             except Exception:  # a bug of ours or the store's must not stop the engine
                 log.exception("idempotency_admit_failed", messages=len(leases))
                 self._health.poll_failed()  # not ready until a claim works again
-                _unadmitted(leases)
                 return
             else:
                 self._health.poll_succeeded()
                 return
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if the stop comes first."""
+        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait([sleeping, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            stopping.cancel()
 
     async def _receive(self, n: int) -> ReceiveMessageResultTypeDef:
         extra: dict[str, str] = {}
