@@ -217,3 +217,25 @@ def test_the_longest_hold_is_the_linger_or_the_stall_guards_ceiling() -> None:
     assert longest_hold(0.005, eager=False) == 0.005
     assert longest_hold(0.005, eager=True) == MAX_HOLD_SECONDS
     assert longest_hold(2.0, eager=True) == 2.0
+
+
+async def test_eager_what_one_turn_brings_past_a_full_call_goes_in_that_turn_too() -> None:
+    """A batch request of fifteen to an idle writer: ten go at once, and the other five do not wait
+    for that call to end."""
+    gate = Gate()
+    async with Batcher(gate.flush, linger=3600, eager=True) as batcher:
+        futures = [batcher.submit_nowait(i) for i in range(15)]
+        await until(lambda: len(gate.calls) == 2)  # both calls made while the first is in flight
+        assert gate.calls == [list(range(10)), list(range(10, 15))]
+        gate.release.set()
+        assert await asyncio.wait_for(asyncio.gather(*futures), 5) == [i * 10 for i in range(15)]
+
+
+async def test_eager_a_byte_limit_split_of_one_turn_goes_in_that_turn() -> None:
+    gate = Gate()
+    async with Batcher(gate.flush, linger=3600, eager=True, max_bytes=250, size_of=lambda _: 100) as batcher:
+        futures = [batcher.submit_nowait(i) for i in range(3)]  # 300 bytes: two calls
+        await until(lambda: len(gate.calls) == 2)
+        assert gate.calls == [[0, 1], [2]]
+        gate.release.set()
+        assert await asyncio.wait_for(asyncio.gather(*futures), 5) == [0, 10, 20]

@@ -14,7 +14,9 @@ Callers do not wait: they hand over a lease and the outcome is settled when the 
   is deleted with the group's last one, in the same call. SQS delivers nothing more of a group while
   any of its messages is in flight, so this delays nothing, and a run of ten costs one
   DeleteMessageBatch, whatever the timing of the completions (a linger catches only those that end
-  close together). A held delete goes at the latest halfway to the message's visibility deadline.
+  close together). A held delete goes at the latest ``HELD_DELETE_MAX_SECONDS`` after it was held
+  or halfway to the message's visibility deadline, whichever comes first: a kill -9 meanwhile runs
+  the done messages again (at least once), so the hold stays short.
 
 A refused delete or visibility change means SQS may deliver the message again: logged and counted,
 never hidden.
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("conveyor.processor")
 DELETE_RETRY_BASE_SECONDS = 0.2
 DELETE_RETRY_MAX_SECONDS = 5.0
+HELD_DELETE_MAX_SECONDS = 2.0  # FIFO: the longest a done message's delete waits for its group's run
 
 type Entry = Mapping[str, Any]
 
@@ -85,8 +88,7 @@ class Acker:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         # Held and re-sent deletes go now, once more; then what is pending is flushed.
-        for group in list(self._held):
-            self.send_held(group)
+        self.send_all_held()
         self._closing.set()
         try:
             await self._again.__aexit__(et, e, tb)
@@ -122,9 +124,14 @@ class Acker:
         held.append(lease)
         if len(held) >= MAX_BATCH_ENTRIES:
             self.send_held(group)
-        elif group not in self._held_timers:
-            delay = max(0.0, (lease.visible_until - self._clock()) / 2)
-            self._held_timers[group] = asyncio.get_running_loop().call_later(delay, self.send_held, group)
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + min(HELD_DELETE_MAX_SECONDS, max(0.0, (lease.visible_until - self._clock()) / 2))
+        timer = self._held_timers.get(group)
+        if timer is None or due < timer.when():  # the earliest deadline of the group's held messages
+            if timer is not None:
+                timer.cancel()
+            self._held_timers[group] = loop.call_at(due, self.send_held, group)
 
     def send_held(self, group: str) -> None:
         """Delete the held messages of ``group`` now (the group has nothing more waiting here)."""
@@ -132,6 +139,11 @@ class Acker:
             timer.cancel()
         for lease in self._held.pop(group, ()):
             self.delete(lease)
+
+    def send_all_held(self) -> None:
+        """Delete every held message now (a stop has begun: holding gains nothing any more)."""
+        for group in list(self._held):
+            self.send_held(group)
 
     def _deleted(self, lease: Lease, future: asyncio.Future[EntryResult], attempt: int) -> None:
         error = _error_of(future)

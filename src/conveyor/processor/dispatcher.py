@@ -137,8 +137,9 @@ class Dispatcher:
         leases = self._buffer.drain()
         for lease in leases:
             self.release(lease)
-        for group in _groups(leases):
-            self._acker.send_held(group)
+        # A stop has begun: the held deletes go now, and those of messages done from now on at once
+        # (see _delete_completed), so that a hard stop or a kill -9 during the grace re-runs none.
+        self._acker.send_all_held()
         await self._slots.give_back(len(leases))
 
     async def _worker(self) -> None:
@@ -370,7 +371,7 @@ class Dispatcher:
         """On a FIFO queue, a message with later ones of its group still waiting here is deleted
         with the group's last (see :meth:`Acker.delete_later`)."""
         group = lease.group_id or ""
-        if self._config.fifo and self._buffer.waiting(group):
+        if self._config.fifo and self._buffer.waiting(group) and not self._stopping.is_set():
             self._acker.delete_later(lease)
         else:
             self._acker.delete(lease)

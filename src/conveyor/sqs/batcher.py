@@ -91,6 +91,7 @@ class Batcher[E, R]:
         self._eager = eager
         self._in_flight = 0  # calls under way
         self._call_seconds = 0.0  # running estimate of a call's duration (eager's stall guard)
+        self._started_this_turn = 0  # calls started in this turn of the event loop (eager)
         self._pending: _Pending[E, R] = _Pending()
         self._group: asyncio.TaskGroup | None = None
         self._closed = False
@@ -127,7 +128,9 @@ class Batcher[E, R]:
             loop = asyncio.get_running_loop()
             if not self._eager:
                 pending.timer = loop.call_later(self._linger, self.flush_now)
-            elif not self._in_flight:
+            elif self._in_flight <= self._started_this_turn:
+                # No call was in flight when this turn began: what did not fit the call(s) just
+                # started goes in this turn too (a batch request of fifteen, a byte-limit split).
                 pending.timer = loop.call_soon(self.flush_now)  # after this turn's other submitters
             else:  # the end of the calls in flight sends it (see _call); this only guards against a stall
                 pending.timer = loop.call_later(self._stall_guard(), self.flush_now)
@@ -148,7 +151,14 @@ class Batcher[E, R]:
             pending.timer.cancel()
         if pending.entries and self._group is not None:
             self._in_flight += 1
+            if self._eager:
+                if not self._started_this_turn:
+                    asyncio.get_running_loop().call_soon(self._next_turn)
+                self._started_this_turn += 1
             self._group.create_task(self._call(pending))
+
+    def _next_turn(self) -> None:
+        self._started_this_turn = 0
 
     async def _call(self, pending: _Pending[E, R]) -> None:
         loop = asyncio.get_running_loop()
