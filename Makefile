@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 BENCH_NOTE ?=
 STATE := .conveyor
 
-.PHONY: run install nginx redis test lint types deploy-check unit integration bench bench-quick report lock clean openapi
+.PHONY: run install nginx redis test lint types deploy-check docs unit integration bench bench-quick report lock clean openapi
 
 run: install  ## install what is missing, then run LocalStack + queues + writer + processor
 	$(VENV)/bin/conveyor dev
@@ -40,7 +40,7 @@ $(LS_VENV)/.installed: requirements/localstack.lock
 # redis-server and nginx on free ports) and spend most of their time waiting on timeouts and
 # processes, so three workers run them side by side on two cores; a module stays on one worker.
 E2E_WORKERS ?= 3
-test: install nginx redis lint types deploy-check  ## everything CI checks: lint, types, configs, unit, bench gate, integration, e2e
+test: install nginx redis lint types deploy-check docs  ## everything CI checks: lint, types, configs, unit, bench gate, integration, e2e
 	$(PY) -m pytest -m "not integration and not e2e" -q -n 2 --junitxml=$(STATE)/junit-unit.xml tests
 	$(PY) -m bench.run --quick --results $(STATE)/bench-ci.jsonl
 	$(PY) -m bench.gate --results $(STATE)/bench-ci.jsonl
@@ -62,6 +62,9 @@ deploy-check: $(VENV)/.installed  ## the deployable references: CloudFormation, 
 	$(VENV)/bin/kubernetes-validate --strict --quiet $(K8S_CORE)
 	$(VENV)/bin/hadolint --config deploy/hadolint.yaml deploy/Dockerfile
 	sh deploy/nginx/check-api-keys.sh deploy/nginx/api-keys.example
+
+docs: $(VENV)/.installed  ## the docs site into .conveyor/site (strict: a broken link or a page left out of the nav fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -m "not integration and not e2e" -q tests
