@@ -11,7 +11,7 @@ STATE := .conveyor
 .PHONY: run install nginx redis test lint types deploy-check docs unit integration bench bench-quick report lock clean openapi
 
 run: install  ## install what is missing, then run LocalStack + queues + writer + processor
-	$(VENV)/bin/conveyor dev
+	CONVEYOR_LOCALSTACK_PYTHON=$(LS_VENV)/bin/python $(VENV)/bin/conveyor dev
 
 install:  ## both virtual environments, built side by side (each pip spends much of its time waiting)
 	$(MAKE) --no-print-directory -j2 $(VENV)/.installed $(LS_VENV)/.installed
@@ -28,9 +28,10 @@ $(VENV)/.installed: pyproject.toml requirements/dev.lock
 	$(PY) -m pip install --quiet -c requirements/dev.lock -e '.[dev]'
 	touch $@
 
-$(LS_VENV)/.installed: requirements/localstack.lock
-	test -x $(LS_VENV)/bin/python || $(PYTHON313) -m venv $(LS_VENV)
-	$(LS_VENV)/bin/python -m pip install --quiet -r requirements/localstack.lock
+# The same code as `conveyor dev`'s first-run install (conveyor/localstack_install.py), run by the
+# system's Python 3.13 straight from src/ (it needs nothing but the standard library).
+$(LS_VENV)/.installed: src/conveyor/localstack.lock src/conveyor/localstack_install.py
+	PYTHONPATH=src $(PYTHON313) -m conveyor.localstack_install --venv $(LS_VENV)
 	touch $@
 
 # The quick comparative benchmark runs in CI too; its results go to $(STATE)/ (not to the committed
@@ -92,7 +93,7 @@ lock:  ## rebuild both lock files from scratch
 	{ echo '# pip freeze of a venv built from `pip install -e .[dev]`; used as constraints; regenerate with `make lock`'; \
 	  /tmp/conveyor-lock/dev/bin/pip freeze --exclude-editable; } > requirements/dev.lock
 	{ echo '# pip freeze of a venv built from requirements/localstack.in; regenerate with `make lock`'; \
-	  /tmp/conveyor-lock/ls/bin/pip freeze; } > requirements/localstack.lock
+	  /tmp/conveyor-lock/ls/bin/pip freeze; } > src/conveyor/localstack.lock
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from conveyor.localstack import LocalStack
+from conveyor.localstack_install import ensure as ensure_localstack
 from conveyor.settings import DevSettings
 from conveyor.sqs.client import sqs_client
 from conveyor.sqs.queues import canary_queue_url, create_queues
@@ -86,7 +87,7 @@ def run_dev(settings: DevSettings) -> int:
         endpoint = settings.endpoint
         if endpoint is None:
             stack = LocalStack.start(
-                settings.localstack_python,
+                localstack_python(settings),
                 settings.state_dir / "localstack",
                 port=settings.localstack_port,
                 gateway_server=settings.localstack_gateway_server,
@@ -126,3 +127,11 @@ def run_dev(settings: DevSettings) -> int:
         _stop_children(children)
         if stack is not None:
             stack.stop()
+
+
+def localstack_python(settings: DevSettings) -> Path:
+    """CONVEYOR_LOCALSTACK_PYTHON, else the embedded LocalStack under CONVEYOR_HOME (installed now
+    if this is the first run)."""
+    if settings.localstack_python is not None:
+        return settings.localstack_python
+    return ensure_localstack(settings.home, progress=lambda line: print(f"conveyor dev: {line}", flush=True))

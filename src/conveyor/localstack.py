@@ -81,7 +81,10 @@ class LocalStack:
     ) -> Self:
         """Start LocalStack and wait until its health endpoint answers (or raise)."""
         if not python.exists():
-            raise LocalStackError(f"LocalStack is not installed: {python} missing (run `make install`)")
+            raise LocalStackError(
+                f"LocalStack is not installed: {python} missing (unset CONVEYOR_LOCALSTACK_PYTHON to let"
+                " `conveyor dev` install it, or run `make install` in the repository)"
+            )
         python = python.absolute()  # not resolve(): the venv interpreter is a symlink
         port = port or free_port()
         state_dir = state_dir.resolve()

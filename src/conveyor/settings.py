@@ -134,7 +134,8 @@ class DevSettings(SqsSettings):
     """`conveyor dev` and the LocalStack wrapper."""
 
     localstack_port: Port = 4566
-    localstack_python: Path = Path(".venv-localstack/bin/python")
+    localstack_python: Path | None = None  # unset: installed under CONVEYOR_HOME on first use
+    home: Path | None = None  # unset: $XDG_CACHE_HOME/conveyor or ~/.cache/conveyor
     localstack_gateway_server: Literal["hypercorn", "twisted"] = "hypercorn"
     state_dir: Path = Path(".conveyor")
     writer_host: str = "127.0.0.1"
