@@ -1,4 +1,4 @@
-"""The fast path for the valid ``POST /messages`` (writer/fast_path.py) answers exactly as the FastAPI
+"""The fast path for the valid ``POST /messages`` (writer/http/fast_path.py) answers exactly as the FastAPI
 route does: the same status, headers and bytes, and the same message on the queue, for valid
 messages and for a corpus of bad input; and it is the path a plain valid message takes."""
 
@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from conveyor.settings import WriterSettings
 from conveyor.writer import app as writer_app
-from conveyor.writer.schemas import MessageIn
+from conveyor.writer.api.schemas import MessageIn
 from tests.fakes import FakeSqs, client_error
 from tests.unit.conftest import QUEUE, running_writer
 

@@ -15,10 +15,10 @@ from starlette.requests import Request
 
 from conveyor.settings import WriterSettings
 from conveyor.sqs.queues import QueueConfig
-from conveyor.writer.edge import request_id_from
-from conveyor.writer.outgoing import build_outgoing
-from conveyor.writer.request_meta import RequestMeta, request_meta
-from conveyor.writer.schemas import MessageIn
+from conveyor.writer.api.request_meta import RequestMeta, request_meta
+from conveyor.writer.api.schemas import MessageIn
+from conveyor.writer.http.edge import request_id_from
+from conveyor.writer.sending.outgoing import build_outgoing
 from tests.fakes import FakeSqs, client_error
 from tests.unit.conftest import QUEUE, running_writer
 

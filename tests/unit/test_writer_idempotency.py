@@ -20,9 +20,9 @@ from conveyor import metadata
 from conveyor.idempotency import IdempotencyStore, RequestClaim, RequestState, StoreUnavailableError, open_store
 from conveyor.idempotency.sqlite_store import SqliteStore
 from conveyor.settings import WriterSettings
+from conveyor.writer.api.schemas import MessageIn
 from conveyor.writer.app import create_app
-from conveyor.writer.replay import in_flight_lease_seconds
-from conveyor.writer.schemas import MessageIn
+from conveyor.writer.replay.replay import in_flight_lease_seconds
 from conveyor.writer.state import WriterState
 from tests.fakes import FakeSqs, as_client
 from tests.unit.conftest import QUEUE

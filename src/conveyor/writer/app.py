@@ -23,17 +23,9 @@ from conveyor.settings import WriterSettings
 from conveyor.sqs.client import sqs_client
 from conveyor.sqs.errors import classify
 from conveyor.sqs.queues import QueueConfig
-from conveyor.writer.batch import send_batch
-from conveyor.writer.docs import add_docs
-from conveyor.writer.edge import EdgeMiddleware, Routes
-from conveyor.writer.fast_path import FastPath
-from conveyor.writer.metrics import WriterMetrics
-from conveyor.writer.outgoing import build_outgoing
-from conveyor.writer.parse_errors import parse_problem, validation_problem
-from conveyor.writer.problems import PROBLEM_JSON, EntryProblem, from_sqs, problem_response, unexpected_problem
-from conveyor.writer.replay import Keyed, Replay, fingerprint
-from conveyor.writer.request_meta import RequestMeta, request_meta
-from conveyor.writer.schemas import (
+from conveyor.writer.api.problems import PROBLEM_JSON, EntryProblem, from_sqs, problem_response, unexpected_problem
+from conveyor.writer.api.request_meta import RequestMeta, request_meta
+from conveyor.writer.api.schemas import (
     Accepted,
     BatchIn,
     BatchResult,
@@ -41,6 +33,14 @@ from conveyor.writer.schemas import (
     MessageIn,
     Problem,
 )
+from conveyor.writer.batch.request import send_batch
+from conveyor.writer.http.docs import add_docs
+from conveyor.writer.http.edge import EdgeMiddleware, Routes
+from conveyor.writer.http.fast_path import FastPath
+from conveyor.writer.http.parse_errors import parse_problem, validation_problem
+from conveyor.writer.metrics import WriterMetrics
+from conveyor.writer.replay.replay import Keyed, Replay, fingerprint
+from conveyor.writer.sending.outgoing import build_outgoing
 from conveyor.writer.startup import first_read, read_until_known
 from conveyor.writer.state import WriterState
 

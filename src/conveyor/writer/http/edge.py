@@ -18,12 +18,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.tracing import NoTracing, Tracing
-from conveyor.writer.exchange import REQUEST_ID_HEADER, Exchange, with_request_id
-from conveyor.writer.fast_path import FastPath
+from conveyor.writer.api.problems import PROBLEM_JSON
+from conveyor.writer.api.request_meta import valid_traceparent
+from conveyor.writer.api.schemas import Problem
+from conveyor.writer.http.edge_request import REQUEST_ID_HEADER, Exchange, with_request_id
+from conveyor.writer.http.fast_path import FastPath
 from conveyor.writer.metrics import WriterMetrics
-from conveyor.writer.problems import PROBLEM_JSON
-from conveyor.writer.request_meta import valid_traceparent
-from conveyor.writer.schemas import Problem
 
 OTHER = "other"  # the route label of a path the app does not serve
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # fullmatch: no trailing newline

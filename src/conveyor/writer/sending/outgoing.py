@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 from conveyor import metadata
 from conveyor.sqs import limits
 from conveyor.sqs.queues import QueueConfig
-from conveyor.writer.dedup import deduplication_id
-from conveyor.writer.problems import EntryProblem
-from conveyor.writer.request_meta import RequestMeta
-from conveyor.writer.schemas import AttributeValue, MessageIn
+from conveyor.writer.api.problems import EntryProblem
+from conveyor.writer.api.request_meta import RequestMeta
+from conveyor.writer.api.schemas import AttributeValue, MessageIn
+from conveyor.writer.sending.fifo_ids import deduplication_id
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.type_defs import (

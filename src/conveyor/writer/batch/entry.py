@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conveyor.writer.outgoing import Outgoing
-from conveyor.writer.problems import EntryProblem
-from conveyor.writer.replay import Keyed
+from conveyor.writer.api.problems import EntryProblem
+from conveyor.writer.replay.replay import Keyed
+from conveyor.writer.sending.outgoing import Outgoing
 
 
 @dataclass(slots=True)

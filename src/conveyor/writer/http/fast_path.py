@@ -3,8 +3,8 @@
 FastAPI's routing, dependency solving and response machinery cost more CPU per message than
 everything the writer itself does (docs/benchmarks.md). For the one request that is nearly all of
 the load, the edge does the same work directly: pydantic parses and validates the body from its JSON
-(``MessageIn.model_validate_json``), :func:`~conveyor.writer.outgoing.build_outgoing` applies SQS's
-rules, the same :class:`~conveyor.writer.sender.Sender` sends it, and the 202 is written from bytes.
+(``MessageIn.model_validate_json``), :func:`~conveyor.writer.sending.outgoing.build_outgoing` applies SQS's
+rules, the same :class:`~conveyor.writer.sending.sender.Sender` sends it, and the 202 is written from bytes.
 
 Everything else goes to the FastAPI route unchanged, so that every answer other than this 202 is the
 route's own, byte for byte: a body pydantic refuses, a message ``build_outgoing`` refuses, a request
@@ -22,11 +22,11 @@ import structlog
 from starlette.responses import JSONResponse
 from starlette.types import Message, Scope, Send
 
-from conveyor.writer.exchange import Exchange, with_request_id
-from conveyor.writer.outgoing import build_outgoing
-from conveyor.writer.problems import EntryProblem, problem_response, unexpected_problem
-from conveyor.writer.request_meta import meta_from
-from conveyor.writer.schemas import Accepted, MessageIn
+from conveyor.writer.api.problems import EntryProblem, problem_response, unexpected_problem
+from conveyor.writer.api.request_meta import meta_from
+from conveyor.writer.api.schemas import Accepted, MessageIn
+from conveyor.writer.http.edge_request import Exchange, with_request_id
+from conveyor.writer.sending.outgoing import build_outgoing
 from conveyor.writer.state import WriterState
 
 log = structlog.get_logger("conveyor.writer")

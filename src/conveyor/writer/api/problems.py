@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 
 from conveyor.sqs.errors import Kind, SqsFailure
-from conveyor.writer.schemas import BatchFailure, Problem
+from conveyor.writer.api.schemas import BatchFailure, Problem
 
 PROBLEM_JSON = "application/problem+json"
 

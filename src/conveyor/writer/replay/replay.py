@@ -13,7 +13,7 @@ With ``CONVEYOR_IDEMPOTENCY_STORE`` set, a request (or batch entry) with a key b
 A store that cannot answer is a 503: the client asked for once-only, which the writer cannot promise
 without it. One store round trip begins a request (all the entries of a batch together), one ends it;
 the requests that end and begin while a round trip is under way share the next one, which ends the
-finished and begins the new in one call (:mod:`conveyor.writer.coalescer`).
+finished and begins the new in one call (:mod:`conveyor.writer.replay.coalescer`).
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from conveyor.settings import WriterSettings
 from conveyor.sqs.batcher import longest_hold
 from conveyor.sqs.client import READ_TIMEOUT_SECONDS
 from conveyor.sqs.queues import QueueConfig
-from conveyor.writer.coalescer import Coalescer
+from conveyor.writer.api.problems import EntryProblem
+from conveyor.writer.api.schemas import MessageIn
 from conveyor.writer.metrics import WriterMetrics
-from conveyor.writer.problems import EntryProblem
-from conveyor.writer.schemas import MessageIn
+from conveyor.writer.replay.coalescer import Coalescer
 
 log = structlog.get_logger("conveyor.writer")
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -20,14 +20,14 @@ from fastapi.responses import JSONResponse, Response
 from conveyor.idempotency import RequestState, StoredResponse
 from conveyor.sqs.queues import QueueConfig
 from conveyor.tracing import NoTracing, Tracing
-from conveyor.writer.batch_entry import Entry
-from conveyor.writer.group_order import is_group_stop, send_in_group_order
-from conveyor.writer.outgoing import build_outgoing
-from conveyor.writer.problems import EntryProblem
-from conveyor.writer.replay import Keyed, Replay, fingerprint
-from conveyor.writer.request_meta import RequestMeta, is_valid_idempotency_key
-from conveyor.writer.schemas import MAX_IDEMPOTENCY_KEY_CHARS, BatchEntryIn, BatchIn, BatchResult, BatchSuccess
-from conveyor.writer.sender import Sender
+from conveyor.writer.api.problems import EntryProblem
+from conveyor.writer.api.request_meta import RequestMeta, is_valid_idempotency_key
+from conveyor.writer.api.schemas import MAX_IDEMPOTENCY_KEY_CHARS, BatchEntryIn, BatchIn, BatchResult, BatchSuccess
+from conveyor.writer.batch.entry import Entry
+from conveyor.writer.batch.group_order import is_group_stop, send_in_group_order
+from conveyor.writer.replay.replay import Keyed, Replay, fingerprint
+from conveyor.writer.sending.outgoing import build_outgoing
+from conveyor.writer.sending.sender import Sender
 from conveyor.writer.state import WriterState
 
 ROUTE = "POST /messages/batch"
