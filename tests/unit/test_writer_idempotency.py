@@ -401,8 +401,8 @@ class AnswersLost:
     def __getattr__(self, name: str) -> object:
         return getattr(self.store, name)
 
-    async def exchange_requests(self, *args: Any, **kwargs: Any) -> list[RequestClaim]:
-        claims = await self.store.exchange_requests(*args, **kwargs)
+    async def finish_and_begin_requests(self, *args: Any, **kwargs: Any) -> list[RequestClaim]:
+        claims = await self.store.finish_and_begin_requests(*args, **kwargs)
         if args[2] and self.lose_next:  # a round that begins keys
             self.lose_next = False
             raise StoreUnavailableError("Redis store: TimeoutError: Timeout reading from socket")

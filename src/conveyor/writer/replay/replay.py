@@ -129,7 +129,7 @@ class Replay:
         round_id = uuid.uuid4().hex
         try:
             claims = iter(
-                await self._store.exchange_requests(
+                await self._store.finish_and_begin_requests(
                     finished, abandoned, begin, ttl_seconds=self._ttl, lease_seconds=self._lease, round_id=round_id
                 )
             )
