@@ -56,6 +56,11 @@ class EntryProblem(Exception):  # noqa: N818 - a problem document, raised where 
         )
 
 
+def invalid_message(field: str, detail: str) -> EntryProblem:
+    """A message refused for one of its fields: 422 naming it."""
+    return EntryProblem(422, "Invalid message", f"{field}: {detail}", field=field)
+
+
 def from_sqs(failure: SqsFailure) -> EntryProblem:
     """Map a classified SQS failure to what the client is told: the SQS code and a generic sentence
     per cause. SQS's own text is never passed on (it can name key ARNs and account ids): it is in
