@@ -17,7 +17,7 @@ REPO = Path(__file__).parents[2]
 WRITER = REPO / "src" / "conveyor" / "writer"
 DOCS = (REPO / "docs" / "errors.md").read_text()
 DYNAMIC = {
-    ("app.py", "http_error"),  # str(exc.detail): Starlette's 404 and 405, checked below
+    ("http/error_handlers.py", "http_error"),  # str(exc.detail): Starlette's 404 and 405, checked below
     ("api/problems.py", "to_problem"),  # an EntryProblem's own title, collected where it is raised
 }
 

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from conveyor.settings import WriterSettings
-from conveyor.writer import app as writer_app
 from conveyor.writer.api.schemas import MessageIn
+from conveyor.writer.http import routes as writer_routes
 from tests.fakes import FakeSqs, client_error
 from tests.unit.conftest import QUEUE, running_writer
 
@@ -174,7 +174,7 @@ async def test_a_plain_valid_message_takes_the_fast_path(
     async def marked_route(*_: object) -> Response:
         return Response(status_code=299)  # the FastAPI route ran
 
-    monkeypatch.setattr(writer_app, "_send_one", marked_route)
+    monkeypatch.setattr(writer_routes, "_send_one", marked_route)
     fast, route = writers
     assert (await fast.api.post("/messages", json={"body": 1})).status_code == 202
     # what the fast path leaves to the route reaches it
