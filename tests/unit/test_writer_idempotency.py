@@ -377,7 +377,7 @@ async def test_a_batch_when_the_store_cannot_answer(fake: FakeSqs, tmp_path: Pat
 
 
 def test_the_fingerprint_covers_every_field_of_a_message() -> None:
-    """A field added to MessageIn must be added to the fingerprint (replay.fingerprint), or a request
+    """A field added to MessageIn must be added to the fingerprint (replay/keyed.py), or a request
     differing only in it would be replayed as the same request."""
     assert set(MessageIn.model_fields) == {"body", "attributes", "delay_seconds", "group_id", "deduplication_id"}
 

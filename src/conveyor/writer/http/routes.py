@@ -19,7 +19,7 @@ from conveyor.writer.api.request_meta import RequestMeta, request_meta
 from conveyor.writer.api.schemas import Accepted, BatchIn, BatchResult, HealthStatus, MessageIn, Problem
 from conveyor.writer.batch.request import send_batch
 from conveyor.writer.metrics import WriterMetrics
-from conveyor.writer.replay.replay import Keyed, fingerprint
+from conveyor.writer.replay.keyed import Keyed, fingerprint
 from conveyor.writer.sending.outgoing import build_outgoing
 from conveyor.writer.state import WriterState
 
