@@ -47,11 +47,6 @@ class RequestIds:
         return f"{self._prefix}{next(self._count) & _COUNTER_MASK:016x}"
 
 
-def request_id_from(headers: dict[str, str]) -> str:
-    """The caller's X-Request-ID when it is valid, else a new one."""
-    return _IDS.of(headers)
-
-
 @dataclass(frozen=True, slots=True)
 class Routes:
     """What the edge needs to know of the app's routes, read from the app itself."""
@@ -205,6 +200,3 @@ async def _send_problem(send: Send, problem: Problem, request_id: str) -> None:
         headers.append((b"connection", b"close"))  # the rest of the body was never read
     await send({"type": "http.response.start", "status": problem.status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
-
-
-_IDS = RequestIds()
