@@ -1,4 +1,4 @@
-"""Every problem ``type`` the writer can answer with is listed in docs/errors.md (issue 16 item 13).
+"""Every problem ``type`` the writer can answer with is listed in docs/errors.md.
 
 The titles are collected from the source: every ``Problem(title=...)`` and ``EntryProblem(status,
 title, ...)`` with a literal title. A title that is not a literal fails this test, except the router's

@@ -1,4 +1,4 @@
-"""POST /messages/batch on a FIFO queue (issue 11): each group's entries reach the queue in request
+"""POST /messages/batch on a FIFO queue: each group's entries reach the queue in request
 order, one per group per SendMessageBatch and one call after another per group; a failed entry stops
 its group's later entries, and only its group's."""
 

@@ -1,4 +1,4 @@
-"""Idempotency-Key replay in the writer (issue 10), over the in-memory SQS and a SQLite store: a key's
+"""Idempotency-Key replay in the writer, over the in-memory SQS and a SQLite store: a key's
 request is sent once, a repeat gets the first answer, a reused key is a 422, one in flight a 409."""
 
 from __future__ import annotations
@@ -413,8 +413,9 @@ class AnswersLost:
 async def test_after_a_503_whose_begin_reached_the_store_the_retry_is_sent_not_refused(
     fake: FakeSqs, store_url: str, route: str
 ) -> None:
-    """Review 4: the marker written by a round whose answer was lost stayed for its lease (82 s): the
-    retry the 503 asked for was a 409 "still being handled" for a message never sent."""
+    """The markers a round whose answer was lost may have written are dropped: else each would hold
+    its key for its lease (82 s), and the retry the 503 asked for would be a 409 "still being
+    handled" for a message never sent."""
     body: dict[str, Any] = {"body": 1}
     if route.endswith("batch"):
         body = {"messages": [{"id": "e1", "body": 1, "idempotency_key": "order-1"}]}
