@@ -1,5 +1,5 @@
-"""The ids a message carries on a FIFO queue: its ``MessageGroupId`` (required there, and only there
-with no per-message delay) and its ``MessageDeduplicationId``, which is made in its client's scope.
+"""The ids a message carries on a FIFO queue: its ``MessageGroupId`` (required there, and a FIFO
+queue takes no per-message delay) and its ``MessageDeduplicationId``, made in its client's scope.
 
 SQS drops a message whose deduplication id it saw in the last 5 minutes, whoever sent it. So no
 client may choose an id that another client's message gets: every id the writer sends is made here,
