@@ -72,8 +72,8 @@ def _supervise(children: list[subprocess.Popen[bytes]], stop: threading.Event) -
     return 0
 
 
-def run_dev(settings: DevSettings) -> int:
-    """Run the whole system until SIGINT/SIGTERM; leaves no child process behind."""
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -81,19 +81,67 @@ def run_dev(settings: DevSettings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def _start_localstack(settings: DevSettings) -> LocalStack:
+    stack = LocalStack.start(
+        localstack_python(settings),
+        settings.state_dir / "localstack",
+        port=settings.localstack_port,
+        gateway_server=settings.localstack_gateway_server,
+    )
+    print(f"conveyor dev: LocalStack SQS at {stack.endpoint} (log: {stack.log_path})")
+    return stack
+
+
+def _create_queues(settings: DevSettings, endpoint: str) -> None:
+    url, dlq_url, canary_url = asyncio.run(_create(settings.model_copy(update={"sqs_endpoint_url": endpoint})))
+    print(f"conveyor dev: queue {url}\nconveyor dev: dead-letter queue {dlq_url}")
+    print(f"conveyor dev: canary queue {canary_url}")
+
+
+def _start_services(env: dict[str, str], children: list[subprocess.Popen[bytes]]) -> None:
+    """Start the writer and the processor, each added to ``children`` as soon as it runs (so that a
+    failure to start the second still stops the first)."""
+    for script in ("queue-writer", "queue-processor"):
+        # A process group of its own: Ctrl-C in the terminal reaches `conveyor dev` only, which
+        # then sends each child one SIGTERM (two signals would make the processor stop at once).
+        child = subprocess.Popen([_script(script)], env=env, stdin=subprocess.DEVNULL, process_group=0)
+        children.append(child)
+
+
+def _show_how_to_use(settings: DevSettings, endpoint: str, secret: str) -> None:
+    print(
+        f"conveyor dev: queue-writer on http://{settings.writer_host}:{settings.writer_port}"
+        f" (POST /messages), queue-processor ops on http://127.0.0.1:{settings.processor_port}"
+        "\nconveyor dev: Ctrl-C stops everything"
+    )
+    shown = "$CONVEYOR_CANARY_SECRET" if settings.canary_secret else secret  # never echo the user's own
+    print(
+        f"conveyor dev: try the canary: CONVEYOR_SQS_ENDPOINT_URL={endpoint}"
+        f" CONVEYOR_QUEUE_NAME={settings.queue_name} CONVEYOR_CANARY_SECRET={shown}"
+        f" {_conveyor_command()} canary --once --url http://{settings.writer_host}:{settings.writer_port}",
+        flush=True,
+    )
+
+
+def _conveyor_command() -> str:
+    """This installation's `conveyor` (the one running), by the path a shell would find, if it does."""
+    script = Path(sys.executable).parent / "conveyor"
+    return "conveyor" if shutil.which("conveyor") == str(script) else str(script)
+
+
+def run_dev(settings: DevSettings) -> int:
+    """Run the whole system until SIGINT/SIGTERM; leaves no child process behind."""
+    stop = _stop_on_signals()
     stack: LocalStack | None = None
     children: list[subprocess.Popen[bytes]] = []
     try:
         endpoint = settings.endpoint
         if endpoint is None:
-            stack = LocalStack.start(
-                localstack_python(settings),
-                settings.state_dir / "localstack",
-                port=settings.localstack_port,
-                gateway_server=settings.localstack_gateway_server,
-            )
+            stack = _start_localstack(settings)
             endpoint = stack.endpoint
-            print(f"conveyor dev: LocalStack SQS at {endpoint} (log: {stack.log_path})")
         secret = _canary_secret(settings)
         env = {
             **os.environ,
@@ -102,26 +150,9 @@ def run_dev(settings: DevSettings) -> int:
             "CONVEYOR_CANARY_SECRET": secret,
             "CONVEYOR_IDEMPOTENCY_STORE": _idempotency_store(settings),
         }
-        url, dlq_url, canary_url = asyncio.run(_create(settings.model_copy(update={"sqs_endpoint_url": endpoint})))
-        print(f"conveyor dev: queue {url}\nconveyor dev: dead-letter queue {dlq_url}")
-        print(f"conveyor dev: canary queue {canary_url}")
-        for script in ("queue-writer", "queue-processor"):
-            # A process group of its own: Ctrl-C in the terminal reaches `conveyor dev` only, which
-            # then sends each child one SIGTERM (two signals would make the processor stop at once).
-            child = subprocess.Popen([_script(script)], env=env, stdin=subprocess.DEVNULL, process_group=0)
-            children.append(child)
-        print(
-            f"conveyor dev: queue-writer on http://{settings.writer_host}:{settings.writer_port}"
-            f" (POST /messages), queue-processor ops on http://127.0.0.1:{settings.processor_port}"
-            "\nconveyor dev: Ctrl-C stops everything"
-        )
-        shown = "$CONVEYOR_CANARY_SECRET" if settings.canary_secret else secret  # never echo the user's own
-        print(
-            f"conveyor dev: try the canary: CONVEYOR_SQS_ENDPOINT_URL={endpoint}"
-            f" CONVEYOR_QUEUE_NAME={settings.queue_name} CONVEYOR_CANARY_SECRET={shown}"
-            f" .venv/bin/conveyor canary --once --url http://{settings.writer_host}:{settings.writer_port}",
-            flush=True,
-        )
+        _create_queues(settings, endpoint)
+        _start_services(env, children)
+        _show_how_to_use(settings, endpoint, secret)
         return _supervise(children, stop)
     finally:
         _stop_children(children)

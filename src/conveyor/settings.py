@@ -83,7 +83,7 @@ class WriterSettings(SqsSettings, IdempotencySettings):
     writer_workers: Annotated[int, Field(ge=1, le=64)] = 1
     max_request_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 2 * 1024 * 1024
     batch_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 5.0
-    writer_fast_path: bool = True  # the valid POST /messages answered by the edge (writer/fast_path.py)
+    writer_fast_path: bool = True  # the valid POST /messages answered by the edge (writer/http/fast_path.py)
     send_retries: Annotated[int, Field(ge=0, le=10)] = 2
     ready_cache_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
     retry_after_seconds: Annotated[int, Field(ge=1, le=3600)] = 2

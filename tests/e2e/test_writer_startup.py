@@ -1,4 +1,4 @@
-"""`queue-writer` start-up as a process (issue 14): SQS unreachable means serving unready (503 with
+"""`queue-writer` start-up as a process: SQS unreachable means serving unready (503 with
 Retry-After) and no traceback; a queue that does not exist is one line on stderr and exit 1."""
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from conveyor.idempotency import Claim, RequestState, StoredResponse, StoreUnavailableError, open_store, records
-from conveyor.idempotency.redis_store import EXCHANGE, SOCKET_TIMEOUT_SECONDS, RedisStore, redis_client
+from conveyor.idempotency.redis_store import FINISH_AND_BEGIN, SOCKET_TIMEOUT_SECONDS, RedisStore, redis_client
 from conveyor.localstack import free_port
 from tests.redis_fixtures import DelayingProxy, RedisServer, redis_server, redis_url
 
@@ -134,18 +134,20 @@ async def test_a_begin_whose_answer_came_late_is_new_when_redis_py_runs_it_again
         assert (await store.begin_request("first-time", "fp", 82)).state is RequestState.IN_FLIGHT
 
 
-async def test_the_exchange_script_run_twice_answers_the_same(redis_server: RedisServer, redis_url: str) -> None:
+async def test_the_finish_and_begin_script_run_twice_answers_the_same(
+    redis_server: RedisServer, redis_url: str
+) -> None:
     """What a retry does, without the timing: the same call (keys and arguments) twice."""
     async with open_store(redis_url) as store:  # a completed key, another writer's marker, one to abandon
         await store.finish_request("done", "fp", StoredResponse(202, b"{}", "application/json"), 60)
         await store.begin_requests([("theirs", "fp"), ("dropped", "fp")], 60)
     with redis.Redis(port=redis_server.port) as client:
-        exchange = client.register_script(EXCHANGE)
+        finish_and_begin = client.register_script(FINISH_AND_BEGIN)
         begin = ["new", "new", "done", "theirs"]
         keys = [records.request_key(k) for k in ["finished", "dropped", *begin]]
         markers = records.in_flight_records(["fp"] * len(begin), records.marker_tokens(None, len(begin)))
         args = [60_000, 60_000, 1, 1, records.response_record("fp", StoredResponse(202, b"{}", "a/j")), "", *markers]
-        first, again = json.loads(exchange(keys, args)), json.loads(exchange(keys, args))
+        first, again = json.loads(finish_and_begin(keys, args)), json.loads(finish_and_begin(keys, args))
         assert [a[0] for a in first] == [a[0] for a in again] == ["new", "in_flight", "completed", "in_flight"]
         assert client.get(records.request_key("dropped")) is None
         assert client.get(records.request_key("new")) == markers[0].encode()

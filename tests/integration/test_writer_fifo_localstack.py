@@ -1,5 +1,5 @@
 """POST /messages/batch on a real FIFO queue (LocalStack): each group's entries are on the queue in
-request order (issue 11)."""
+request order."""
 
 from __future__ import annotations
 

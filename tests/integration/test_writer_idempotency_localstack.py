@@ -1,5 +1,5 @@
 """Idempotency-Key replay against a real LocalStack and a real redis-server: what the API answers and
-what lands on the queue (issue 10)."""
+what lands on the queue."""
 
 from __future__ import annotations
 

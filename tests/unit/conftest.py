@@ -26,7 +26,7 @@ def fake() -> FakeSqs:
 @pytest.fixture(params=[True, False], ids=["fast-path", "route-only"])
 def writer_settings(request: pytest.FixtureRequest) -> WriterSettings:
     """The writer's settings; every test of the HTTP contract runs with the fast path for the valid
-    POST /messages (writer/fast_path.py) and without it: the answers must be the same."""
+    POST /messages (writer/http/fast_path.py) and without it: the answers must be the same."""
     return WriterSettings(queue_name=QUEUE, batch_linger_ms=5, send_retries=2, writer_fast_path=request.param)
 
 

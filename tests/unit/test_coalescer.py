@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from conveyor.writer.coalescer import Coalescer
+from conveyor.writer.replay.coalescer import Coalescer
 
 
 class Store:

@@ -1,6 +1,6 @@
-"""deploy/aws/conveyor.yaml beyond what cfn-lint checks: the writer is private behind API Gateway
-(issue 16, item 12), stop timeouts cover the drains, settings names exist, and the IAM policies are
-the same on ECS and on EKS (deploy/kubernetes/iam)."""
+"""deploy/aws/conveyor.yaml beyond what cfn-lint checks: the writer is private behind API Gateway,
+stop timeouts cover the drains, settings names exist, and the IAM policies are the same on ECS and
+on EKS (deploy/kubernetes/iam)."""
 
 from __future__ import annotations
 

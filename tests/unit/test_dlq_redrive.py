@@ -14,7 +14,8 @@ import pytest
 from conveyor import metadata
 from conveyor.dlq.locate import Located
 from conveyor.dlq.record import Filter
-from conveyor.dlq.redrive import RedriveReport, Request, redrive
+from conveyor.dlq.redrive import redrive
+from conveyor.dlq.report import RedriveReport, Request
 from conveyor.sqs.queues import QueueConfig
 from tests.fakes import FakeSqs, as_client, client_error
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
-from conveyor.sqs.errors import Kind, classify, kind_of_code
+from conveyor.sqs.errors import Kind, cause_of, classify
 from tests.fakes import client_error
+
+
+def kind_of_code(code: str, *, sender_fault: bool | None = None) -> Kind:
+    """How an SQS error code is classified (``sender_fault`` as given by batch ``Failed`` entries)."""
+    return cause_of(code, sender_fault=sender_fault).kind
 
 
 @pytest.mark.parametrize(
@@ -40,13 +45,14 @@ def test_missing_credentials_are_fatal() -> None:
 
 def test_batch_entries_follow_sender_fault() -> None:
     assert kind_of_code("SomethingOdd", sender_fault=False) is Kind.RETRYABLE
-    # An unknown code is server-side even when SQS calls it the sender's fault (issue 16 item 2).
+    # An unknown code is server-side even when SQS calls it the sender's fault: a code SQS adds
+    # tomorrow must not refuse good messages as the client's fault.
     assert kind_of_code("SomethingOdd", sender_fault=True) is Kind.RETRYABLE
     assert kind_of_code("InvalidMessageContents", sender_fault=True) is Kind.SENDER
 
 
-# Issue 16 item 2: only a known content code is the sender's fault; credential, KMS and unknown codes
-# are server-side (500 fatal / 503 retryable), whatever the HTTP status or SenderFault flag says.
+# Only a known content code is the sender's fault; credential, KMS and unknown codes are server-side
+# (500 fatal / 503 retryable), whatever the HTTP status or SenderFault flag says.
 @pytest.mark.parametrize(
     ("code", "kind"),
     [

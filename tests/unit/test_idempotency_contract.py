@@ -237,11 +237,11 @@ async def test_an_abandon_with_a_token_drops_only_that_marker(backend: Backend, 
 
 async def test_a_round_id_names_the_tokens_of_its_markers(store: IdempotencyStore) -> None:
     """A writer that got no answer knows what the round may have written, and abandons exactly that."""
-    claims = await store.exchange_requests(
+    claims = await store.finish_and_begin_requests(
         [], [], [("a", "fp"), ("b", "fp")], ttl_seconds=LONG, lease_seconds=LONG, round_id="r1"
     )
     assert [c.token for c in claims] == ["r1:0", "r1:1"]
-    await store.exchange_requests([], [("a", "r1:0"), ("b", "r2:1")], [], ttl_seconds=LONG, lease_seconds=LONG)
+    await store.finish_and_begin_requests([], [("a", "r1:0"), ("b", "r2:1")], [], ttl_seconds=LONG, lease_seconds=LONG)
     after = await store.begin_requests([("a", "fp"), ("b", "fp")], LONG)
     assert [c.state for c in after] == [RequestState.NEW, RequestState.IN_FLIGHT]
 
@@ -349,11 +349,11 @@ async def test_a_batch_of_requests_finishes_and_abandons_in_one_round_trip(
     assert backend.round_trips() == before  # nothing to say: no round trip
 
 
-async def test_an_exchange_ends_then_begins_in_one_round_trip(backend: Backend, store: IdempotencyStore) -> None:
+async def test_finish_and_begin_ends_then_begins_in_one_round_trip(backend: Backend, store: IdempotencyStore) -> None:
     await store.begin_requests([("done", "fp"), ("failed", "fp"), ("busy", "fp")], 30)
     before = backend.round_trips()
 
-    claims = await store.exchange_requests(
+    claims = await store.finish_and_begin_requests(
         [("done", "fp", RESPONSE)], ["failed"], [("done", "fp"), ("failed", "other"), ("busy", "fp"), ("new", "fp")],
         ttl_seconds=LONG, lease_seconds=30,
     )  # fmt: skip
@@ -370,7 +370,7 @@ async def test_an_exchange_ends_then_begins_in_one_round_trip(backend: Backend, 
     assert left is not None
     assert left > 30  # the TTL, not the lease
     before = backend.round_trips()
-    assert await store.exchange_requests((), (), (), ttl_seconds=LONG, lease_seconds=30) == []
+    assert await store.finish_and_begin_requests((), (), (), ttl_seconds=LONG, lease_seconds=30) == []
     assert backend.round_trips() == before
 
 
@@ -387,9 +387,9 @@ async def test_durations_must_be_positive_and_finite(store: IdempotencyStore, se
     with pytest.raises(ValueError, match="ttl_seconds must be a positive number of seconds"):
         await store.finish_requests([("k", "fp", RESPONSE)], seconds)
     with pytest.raises(ValueError, match="ttl_seconds must be a positive number of seconds"):
-        await store.exchange_requests((), (), [("k", "fp")], ttl_seconds=seconds, lease_seconds=30)
+        await store.finish_and_begin_requests((), (), [("k", "fp")], ttl_seconds=seconds, lease_seconds=30)
     with pytest.raises(ValueError, match="lease_seconds must be a positive number of seconds"):
-        await store.exchange_requests((), (), [("k", "fp")], ttl_seconds=LONG, lease_seconds=seconds)
+        await store.finish_and_begin_requests((), (), [("k", "fp")], ttl_seconds=LONG, lease_seconds=seconds)
 
 
 async def _state(answer: object) -> RequestState:

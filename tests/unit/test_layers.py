@@ -1,9 +1,10 @@
-"""The package's structure (issue 14): no import circle, and no module importing "upward".
+"""The package's structure: no import circle, and no module importing "upward".
 
 Layers, from the bottom: the handler API (``message``, ``metadata``) and ``sqs/``; the idempotency
 store; the settings; then the services (``writer/``, ``processor/``), which never import each other;
-then the entry points (``cli``, ``dev``). Imports made only for type checking count too: a circle
-there is still a circle for a reader.
+then the entry points (``cli``, ``dev``). Inside the writer, its parts are layered too
+(:data:`WRITER_LAYERS`). Imports made only for type checking count too: a circle there is still a
+circle for a reader.
 """
 
 from __future__ import annotations
@@ -29,6 +30,36 @@ FORBIDDEN = {
     "conveyor.writer": ("conveyor.processor", "conveyor.cli", "conveyor.dev", "conveyor.dlq"),
     "conveyor.processor": ("conveyor.writer", "conveyor.cli", "conveyor.dev", "conveyor.dlq"),
 }  # fmt: skip
+
+# The writer's parts, bottom up: a part may import the parts of the rows before its own, none of its
+# own row or of a later one. The API's contract (bodies, problems, request metadata), the metrics and the
+# queue read at start-up; sending and replay, which know nothing of each other; the state the routes
+# share; the batch route's work; the HTTP side and the lifespan, which know nothing of each other;
+# the app that puts them together; the two entry points.
+WRITER_LAYERS = (
+    ("api", "metrics", "startup"),
+    ("sending", "replay"),
+    ("state",),
+    ("batch",),
+    ("http", "lifespan"),
+    ("app",),
+    ("asgi", "server"),
+)
+WRITER_PARTS = {part for row in WRITER_LAYERS for part in row}
+FORBIDDEN |= {
+    f"conveyor.writer.{part}": tuple(
+        f"conveyor.writer.{other}" for later in WRITER_LAYERS[i:] for other in later if other != part
+    )
+    for i, row in enumerate(WRITER_LAYERS)
+    for part in row
+}
+# The edge is plain ASGI in front of the app: it knows nothing of the app's routes and handlers.
+FORBIDDEN |= {
+    f"conveyor.writer.http.{edge}": tuple(
+        f"conveyor.writer.http.{app_side}" for app_side in ("routes", "error_handlers", "parse_errors", "docs")
+    )
+    for edge in ("edge", "edge_request", "fast_path")
+}
 
 
 def module_name(path: Path) -> str:
@@ -83,6 +114,12 @@ def test_there_is_no_import_circle() -> None:
     assert circles == []
 
 
+def test_every_writer_module_is_in_one_of_its_layers() -> None:
+    # a module outside WRITER_LAYERS would pass the rules above without being judged by them
+    parts = {module.split(".")[2] for module in MODULES if module.startswith("conveyor.writer.")}
+    assert parts == WRITER_PARTS
+
+
 def test_only_the_writers_entry_point_imports_its_app() -> None:
     importers = {module for module, targets in GRAPH.items() if "conveyor.writer.app" in targets}
     assert importers <= {"conveyor.writer.asgi", "conveyor.cli"}
@@ -90,5 +127,5 @@ def test_only_the_writers_entry_point_imports_its_app() -> None:
 
 def test_the_graph_is_read() -> None:
     # the reader finds the imports it is about to judge (an empty graph would pass everything)
-    assert "conveyor.writer.sender" in GRAPH["conveyor.writer.app"] | GRAPH["conveyor.writer.state"]
+    assert "conveyor.writer.sending.sender" in GRAPH["conveyor.writer.app"] | GRAPH["conveyor.writer.state"]
     assert "conveyor.sqs.errors" in GRAPH["conveyor.processor.startup"]

@@ -1,4 +1,4 @@
-"""Every problem ``type`` the writer can answer with is listed in docs/errors.md (issue 16 item 13).
+"""Every problem ``type`` the writer can answer with is listed in docs/errors.md.
 
 The titles are collected from the source: every ``Problem(title=...)`` and ``EntryProblem(status,
 title, ...)`` with a literal title. A title that is not a literal fails this test, except the router's
@@ -11,14 +11,14 @@ from pathlib import Path
 
 import httpx
 
-from conveyor.writer.schemas import Problem
+from conveyor.writer.api.schemas import Problem
 
 REPO = Path(__file__).parents[2]
 WRITER = REPO / "src" / "conveyor" / "writer"
 DOCS = (REPO / "docs" / "errors.md").read_text()
 DYNAMIC = {
-    ("app.py", "http_error"),  # str(exc.detail): Starlette's 404 and 405, checked below
-    ("problems.py", "to_problem"),  # an EntryProblem's own title, collected where it is raised
+    ("http/error_handlers.py", "http_error"),  # str(exc.detail): Starlette's 404 and 405, checked below
+    ("api/problems.py", "to_problem"),  # an EntryProblem's own title, collected where it is raised
 }
 
 
@@ -49,7 +49,7 @@ def collected_titles() -> tuple[set[str], set[tuple[str, str]]]:
     """(literal titles, (file, function) of every non-literal title)."""
     titles: set[str] = set()
     dynamic: set[tuple[str, str]] = set()
-    for path in sorted(WRITER.glob("*.py")):
+    for path in sorted(WRITER.rglob("*.py")):
         tree = ast.parse(path.read_text())
         for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)):
             for call in _own_calls(function):
@@ -57,7 +57,7 @@ def collected_titles() -> tuple[set[str], set[tuple[str, str]]]:
                 if isinstance(title, ast.Constant) and isinstance(title.value, str):
                     titles.add(title.value)
                 elif title is not None:
-                    dynamic.add((path.name, function.name))
+                    dynamic.add((path.relative_to(WRITER).as_posix(), function.name))
     return titles, dynamic
 
 

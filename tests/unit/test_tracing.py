@@ -1,4 +1,4 @@
-"""OpenTelemetry (issue 13): off unless the OTEL_* variables ask, and then spans that follow the
+"""OpenTelemetry: off unless the OTEL_* variables ask, and then spans that follow the
 messaging conventions and continue the writer's trace through the ``traceparent`` attribute."""
 
 from __future__ import annotations

@@ -14,10 +14,10 @@ from pydantic import ValidationError
 from conveyor import metadata
 from conveyor.sqs import limits
 from conveyor.sqs.queues import QueueConfig
-from conveyor.writer.outgoing import build_outgoing
-from conveyor.writer.problems import EntryProblem
-from conveyor.writer.request_meta import RequestMeta
-from conveyor.writer.schemas import BatchIn, MessageIn
+from conveyor.writer.api.problems import EntryProblem
+from conveyor.writer.api.request_meta import RequestMeta
+from conveyor.writer.api.schemas import BatchIn, MessageIn
+from conveyor.writer.sending.outgoing import build_outgoing
 
 META = RequestMeta(request_id="r1")
 META_BYTES = (len(metadata.REQUEST_ID) + 6 + 2) + (len(metadata.CONTENT_TYPE) + 6 + len("application/json"))
@@ -79,7 +79,7 @@ def _from_python(document: dict[str, object]) -> MessageIn:
 
 
 def _from_json(document: dict[str, object]) -> MessageIn:
-    return MessageIn.model_validate_json(json.dumps(document))  # the fast path (writer/fast_path.py)
+    return MessageIn.model_validate_json(json.dumps(document))  # the fast path (writer/http/fast_path.py)
 
 
 PARSERS = pytest.mark.parametrize("parse", [_from_python, _from_json], ids=["route", "fast-path"])

@@ -8,14 +8,22 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import structlog
 from botocore.exceptions import EndpointConnectionError
 
 from conveyor import metadata
 from conveyor.settings import WriterSettings
+from conveyor.writer.http.edge import RequestIds
 from tests.fakes import FakeSqs, client_error
 from tests.unit.conftest import QUEUE, running_writer
 
 PROBLEM = "application/problem+json"
+KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def request_id_from(headers: dict[str, str]) -> str:
+    """The request id the edge gives a request with these headers (lower-case names)."""
+    return RequestIds().of(headers)
 
 
 def stored(fake: FakeSqs) -> list[tuple[str, dict[str, object]]]:
@@ -49,6 +57,11 @@ async def test_request_id_is_generated_when_missing_or_invalid(api: httpx.AsyncC
     assert generated != "bad id!"
     assert len(generated) == 32
     assert response.json()["request_id"] == generated
+
+
+def test_a_request_id_with_a_trailing_newline_is_replaced() -> None:
+    assert request_id_from({"x-request-id": "abc"}) == "abc"
+    assert request_id_from({"x-request-id": "abc\n"}) != "abc\n"
 
 
 async def test_concurrent_posts_are_coalesced(api: httpx.AsyncClient, fake: FakeSqs) -> None:
@@ -161,6 +174,53 @@ async def test_missing_queue_is_500_with_the_code(api: httpx.AsyncClient, fake: 
     assert response.status_code == 500
     assert response.json()["code"] == "AWS.SimpleQueueService.NonExistentQueue"
     assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("ExpiredToken", 503),
+        ("RequestExpired", 503),
+        ("KMS.KeyUnavailableException", 503),
+        ("SomethingSqsInventsTomorrow", 503),
+        ("KMS.DisabledException", 500),
+        ("KMS.InvalidStateException", 500),
+        ("KMS.InvalidKeyUsageException", 500),
+        ("KMS.OptInRequired", 500),
+        ("KMS.NotFoundException", 500),
+        ("InvalidClientTokenId", 500),
+    ],
+)
+async def test_credential_kms_and_unknown_errors_are_server_side_and_leak_nothing(
+    api: httpx.AsyncClient, fake: FakeSqs, code: str, status: int
+) -> None:
+    # GIVEN SQS fails every call with a text naming a key ARN and the account
+    text = f"The key {KEY_ARN} of account 123456789012 cannot be used"
+    for _ in range(12):  # the first call, and each entry sent alone if the code is split
+        fake.fail_calls["SendMessageBatch"].append(client_error(code, "SendMessageBatch", 400, message=text))
+    with structlog.testing.capture_logs() as logs:
+        response = await api.post("/messages", json={"body": 1})
+        batch = await api.post("/messages/batch", json={"messages": [{"id": "a", "body": 1}, {"id": "b", "body": 2}]})
+    # THEN it is a server-side answer with the code and a generic detail; SQS's text is in the log only
+    for answer in (response, batch):
+        assert answer.status_code == status, answer.text
+        assert answer.json()["code"] == code
+        assert answer.json()["detail"]
+        assert "arn:" not in answer.text
+        assert "123456789012" not in answer.text
+    assert ("retry-after" in response.headers) is (status == 503)
+    failed = [event for event in logs if event["event"] == "sqs_send_failed"]
+    assert any(text in event["error"] and event["request_id"] for event in failed), logs
+
+
+async def test_a_content_error_from_sqs_keeps_a_generic_detail(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+    fake.fail_entries["SendMessageBatch"] = lambda entry: {
+        "Code": "InvalidParameterValue", "SenderFault": True, "Message": f"bad value for queue {KEY_ARN}",
+    }  # fmt: skip
+    response = await api.post("/messages", json={"body": 1})
+    assert response.status_code == 422
+    assert response.json()["code"] == "InvalidParameterValue"
+    assert "arn:" not in response.text
 
 
 async def test_only_retryable_failed_entries_are_retried(api: httpx.AsyncClient, fake: FakeSqs) -> None:

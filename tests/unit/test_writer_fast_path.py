@@ -1,4 +1,4 @@
-"""The fast path for the valid ``POST /messages`` (writer/fast_path.py) answers exactly as the FastAPI
+"""The fast path for the valid ``POST /messages`` (writer/http/fast_path.py) answers exactly as the FastAPI
 route does: the same status, headers and bytes, and the same message on the queue, for valid
 messages and for a corpus of bad input; and it is the path a plain valid message takes."""
 
@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from conveyor.settings import WriterSettings
-from conveyor.writer import app as writer_app
-from conveyor.writer.schemas import MessageIn
+from conveyor.writer.api.schemas import MessageIn
+from conveyor.writer.http import routes as writer_routes
 from tests.fakes import FakeSqs, client_error
 from tests.unit.conftest import QUEUE, running_writer
 
@@ -174,7 +174,7 @@ async def test_a_plain_valid_message_takes_the_fast_path(
     async def marked_route(*_: object) -> Response:
         return Response(status_code=299)  # the FastAPI route ran
 
-    monkeypatch.setattr(writer_app, "_send_one", marked_route)
+    monkeypatch.setattr(writer_routes, "_send_one", marked_route)
     fast, route = writers
     assert (await fast.api.post("/messages", json={"body": 1})).status_code == 202
     # what the fast path leaves to the route reaches it

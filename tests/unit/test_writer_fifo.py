@@ -1,4 +1,4 @@
-"""POST /messages/batch on a FIFO queue (issue 11): each group's entries reach the queue in request
+"""POST /messages/batch on a FIFO queue: each group's entries reach the queue in request
 order, one per group per SendMessageBatch and one call after another per group; a failed entry stops
 its group's later entries, and only its group's."""
 
@@ -17,6 +17,10 @@ from botocore.exceptions import EndpointConnectionError
 
 from conveyor.idempotency import open_store
 from conveyor.settings import WriterSettings
+from conveyor.sqs.queues import QueueConfig
+from conveyor.writer.api.request_meta import RequestMeta
+from conveyor.writer.api.schemas import MessageIn
+from conveyor.writer.sending.outgoing import build_outgoing
 from tests.fakes import FakeSqs
 from tests.unit.conftest import running_writer
 
@@ -250,6 +254,14 @@ async def test_batch_entries_get_the_ids_single_messages_get(fifo: FakeSqs) -> N
     assert single.status_code == 202
     assert batch.json()["failed"] == []
     assert dedup_ids(fifo) == ["alice!k1", "alice!k1", "alice!b.e2", "alice/e3"]
+
+
+def test_an_idempotency_key_with_a_trailing_newline_is_not_a_deduplication_id() -> None:
+    fifo = QueueConfig("url", "arn", 1_048_576, 30, True, False, None, None)
+    outgoing = build_outgoing(MessageIn(body=1, group_id="g"), RequestMeta("r", key="k\n"), fifo)
+    assert outgoing.deduplication_id is not None
+    assert "\n" not in outgoing.deduplication_id
+    assert outgoing.deduplication_id != "k\n"
 
 
 async def test_content_based_deduplication_is_scoped_by_the_client(writer_settings: WriterSettings) -> None:

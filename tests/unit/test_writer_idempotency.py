@@ -1,4 +1,4 @@
-"""Idempotency-Key replay in the writer (issue 10), over the in-memory SQS and a SQLite store: a key's
+"""Idempotency-Key replay in the writer, over the in-memory SQS and a SQLite store: a key's
 request is sent once, a repeat gets the first answer, a reused key is a 422, one in flight a 409."""
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from conveyor import metadata
 from conveyor.idempotency import IdempotencyStore, RequestClaim, RequestState, StoreUnavailableError, open_store
 from conveyor.idempotency.sqlite_store import SqliteStore
 from conveyor.settings import WriterSettings
+from conveyor.writer.api.schemas import MessageIn
 from conveyor.writer.app import create_app
-from conveyor.writer.replay import in_flight_lease_seconds
-from conveyor.writer.schemas import MessageIn
+from conveyor.writer.replay.replay import in_flight_lease_seconds
 from conveyor.writer.state import WriterState
 from tests.fakes import FakeSqs, as_client
 from tests.unit.conftest import QUEUE
@@ -377,7 +377,7 @@ async def test_a_batch_when_the_store_cannot_answer(fake: FakeSqs, tmp_path: Pat
 
 
 def test_the_fingerprint_covers_every_field_of_a_message() -> None:
-    """A field added to MessageIn must be added to the fingerprint (replay.fingerprint), or a request
+    """A field added to MessageIn must be added to the fingerprint (replay/keyed.py), or a request
     differing only in it would be replayed as the same request."""
     assert set(MessageIn.model_fields) == {"body", "attributes", "delay_seconds", "group_id", "deduplication_id"}
 
@@ -401,8 +401,8 @@ class AnswersLost:
     def __getattr__(self, name: str) -> object:
         return getattr(self.store, name)
 
-    async def exchange_requests(self, *args: Any, **kwargs: Any) -> list[RequestClaim]:
-        claims = await self.store.exchange_requests(*args, **kwargs)
+    async def finish_and_begin_requests(self, *args: Any, **kwargs: Any) -> list[RequestClaim]:
+        claims = await self.store.finish_and_begin_requests(*args, **kwargs)
         if args[2] and self.lose_next:  # a round that begins keys
             self.lose_next = False
             raise StoreUnavailableError("Redis store: TimeoutError: Timeout reading from socket")
@@ -413,8 +413,9 @@ class AnswersLost:
 async def test_after_a_503_whose_begin_reached_the_store_the_retry_is_sent_not_refused(
     fake: FakeSqs, store_url: str, route: str
 ) -> None:
-    """Review 4: the marker written by a round whose answer was lost stayed for its lease (82 s): the
-    retry the 503 asked for was a 409 "still being handled" for a message never sent."""
+    """The markers a round whose answer was lost may have written are dropped: else each would hold
+    its key for its lease (82 s), and the retry the 503 asked for would be a 409 "still being
+    handled" for a message never sent."""
     body: dict[str, Any] = {"body": 1}
     if route.endswith("batch"):
         body = {"messages": [{"id": "e1", "body": 1, "idempotency_key": "order-1"}]}

@@ -1,4 +1,4 @@
-"""The writer's one start-up path (issue 14): the queue is read once, by the app. SQS unreachable:
+"""The writer's one start-up path: the queue is read once, by the app. SQS unreachable:
 the writer starts unready (503 with Retry-After, /readyz 503) and keeps trying; the queue unusable:
 start-up fails with one line."""
 

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from conveyor.command_error import CommandError, sqs_trouble
 from conveyor.dlq.locate import Located, locate
 from conveyor.dlq.record import DeadLettered, Filter, exported
-from conveyor.dlq.redrive import Request, redrive
+from conveyor.dlq.redrive import redrive
+from conveyor.dlq.report import Request
 from conveyor.dlq.scan import Scan
 from conveyor.settings import SqsSettings
 from conveyor.sqs.client import sqs_client

@@ -53,7 +53,7 @@ def completed_record() -> str:
 def in_flight_record(fingerprint: str, token: str) -> str:
     """A writer's in-flight marker. ``token`` is the round's and the position's own: a script that
     runs again after its answer was lost (redis-py retries after a timeout) finds the very record it
-    wrote, and answers NEW again (redis_store.EXCHANGE). Readers look at ``state`` only, so markers
+    wrote, and answers NEW again (redis_store.FINISH_AND_BEGIN). Readers look at ``state`` only, so markers
     written before the token existed are read alike."""
     return dumps({"state": IN_FLIGHT, "fingerprint": fingerprint, "token": token})
 

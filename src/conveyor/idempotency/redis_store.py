@@ -35,7 +35,7 @@ from conveyor.idempotency.store import Abandon, Claim, RequestClaim, RequestStat
 # arguments. CLAIM: a key the first run claimed is this owner's, so it is CLAIMED again (lease
 # renewed); EXTEND renews the same leases; COMPLETE sets the same value (a key it marked is completed,
 # not another owner's claim, so it is marked again) and leaves the same claims alone; RELEASE finds this owner's
-# claims gone (another owner's are left alone); EXCHANGE: see its comment (the in-flight markers
+# claims gone (another owner's are left alone); FINISH_AND_BEGIN: see its comment (the in-flight markers
 # carry a per-round, per-position token).
 SOCKET_TIMEOUT_SECONDS = 2.0
 CONNECT_TIMEOUT_SECONDS = 2.0
@@ -110,7 +110,7 @@ end
 return 0
 """
 
-EXCHANGE = """
+FINISH_AND_BEGIN = """
 -- One writer round: KEYS are the finished request keys, then the abandoned ones, then the keys to
 -- begin. ARGV[1]: TTL (ms) of the finished; ARGV[2]: lease (ms) of the begun; ARGV[3], ARGV[4]: how
 -- many are finished, abandoned; ARGV[4 + i]: the record of KEYS[i] (a response record for a finished
@@ -172,7 +172,7 @@ class RedisStore:
         self._extend = client.register_script(EXTEND)
         self._complete = client.register_script(COMPLETE)
         self._release = client.register_script(RELEASE)
-        self._exchange = client.register_script(EXCHANGE)
+        self._finish_and_begin = client.register_script(FINISH_AND_BEGIN)
 
     async def __aenter__(self) -> Self:
         return self
@@ -216,7 +216,7 @@ class RedisStore:
         return claim
 
     async def begin_requests(self, requests: Sequence[tuple[str, str]], lease_seconds: float) -> list[RequestClaim]:
-        return await self.exchange_requests((), (), requests, ttl_seconds=1, lease_seconds=lease_seconds)
+        return await self.finish_and_begin_requests((), (), requests, ttl_seconds=1, lease_seconds=lease_seconds)
 
     async def finish_request(self, key: str, fingerprint: str, response: StoredResponse, ttl_seconds: float) -> None:
         ttl = records.millis(ttl_seconds, "ttl_seconds")
@@ -227,7 +227,9 @@ class RedisStore:
             raise _unavailable(error) from error
 
     async def abandon_request(self, key: str, token: str | None = None) -> None:
-        await self.exchange_requests((), [key if token is None else (key, token)], (), ttl_seconds=1, lease_seconds=1)
+        await self.finish_and_begin_requests(
+            (), [key if token is None else (key, token)], (), ttl_seconds=1, lease_seconds=1
+        )
 
     async def finish_requests(
         self,
@@ -236,9 +238,9 @@ class RedisStore:
         *,
         abandoned: Sequence[Abandon] = (),
     ) -> None:
-        await self.exchange_requests(finished, abandoned, (), ttl_seconds=ttl_seconds, lease_seconds=1)
+        await self.finish_and_begin_requests(finished, abandoned, (), ttl_seconds=ttl_seconds, lease_seconds=1)
 
-    async def exchange_requests(
+    async def finish_and_begin_requests(
         self,
         finished: Sequence[tuple[str, str, StoredResponse]],
         abandoned: Sequence[Abandon],
@@ -258,7 +260,9 @@ class RedisStore:
         values = [records.response_record(fingerprint, response) for _, fingerprint, response in finished]
         values += [token or "" for _, token in dropped]
         values += records.in_flight_records([fingerprint for _, fingerprint in begin], tokens)
-        answers = json.loads(await self._call(self._exchange, keys, [ttl, lease, len(finished), len(dropped), *values]))
+        answers = json.loads(
+            await self._call(self._finish_and_begin, keys, [ttl, lease, len(finished), len(dropped), *values])
+        )
         return [
             _request_claim(answer, fingerprint, token)
             for answer, (_, fingerprint), token in zip(answers, begin, tokens, strict=True)

@@ -136,7 +136,7 @@ class SqliteStore:
         return claim
 
     async def begin_requests(self, requests: Sequence[tuple[str, str]], lease_seconds: float) -> list[RequestClaim]:
-        return await self.exchange_requests((), (), requests, ttl_seconds=1, lease_seconds=lease_seconds)
+        return await self.finish_and_begin_requests((), (), requests, ttl_seconds=1, lease_seconds=lease_seconds)
 
     async def finish_request(self, key: str, fingerprint: str, response: StoredResponse, ttl_seconds: float) -> None:
         ttl = records.millis(ttl_seconds, "ttl_seconds") / 1000
@@ -149,7 +149,9 @@ class SqliteStore:
         await self._write(run, 1)
 
     async def abandon_request(self, key: str, token: str | None = None) -> None:
-        await self.exchange_requests((), [key if token is None else (key, token)], (), ttl_seconds=1, lease_seconds=1)
+        await self.finish_and_begin_requests(
+            (), [key if token is None else (key, token)], (), ttl_seconds=1, lease_seconds=1
+        )
 
     async def finish_requests(
         self,
@@ -158,9 +160,9 @@ class SqliteStore:
         *,
         abandoned: Sequence[Abandon] = (),
     ) -> None:
-        await self.exchange_requests(finished, abandoned, (), ttl_seconds=ttl_seconds, lease_seconds=1)
+        await self.finish_and_begin_requests(finished, abandoned, (), ttl_seconds=ttl_seconds, lease_seconds=1)
 
-    async def exchange_requests(
+    async def finish_and_begin_requests(
         self,
         finished: Sequence[tuple[str, str, StoredResponse]],
         abandoned: Sequence[Abandon],

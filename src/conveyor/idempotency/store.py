@@ -115,7 +115,7 @@ class IdempotencyStore(Protocol):
         for each of ``abandoned`` (a key, or ``(key, token)``), together: the end of one batch request."""
         ...
 
-    async def exchange_requests(
+    async def finish_and_begin_requests(
         self,
         finished: Sequence[tuple[str, str, StoredResponse]],
         abandoned: Sequence[Abandon],

@@ -156,11 +156,6 @@ def cause_of(code: str, *, sender_fault: bool | None = None, status: int = 400) 
     return cause or UNKNOWN
 
 
-def kind_of_code(code: str, *, sender_fault: bool | None = None, status: int = 400) -> Kind:
-    """Classify an SQS error code (``sender_fault`` as given by batch ``Failed`` entries)."""
-    return cause_of(code, sender_fault=sender_fault, status=status).kind
-
-
 def entry_failure(code: str, message: str, *, sender_fault: bool | None) -> SqsFailure:
     """A classified entry of a batch response's ``Failed`` list."""
     cause = cause_of(code, sender_fault=sender_fault)

@@ -10,10 +10,10 @@ from conveyor.settings import WriterSettings
 from conveyor.sqs.errors import UNREACHABLE, Kind, SqsFailure
 from conveyor.sqs.queues import QueueConfig
 from conveyor.tracing import NO_TRACING, NoTracing, Tracing
+from conveyor.writer.api.problems import EntryProblem, from_sqs, problem_response
 from conveyor.writer.metrics import WriterMetrics
-from conveyor.writer.problems import EntryProblem, from_sqs, problem_response
-from conveyor.writer.replay import Replay
-from conveyor.writer.sender import Sender
+from conveyor.writer.replay.replay import Replay
+from conveyor.writer.sending.sender import Sender
 
 if TYPE_CHECKING:
     from starlette.responses import Response

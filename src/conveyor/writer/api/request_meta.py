@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from conveyor.sqs import limits
-from conveyor.writer.problems import EntryProblem
-from conveyor.writer.schemas import MAX_IDEMPOTENCY_KEY_CHARS
+from conveyor.writer.api.problems import EntryProblem
+from conveyor.writer.api.schemas import MAX_IDEMPOTENCY_KEY_CHARS
 
 CLIENT_HEADER = "x-conveyor-client"  # the API client's identity, set by the gateway (docs/idempotency.md)
 _CLIENT = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # fullmatch; never "/", the scope's separator

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 from conveyor import metadata
 from conveyor.sqs import limits
 from conveyor.sqs.queues import QueueConfig
-from conveyor.writer.dedup import deduplication_id
-from conveyor.writer.problems import EntryProblem
-from conveyor.writer.request_meta import RequestMeta
-from conveyor.writer.schemas import AttributeValue, MessageIn
+from conveyor.writer.api.problems import EntryProblem, invalid_message
+from conveyor.writer.api.request_meta import RequestMeta
+from conveyor.writer.api.schemas import AttributeValue, MessageIn
+from conveyor.writer.sending.fifo_ids import fifo_ids
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.type_defs import (
@@ -62,10 +62,6 @@ class Outgoing:
         return entry
 
 
-def _invalid(field: str, detail: str) -> EntryProblem:
-    return EntryProblem(422, "Invalid message", f"{field}: {detail}", field=field)
-
-
 # json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False), without making an
 # encoder per message
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -75,7 +71,7 @@ def serialise_body(body: object) -> str:
     try:
         text = _COMPACT.encode(body)
     except ValueError as exc:
-        raise _invalid("body", "numbers must be finite (no NaN or Infinity)") from exc
+        raise invalid_message("body", "numbers must be finite (no NaN or Infinity)") from exc
     _check_chars("body", text)
     return text
 
@@ -84,20 +80,20 @@ def _check_chars(field: str, text: str) -> None:
     index = limits.first_refused_char(text)
     if index is not None:
         code = ord(text[index])
-        raise _invalid(field, f"character U+{code:04X} at {index} is not allowed by SQS")
+        raise invalid_message(field, f"character U+{code:04X} at {index} is not allowed by SQS")
 
 
 def _number(field: str, value: int | float) -> str:
     """The text SQS gets for a Number attribute: 0, or a magnitude from 1e-128 to 1e126, compared as
     written (the float's shortest repr, which is what SQS parses), with at most 38 digits."""
     if isinstance(value, int) and abs(value) > limits.MAX_NUMBER_MAGNITUDE:  # before str() of a huge int
-        raise _invalid(field, "numbers must be 0 or between 1e-128 and 1e126 in magnitude")
+        raise invalid_message(field, "numbers must be 0 or between 1e-128 and 1e126 in magnitude")
     text = str(value) if isinstance(value, int) else repr(value)
     magnitude = abs(Decimal(text))
     if magnitude and not limits.MIN_NUMBER_MAGNITUDE <= magnitude <= limits.MAX_NUMBER_MAGNITUDE:
-        raise _invalid(field, "numbers must be 0 or between 1e-128 and 1e126 in magnitude")
+        raise invalid_message(field, "numbers must be 0 or between 1e-128 and 1e126 in magnitude")
     if sum(ch.isdigit() for ch in text.lower().split("e")[0]) > limits.MAX_NUMBER_DIGITS:
-        raise _invalid(field, f"numbers may have at most {limits.MAX_NUMBER_DIGITS} digits")
+        raise invalid_message(field, f"numbers may have at most {limits.MAX_NUMBER_DIGITS} digits")
     return text
 
 
@@ -105,12 +101,12 @@ def _user_attribute(name: str, value: AttributeValue) -> MessageAttributeValueTy
     field = f"attributes.{name}"
     problem = limits.attribute_name_problem(name)
     if problem:
-        raise _invalid(field, f"attribute name {problem}")
+        raise invalid_message(field, f"attribute name {problem}")
     if metadata.is_reserved(name):
-        raise _invalid(field, "names starting with 'conveyor.' and 'traceparent' are reserved")
+        raise invalid_message(field, "names starting with 'conveyor.' and 'traceparent' are reserved")
     if isinstance(value, str):
         if not value:
-            raise _invalid(field, "string values must not be empty")
+            raise invalid_message(field, "string values must not be empty")
         _check_chars(field, value)
         return {"DataType": "String", "StringValue": value}
     return {"DataType": "Number", "StringValue": _number(field, value)}
@@ -130,7 +126,7 @@ def _attributes(message: MessageIn, meta: RequestMeta) -> dict[str, MessageAttri
     own = _meta_attributes(meta)
     room = limits.MAX_ATTRIBUTES - len(own)
     if len(message.attributes) > room:
-        raise _invalid(
+        raise invalid_message(
             "attributes",
             f"at most {room} attributes with this request's metadata (SQS allows 10 in all)",
         )
@@ -138,29 +134,11 @@ def _attributes(message: MessageIn, meta: RequestMeta) -> dict[str, MessageAttri
     return own | user
 
 
-def _fifo_ids(message: MessageIn, meta: RequestMeta, queue: QueueConfig, body: str) -> tuple[str | None, str | None]:
-    if not queue.is_fifo:
-        if message.deduplication_id is not None:
-            raise _invalid("deduplication_id", "only FIFO queues take a deduplication id")
-        return message.group_id, None
-    if message.delay_seconds is not None:
-        raise _invalid("delay_seconds", "FIFO queues do not take a per-message delay")
-    if message.group_id is None:
-        raise _invalid("group_id", "required on a FIFO queue")
-    dedup = deduplication_id(
-        meta.client, explicit=message.deduplication_id, key=meta.key, body=body,
-        content_based=queue.content_based_dedup,
-    )  # fmt: skip
-    if dedup is None and not queue.content_based_dedup:
-        raise _invalid("deduplication_id", "required on this FIFO queue (or an Idempotency-Key)")
-    return message.group_id, dedup
-
-
 def _check_ids(message: MessageIn) -> None:
     for field in ("group_id", "deduplication_id"):
         value = getattr(message, field)
         if value is not None and not limits.is_valid_dedup_id(value):
-            raise _invalid(field, "1 to 128 printable ASCII characters without spaces")
+            raise invalid_message(field, "1 to 128 printable ASCII characters without spaces")
 
 
 def build_outgoing(message: MessageIn, meta: RequestMeta, queue: QueueConfig) -> Outgoing:
@@ -168,7 +146,7 @@ def build_outgoing(message: MessageIn, meta: RequestMeta, queue: QueueConfig) ->
     body = serialise_body(message.body)
     attributes = _attributes(message, meta)
     _check_ids(message)
-    group_id, dedup_id = _fifo_ids(message, meta, queue, body)
+    group_id, dedup_id = fifo_ids(message, meta, queue, body)
     size = limits.message_bytes(body, attributes)
     if size > queue.max_message_bytes:
         raise EntryProblem(

@@ -18,12 +18,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.tracing import NoTracing, Tracing
-from conveyor.writer.exchange import REQUEST_ID_HEADER, Exchange, with_request_id
-from conveyor.writer.fast_path import FastPath
+from conveyor.writer.api.problems import PROBLEM_JSON
+from conveyor.writer.api.request_meta import valid_traceparent
+from conveyor.writer.api.schemas import Problem
+from conveyor.writer.http.edge_request import REQUEST_ID_HEADER, EdgeRequest, with_request_id
+from conveyor.writer.http.fast_path import FastPath
 from conveyor.writer.metrics import WriterMetrics
-from conveyor.writer.problems import PROBLEM_JSON
-from conveyor.writer.request_meta import valid_traceparent
-from conveyor.writer.schemas import Problem
 
 OTHER = "other"  # the route label of a path the app does not serve
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # fullmatch: no trailing newline
@@ -45,11 +45,6 @@ class RequestIds:
         if given is not None and _VALID_REQUEST_ID.fullmatch(given):
             return given
         return f"{self._prefix}{next(self._count) & _COUNTER_MASK:016x}"
-
-
-def request_id_from(headers: dict[str, str]) -> str:
-    """The caller's X-Request-ID when it is valid, else a new one."""
-    return _IDS.of(headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,43 +95,43 @@ class EdgeMiddleware:
         raw = scope["headers"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
         route = scope["path"] if scope["path"] in self.routes.paths else OTHER
-        exchange = Exchange(headers, self._ids.of(headers), route, repeated_headers=len(headers) != len(raw))
-        scope.setdefault("state", {})["request_id"] = exchange.request_id
+        request = EdgeRequest(headers, self._ids.of(headers), route, repeated_headers=len(headers) != len(raw))
+        scope.setdefault("state", {})["request_id"] = request.request_id
         if not self.tracing.enabled:
-            await self._serve(scope, receive, send, exchange)
+            await self._serve(scope, receive, send, request)
             return
         # The server span: a child of the caller's trace context (the traceparent header), if valid.
         parent = valid_traceparent(headers.get("traceparent", ""))
         with self.tracing.request(scope["method"], None if route == OTHER else route, parent) as span:
             try:
-                await self._serve(scope, receive, send, exchange)
+                await self._serve(scope, receive, send, request)
             finally:
-                span.status(exchange.status)
+                span.status(request.status)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
-        in_progress = self._in_progress[exchange.route]
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, request: EdgeRequest) -> None:
+        in_progress = self._in_progress[request.route]
         in_progress.inc()
         try:
             if (scope["method"], scope["path"]) in self.routes.with_body:
-                problem = _content_type_problem(exchange.headers)
-                body = None if problem else await self._read_body(exchange.headers, receive)
+                problem = _content_type_problem(request.headers)
+                body = None if problem else await self._read_body(request.headers, receive)
                 if problem or body is None:
                     problem = problem or _too_large(self.max_body)
-                    await _send_problem(with_request_id(send, exchange), problem, exchange.request_id)
+                    await _send_problem(with_request_id(send, request), problem, request.request_id)
                     return
                 fast = self.fast_path
                 if (
                     fast is not None
-                    and fast.takes(scope, exchange)
-                    and await fast.answered(scope, exchange, body, send)
+                    and fast.takes(scope, request)
+                    and await fast.send_and_answer(scope, request, body, send)
                 ):
                     return
                 scope["state"]["raw_body"] = body  # to explain a body the app cannot parse
-                receive = _replay(body, receive)
-            await self.app(scope, receive, with_request_id(send, exchange))
+                receive = _body_read_first(body, receive)
+            await self.app(scope, receive, with_request_id(send, request))
         finally:
             in_progress.dec()
-            self._count(exchange.route, exchange.status)
+            self._count(request.route, request.status)
 
     def _count(self, route: str, status: int) -> None:
         counter = self._requests.get((route, status))
@@ -183,7 +178,7 @@ def _too_large(limit: int) -> Problem:
     )
 
 
-def _replay(body: bytes, original: Receive) -> Receive:
+def _body_read_first(body: bytes, original: Receive) -> Receive:
     """Hand the app the body read already; after that, the real channel (for disconnects)."""
     sent = False
 
@@ -205,6 +200,3 @@ async def _send_problem(send: Send, problem: Problem, request_id: str) -> None:
         headers.append((b"connection", b"close"))  # the rest of the body was never read
     await send({"type": "http.response.start", "status": problem.status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
-
-
-_IDS = RequestIds()

@@ -1,37 +1,30 @@
 """POST /messages/batch: validate each entry on its own, send the valid ones, report per entry.
 
 With an idempotency store, the entries with a key (their own ``idempotency_key``, else the request's
-``Idempotency-Key`` header with ``.<id>`` appended, see :func:`derived_key`) are begun together in
-one round trip before anything is sent, and ended together after: a replayed entry is in
-``successful`` with its first ``message_id`` and ``"replayed": true``; a key used for another
-message is a 422 entry, a key in flight a 409 entry.
+``Idempotency-Key`` header with ``.<id>`` appended, see
+:func:`~conveyor.writer.batch.entry.derived_key`) are begun together in one round trip before
+anything is sent, and ended together after: a replayed entry is in ``successful`` with its first
+``message_id`` and ``"replayed": true``; a key used for another message is a 422 entry, a key in
+flight a 409 entry.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import hashlib
 import json
 from collections import Counter
 
 from fastapi.responses import JSONResponse, Response
 
 from conveyor.idempotency import RequestState, StoredResponse
-from conveyor.sqs.queues import QueueConfig
-from conveyor.tracing import NoTracing, Tracing
-from conveyor.writer.batch_entry import Entry
-from conveyor.writer.group_order import is_group_stop, send_in_group_order
-from conveyor.writer.outgoing import build_outgoing
-from conveyor.writer.problems import EntryProblem
-from conveyor.writer.replay import Keyed, Replay, fingerprint
-from conveyor.writer.request_meta import RequestMeta, is_valid_idempotency_key
-from conveyor.writer.schemas import MAX_IDEMPOTENCY_KEY_CHARS, BatchEntryIn, BatchIn, BatchResult, BatchSuccess
-from conveyor.writer.sender import Sender
+from conveyor.writer.api.problems import EntryProblem
+from conveyor.writer.api.request_meta import RequestMeta
+from conveyor.writer.api.schemas import BatchIn, BatchResult, BatchSuccess
+from conveyor.writer.batch.entry import Entry, prepare_entry
+from conveyor.writer.batch.group_order import is_group_stop, send_in_group_order
+from conveyor.writer.replay.replay import Replay
+from conveyor.writer.sending.sender import Sender
 from conveyor.writer.state import WriterState
-
-ROUTE = "POST /messages/batch"
-type Tracer = NoTracing | Tracing
 
 
 def _check_unique_ids(batch: BatchIn) -> None:
@@ -43,54 +36,11 @@ def _check_unique_ids(batch: BatchIn) -> None:
         )  # fmt: skip
 
 
-def derived_key(header_key: str, entry_id: str) -> str:
-    """An entry's key from the request's ``Idempotency-Key``: ``<header key>.<entry id>``, or, when
-    that is over the 255 characters a key may have (a key of 255 and an id of 80 make 336), its
-    SHA-256 in hex: still distinct per entry and the same on a retry, and within the bound that
-    handlers storing ``conveyor.idempotency_key`` count on."""
-    key = f"{header_key}.{entry_id}"
-    return key if len(key) <= MAX_IDEMPOTENCY_KEY_CHARS else hashlib.sha256(key.encode()).hexdigest()
-
-
-def _entry_key(message: BatchEntryIn, meta: RequestMeta) -> str | None:
-    """The entry's own key, else the request's made distinct per entry (else FIFO would drop all but
-    one), as the caller gave it (the entry's meta scopes it by the client); None without either."""
-    if message.idempotency_key is None:
-        return None if meta.key is None else derived_key(meta.key, message.id)
-    if not is_valid_idempotency_key(message.idempotency_key):
-        raise EntryProblem(
-            422, "Invalid message",
-            f"idempotency_key: must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} valid characters",
-            field="idempotency_key",
-        )  # fmt: skip
-    return message.idempotency_key
-
-
-def _prepare(message: BatchEntryIn, meta: RequestMeta, queue: QueueConfig, *, keyed: bool, tracer: Tracer) -> Entry:
-    entry = Entry(message.id, message.group_id)
-    try:
-        own_key = _entry_key(message, meta)
-        entry_meta = meta if own_key == meta.key else dataclasses.replace(meta, key=own_key)
-        if tracer.enabled:
-            # The entry's send span (a child of the request's) covers its making; its context
-            # travels with it, and the SendMessageBatch spans link to it.
-            with tracer.send(queue.name) as traceparent:
-                entry_meta = dataclasses.replace(entry_meta, traceparent=traceparent)
-        entry.outgoing = build_outgoing(message, entry_meta, queue)
-    except EntryProblem as problem:
-        entry.result = problem
-        return entry
-    key = entry_meta.idempotency_key
-    if keyed and key is not None:
-        entry.keyed = Keyed(key, fingerprint(ROUTE, queue, meta.content_type, message))
-    return entry
-
-
 async def send_batch(batch: BatchIn, state: WriterState, meta: RequestMeta) -> Response:
     _check_unique_ids(batch)
     queue = state.require_queue()
     keyed = state.replay is not None
-    entries = [_prepare(m, meta, queue, keyed=keyed, tracer=state.tracing) for m in batch.messages]
+    entries = [prepare_entry(m, meta, queue, keyed=keyed, tracer=state.tracing) for m in batch.messages]
     if state.replay is None:
         await _send(entries, state.sender, fifo=queue.is_fifo)
         return _answer(entries)

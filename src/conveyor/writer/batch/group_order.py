@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from conveyor.writer.batch_entry import Entry
-from conveyor.writer.problems import EntryProblem
-from conveyor.writer.sender import Sender
+from conveyor.writer.api.problems import EntryProblem
+from conveyor.writer.batch.entry import Entry
+from conveyor.writer.sending.sender import Sender
 
 FAILED_DEPENDENCY = 424
 

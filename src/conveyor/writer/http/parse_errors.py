@@ -23,7 +23,7 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 
-from conveyor.writer.schemas import Problem
+from conveyor.writer.api.schemas import Problem
 
 
 def validation_problem(exc: RequestValidationError, request_id: str | None) -> Problem:

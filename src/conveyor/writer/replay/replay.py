@@ -13,13 +13,11 @@ With ``CONVEYOR_IDEMPOTENCY_STORE`` set, a request (or batch entry) with a key b
 A store that cannot answer is a 503: the client asked for once-only, which the writer cannot promise
 without it. One store round trip begins a request (all the entries of a batch together), one ends it;
 the requests that end and begin while a round trip is under way share the next one, which ends the
-finished and begins the new in one call (:mod:`conveyor.writer.coalescer`).
+finished and begins the new in one call (:mod:`conveyor.writer.replay.coalescer`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,24 +40,15 @@ from conveyor.idempotency import (
 from conveyor.settings import WriterSettings
 from conveyor.sqs.batcher import longest_hold
 from conveyor.sqs.client import READ_TIMEOUT_SECONDS
-from conveyor.sqs.queues import QueueConfig
-from conveyor.writer.coalescer import Coalescer
+from conveyor.writer.api.problems import EntryProblem
 from conveyor.writer.metrics import WriterMetrics
-from conveyor.writer.problems import EntryProblem
-from conveyor.writer.schemas import MessageIn
+from conveyor.writer.replay.coalescer import Coalescer
+from conveyor.writer.replay.keyed import Keyed
 
 log = structlog.get_logger("conveyor.writer")
 REPLAYED_HEADER = "Idempotent-Replayed"
 BACKOFF_MARGIN_SECONDS = 10.0  # botocore's and the resends' backoff between attempts, generously
 MAX_KEYS_PER_CALL = 200  # keys per store round when requests are coalesced (a batch request's stay together)
-
-
-@dataclass(frozen=True, slots=True)
-class Keyed:
-    """A request (or batch entry) with an idempotency key: its scoped key and its fingerprint."""
-
-    key: str
-    fingerprint: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +60,6 @@ class Step:
     ends: bool = False
     response: StoredResponse | None = None  # for a finished request
     token: str | None = None  # for an abandoned one: its marker's (only that marker is dropped)
-
-
-def fingerprint(route: str, queue: QueueConfig, content_type: str, message: MessageIn) -> str:
-    """What makes two requests with one key the same request: the route, the queue, the content
-    type (it travels as an attribute) and the message as JSON with sorted keys (so whitespace and the
-    order of object keys do not count). Not the request id or traceparent: each attempt has its own."""
-    canonical = [
-        route, queue.arn, content_type,
-        message.body, message.attributes, message.delay_seconds, message.group_id, message.deduplication_id,
-    ]  # fmt: skip
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def in_flight_lease_seconds(settings: WriterSettings) -> float:
@@ -129,7 +107,7 @@ class Replay:
         round_id = uuid.uuid4().hex
         try:
             claims = iter(
-                await self._store.exchange_requests(
+                await self._store.finish_and_begin_requests(
                     finished, abandoned, begin, ttl_seconds=self._ttl, lease_seconds=self._lease, round_id=round_id
                 )
             )

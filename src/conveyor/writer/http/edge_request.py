@@ -1,4 +1,5 @@
-"""One HTTP request as the writer's edge sees it, shared by the edge and the fast path."""
+"""One HTTP request as the writer's edge sees it, shared by the edge and the fast path: what was asked
+(headers, request id, route label) and the status of the answer, for the metrics and the span."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ _REQUEST_ID_HEADER = REQUEST_ID_HEADER.encode()
 
 
 @dataclass(slots=True)
-class Exchange:
+class EdgeRequest:
     """A request's headers (lower-case names; a repeated header's last value), its request id, its
     route label, and the status of its answer (500 until one is sent)."""
 
@@ -22,14 +23,14 @@ class Exchange:
     repeated_headers: bool = False  # some header name came more than once
 
 
-def with_request_id(send: Send, exchange: Exchange) -> Send:
+def with_request_id(send: Send, request: EdgeRequest) -> Send:
     """``send``, with the request id in the answer's headers (replacing any), noting the status."""
 
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            exchange.status = message["status"]
+            request.status = message["status"]
             headers = [h for h in message.get("headers", []) if h[0] != _REQUEST_ID_HEADER]
-            headers.append((_REQUEST_ID_HEADER, exchange.request_id.encode()))
+            headers.append((_REQUEST_ID_HEADER, request.request_id.encode()))
             message = {**message, "headers": headers}
         await send(message)
 

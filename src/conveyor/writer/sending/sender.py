@@ -19,9 +19,9 @@ from conveyor.sqs.limits import MAX_BATCH_BYTES
 from conveyor.sqs.queues import QueueConfig
 from conveyor.sqs.send_batch import BatchSender
 from conveyor.tracing import NO_TRACING, NoTracing, Tracing
+from conveyor.writer.api.problems import EntryProblem, from_sqs
 from conveyor.writer.metrics import WriterMetrics
-from conveyor.writer.outgoing import Outgoing
-from conveyor.writer.problems import EntryProblem, from_sqs
+from conveyor.writer.sending.outgoing import Outgoing
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -1,4 +1,5 @@
-"""`/docs` without the internet: Swagger UI's page and its assets, all served by the writer itself.
+"""The API's documentation: the OpenAPI document, with errors as ``application/problem+json``, and
+`/docs` without the internet, Swagger UI's page and its assets all served by the writer itself.
 
 FastAPI's own `/docs` loads Swagger UI from a CDN, so on a private network (where the writer
 belongs) it is a blank page. The assets come from the `swagger-ui-bundle-v2` package instead: the
@@ -9,15 +10,32 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse
+
+from conveyor.writer.api.problems import PROBLEM_JSON
 
 DOCS_URL = "/docs"
 ASSETS_URL = "/docs/assets"
 ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css", "favicon-32x32.png": "image/png"}
 CACHE = {"Cache-Control": "public, max-age=86400"}
+
+
+def openapi_with_problems(app: FastAPI) -> dict[str, Any]:
+    """FastAPI documents every model as application/json; errors are application/problem+json."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for operation in (op for path in schema["paths"].values() for op in path.values()):
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if int(status) >= 400 and "application/json" in content:
+                    content[PROBLEM_JSON] = content.pop("application/json")
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def swagger_ui_dir() -> Path:

@@ -3,8 +3,8 @@
 FastAPI's routing, dependency solving and response machinery cost more CPU per message than
 everything the writer itself does (docs/benchmarks.md). For the one request that is nearly all of
 the load, the edge does the same work directly: pydantic parses and validates the body from its JSON
-(``MessageIn.model_validate_json``), :func:`~conveyor.writer.outgoing.build_outgoing` applies SQS's
-rules, the same :class:`~conveyor.writer.sender.Sender` sends it, and the 202 is written from bytes.
+(``MessageIn.model_validate_json``), :func:`~conveyor.writer.sending.outgoing.build_outgoing` applies SQS's
+rules, the same :class:`~conveyor.writer.sending.sender.Sender` sends it, and the 202 is written from bytes.
 
 Everything else goes to the FastAPI route unchanged, so that every answer other than this 202 is the
 route's own, byte for byte: a body pydantic refuses, a message ``build_outgoing`` refuses, a request
@@ -22,11 +22,11 @@ import structlog
 from starlette.responses import JSONResponse
 from starlette.types import Message, Scope, Send
 
-from conveyor.writer.exchange import Exchange, with_request_id
-from conveyor.writer.outgoing import build_outgoing
-from conveyor.writer.problems import EntryProblem, problem_response, unexpected_problem
-from conveyor.writer.request_meta import meta_from
-from conveyor.writer.schemas import Accepted, MessageIn
+from conveyor.writer.api.problems import EntryProblem, problem_response, unexpected_problem
+from conveyor.writer.api.request_meta import meta_from
+from conveyor.writer.api.schemas import Accepted, MessageIn
+from conveyor.writer.http.edge_request import EdgeRequest, with_request_id
+from conveyor.writer.sending.outgoing import build_outgoing
 from conveyor.writer.state import WriterState
 
 log = structlog.get_logger("conveyor.writer")
@@ -42,57 +42,57 @@ class FastPath:
     def __init__(self) -> None:
         self.state: WriterState | None = None
 
-    def takes(self, scope: Scope, exchange: Exchange) -> bool:
+    def takes(self, scope: Scope, request: EdgeRequest) -> bool:
         """This request may be answered here, if its body turns out valid."""
         state = self.state
-        headers = exchange.headers
+        headers = request.headers
         return (
             state is not None
             and state.queue is not None
             and not state.tracing.enabled
-            and not exchange.repeated_headers
+            and not request.repeated_headers
             and headers.get("content-type") == JSON
             and "idempotency-key" not in headers
             and scope["path"] == PATH
             and scope["method"] == METHOD
         )
 
-    async def answered(self, scope: Scope, exchange: Exchange, body: bytes, send: Send) -> bool:
+    async def send_and_answer(self, scope: Scope, request: EdgeRequest, body: bytes, send: Send) -> bool:
         """Send the message and answer; False (nothing sent, nothing answered) for the route to do it."""
         state = self.state
         if state is None or state.queue is None:
             return False
         try:
             message = MessageIn.model_validate_json(body)
-            outgoing = build_outgoing(message, meta_from(exchange.headers, exchange.request_id), state.queue)
+            outgoing = build_outgoing(message, meta_from(request.headers, request.request_id), state.queue)
         except Exception:  # noqa: BLE001 - whatever the reason, the route gives the answer (the same refusal)
             return False
         try:
             message_id = await state.sender.send(outgoing)
         except EntryProblem as problem:
-            await state.problem_response(problem, exchange.request_id)(
-                scope, _no_receive, with_request_id(send, exchange)
+            await state.problem_response(problem, request.request_id)(
+                scope, _no_receive, with_request_id(send, request)
             )
             return True
         except Exception:  # an error of ours: what the app's last-resort handler answers
             log.exception("unexpected_error", path=PATH)
-            response = problem_response(unexpected_problem(exchange.request_id))
-            await response(scope, _no_receive, with_request_id(send, exchange))
+            response = problem_response(unexpected_problem(request.request_id))
+            await response(scope, _no_receive, with_request_id(send, request))
             return True
-        await _accepted(send, exchange, message_id)
+        await _accepted(send, request, message_id)
         return True
 
 
-async def _accepted(send: Send, exchange: Exchange, message_id: str) -> None:
+async def _accepted(send: Send, request: EdgeRequest, message_id: str) -> None:
     """The route's 202, byte for byte: Starlette's JSONResponse of :class:`Accepted`."""
-    request_id = exchange.request_id
+    request_id = request.request_id
     if _PLAIN_ID.fullmatch(message_id):
         payload = f'{{"message_id":"{message_id}","request_id":"{request_id}"}}'.encode()
     else:  # not seen from SQS, whose ids are UUIDs: Starlette's own rendering
         accepted = Accepted(message_id=message_id, request_id=request_id).model_dump()
-        await JSONResponse(accepted, status_code=202)({"type": "http"}, _no_receive, with_request_id(send, exchange))
+        await JSONResponse(accepted, status_code=202)({"type": "http"}, _no_receive, with_request_id(send, request))
         return
-    exchange.status = 202
+    request.status = 202
     headers = [(b"content-length", b"%d" % len(payload)), _CONTENT_TYPE, (b"x-request-id", request_id.encode())]
     await send({"type": "http.response.start", "status": 202, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 
 from conveyor.sqs.errors import Kind, SqsFailure
-from conveyor.writer.schemas import BatchFailure, Problem
+from conveyor.writer.api.schemas import BatchFailure, Problem
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -54,6 +54,11 @@ class EntryProblem(Exception):  # noqa: N818 - a problem document, raised where 
             code=self.code,
             retryable=self.retryable,
         )
+
+
+def invalid_message(field: str, detail: str) -> EntryProblem:
+    """A message refused for one of its fields: 422 naming it."""
+    return EntryProblem(422, "Invalid message", f"{field}: {detail}", field=field)
 
 
 def from_sqs(failure: SqsFailure) -> EntryProblem:

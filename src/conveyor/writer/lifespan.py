@@ -1,0 +1,83 @@
+"""The running writer's life, from the app's start to its stop.
+
+At start: the SQS client (unless one is injected), the queue read once (:mod:`conveyor.writer.startup`:
+an unusable queue fails the start-up, an unreachable one leaves the writer unready while the read is
+retried in the background), the idempotency store's replay when one is configured, and the sender.
+At stop, in reverse: the reading stops, the sender flushes what is waiting, the store closes, the
+tracer exports its buffered spans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
+
+import structlog
+from fastapi import FastAPI
+
+from conveyor import tracing
+from conveyor.idempotency import open_store
+from conveyor.settings import WriterSettings
+from conveyor.sqs.client import sqs_client
+from conveyor.sqs.errors import SqsFailure
+from conveyor.sqs.queues import QueueConfig
+from conveyor.writer.metrics import WriterMetrics
+from conveyor.writer.replay.replay import Replay
+from conveyor.writer.startup import first_read, read_until_known
+from conveyor.writer.state import WriterState
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+log = structlog.get_logger("conveyor.writer")
+type Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def writer_lifespan(
+    settings: WriterSettings,
+    client: SQSClient | None,
+    metrics: WriterMetrics,
+    tracer: tracing.NoTracing | tracing.Tracing,
+    share: Callable[[WriterState], None],
+) -> Lifespan:
+    """The app's lifespan; ``share`` hands the state to what serves requests, once it is complete."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            stack.callback(tracer.shutdown)  # last: after the sender's last flush
+            sqs: SQSClient = (
+                client
+                if client is not None
+                else await stack.enter_async_context(sqs_client(settings, metrics.observe_sqs_call))
+            )
+            first = await first_read(sqs, settings)  # QueueUnusableError: start-up fails, one line
+            state = WriterState(settings, sqs, metrics, tracer, direct_batches=client is None)
+            if settings.idempotency_store is not None:  # closed after the sender's last flush
+                state.replay = await _open_replay(stack, settings.idempotency_store, state)
+            await stack.enter_async_context(state.sender)
+            await _know_the_queue(stack, state, first)
+            share(state)
+            yield
+            log.info("writer_stopping")
+
+    return lifespan
+
+
+async def _open_replay(stack: AsyncExitStack, store_url: str, state: WriterState) -> Replay:
+    store = await stack.enter_async_context(open_store(store_url))
+    return await stack.enter_async_context(Replay(store, state.settings, state.metrics))
+
+
+async def _know_the_queue(stack: AsyncExitStack, state: WriterState, first: QueueConfig | SqsFailure) -> None:
+    """Attach the queue read at start, else keep reading it in the background (503 meanwhile)."""
+    if isinstance(first, QueueConfig):
+        state.attach(first)
+        log.info("writer_started", queue=first.url, max_message_bytes=first.max_message_bytes)
+        return
+    state.failure = first
+    group = await stack.enter_async_context(asyncio.TaskGroup())
+    reading = group.create_task(read_until_known(state.client, state.settings, state.attach, state.set_failure))
+    stack.callback(reading.cancel)  # on shutdown, before the group waits for it
