@@ -49,8 +49,8 @@ test: install nginx redis lint types deploy-check docs  ## everything CI checks:
 	$(PY) -m bench.report --results bench/results.jsonl $(STATE)/bench-ci.jsonl --out $(STATE)/quality
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench harness
+	$(VENV)/bin/ruff format --check src tests bench harness
 
 types: $(VENV)/.installed
 	$(VENV)/bin/mypy
@@ -76,8 +76,7 @@ integration: install nginx redis
 bench: install redis  ## Conveyor and the naive baselines side by side (about 7 min); appends to bench/results.jsonl
 	$(PY) -m bench.run --note "$(BENCH_NOTE)"
 	$(PY) -m bench.gate
-	$(PY) -m bench.idempotency_store
-	$(PY) -m bench.processes
+	$(PY) -m bench.run --only idempotency_store processes
 
 bench-quick: install redis  ## the same comparisons, short (about 80 s), as CI runs them; appends to bench/results.jsonl
 	$(PY) -m bench.run --quick --note "$(BENCH_NOTE)"

@@ -1,4 +1,4 @@
-"""Where the writer's CPU goes: a py-spy profile (``--format raw``, as ``bench.writer_cpu --profile``
+"""Where the writer's CPU goes: a py-spy profile (``--format raw``, as ``bench.scenarios.writer_cpu --profile``
 writes it) summed by part of the stack.
 
     .venv/bin/python -m bench.profile_summary PROFILE.txt [--cpu-ms 0.33]
@@ -36,7 +36,10 @@ PARTS: list[tuple[str, re.Pattern[str]]] = [
         ("prometheus-client metrics", r"\(prometheus_client/"),
         ("logging", r"\((?:structlog/|logging/)"),
         ("writer: fast path", r"\(conveyor/writer/http/fast_path\.py"),
-        ("writer: validation (outgoing, limits)", r"\(conveyor/(?:writer/sending/outgoing|writer/sending/fifo_ids|sqs/limits)\.py"),
+        (
+            "writer: validation (outgoing, limits)",
+            r"\(conveyor/(?:writer/sending/(?:outgoing|fifo_ids)|sqs/limits)\.py",
+        ),
         ("writer: edge middleware", r"\(conveyor/writer/(?:http/edge|http/edge_request|api/request_meta)\.py"),
         ("writer: sender, batcher", r"\(conveyor/(?:writer/sending/sender|sqs/batcher|sqs/batch_call)\.py"),
         ("writer: routes", r"\(conveyor/writer/http/routes\.py"),

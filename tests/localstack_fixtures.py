@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
+from harness.localstack import BIN, LOCALSTACK_PYTHON, REPO, boto_client, freeze, thaw
 
 from conveyor.localstack import LocalStack
 from conveyor.settings import SqsSettings
@@ -25,10 +22,6 @@ from conveyor.sqs.queues import create_queues
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient as SyncSQSClient
-
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent  # this installation's console scripts
-LOCALSTACK_PYTHON = Path(os.environ.get("CONVEYOR_LOCALSTACK_PYTHON", REPO / ".venv-localstack/bin/python"))
 
 
 @dataclass(frozen=True)
@@ -48,16 +41,6 @@ class Queues:
             "PYTHONPATH": str(REPO),
             **extra,
         }
-
-
-def boto_client(endpoint: str) -> SyncSQSClient:
-    return boto3.client(
-        "sqs",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106 - LocalStack's dummy credentials
-    )
 
 
 def make_queues(endpoint: str, max_receive_count: int = 5, *, fifo: bool = False, **attributes: str) -> Queues:
@@ -98,16 +81,6 @@ def count(sqs: SyncSQSClient, url: str) -> tuple[int, int]:
     return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
-def freeze(stack: LocalStack) -> None:
-    """An SQS outage: freeze LocalStack's whole process group (SIGSTOP). It stops answering but keeps
-    its queues (a restarted LocalStack would have none); to its clients it is just as gone."""
-    os.killpg(stack.process.pid, signal.SIGSTOP)
-
-
-def thaw(stack: LocalStack) -> None:
-    os.killpg(stack.process.pid, signal.SIGCONT)
-
-
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll with a deadline; fail naming what did not happen."""
     deadline = time.monotonic() + timeout
@@ -132,3 +105,9 @@ def sqs(localstack: LocalStack) -> SyncSQSClient:
 @pytest.fixture
 def queues(localstack: LocalStack) -> Queues:
     return make_queues(localstack.endpoint)
+
+
+__all__ = [
+    "BIN", "LOCALSTACK_PYTHON", "REPO", "Queues", "boto_client", "count", "drain", "freeze", "localstack",
+    "make_queues", "queues", "sqs", "thaw", "wait_for",
+]  # fmt: skip

@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-import redis
 
+import redis
 from conveyor.idempotency import Claim, RequestState, StoredResponse, StoreUnavailableError, open_store, records
 from conveyor.idempotency.redis_store import FINISH_AND_BEGIN, SOCKET_TIMEOUT_SECONDS, RedisStore, redis_client
 from conveyor.localstack import free_port

@@ -1,7 +1,7 @@
 """The writer's CPU per accepted message against the no-op FastAPI endpoint's CPU per request (issue 15's
 CPU efficiency), for one or more writer variants, interleaved round by round on one LocalStack.
 
-    .venv/bin/python -m bench.writer_cpu [--rounds 5] [--seconds 10] [--clients 64]
+    .venv/bin/python -m bench.scenarios.writer_cpu [--rounds 5] [--seconds 10] [--clients 64]
         [--variant NAME=SRC[,KEY=VALUE...]] ... [--profile DIR]
 
 A variant is this project's ``queue-writer`` run with ``SRC`` (a ``src`` directory: this checkout's by
@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
+from bench.load import closed_loop
+from bench.services import (
     REPO,
     Service,
     create_queues,
@@ -46,7 +47,6 @@ from bench.common import (
     service_env,
     sum_samples,
 )
-from bench.load import closed_loop
 
 NOOP = "noop"
 REQUESTS = "conveyor_sqs_requests_total"
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     variants: list[Variant] = args.variant or [Variant("conveyor", REPO / "src")]
     if args.profile is not None:
         if shutil.which("py-spy", path=str(Path(sys.executable).parent)) is None:
-            print("bench.writer_cpu: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
+            print("bench.scenarios.writer_cpu: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
             return 2
         args.profile.mkdir(parents=True, exist_ok=True)
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in [*(v.name for v in variants), NOOP]}

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.localstack_fixtures import BIN, LOCALSTACK_PYTHON, boto_client
+from harness.localstack import BIN, LOCALSTACK_PYTHON, boto_client
 
 from conveyor.localstack import LocalStack, free_port
 

@@ -1,6 +1,7 @@
 """What Idempotency-Key replay costs the writer: the same load with and without the idempotency store.
 
-    .venv/bin/python -m bench.writer_idempotency [--clients 64] [--seconds 10] [--rounds 3] [--stores none redis]
+    .venv/bin/python -m bench.scenarios.writer_idempotency [--clients 64] [--seconds 10] [--rounds 3]
+                                                           [--stores none redis]
 
 N concurrent HTTP clients post single messages, each with a new ``Idempotency-Key`` (so the message,
 its attributes and the HTTP request are the same in every mode: only the store differs), against one
@@ -27,9 +28,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import aiohttp
-from tests.redis_fixtures import RedisServer
+from harness.redis import RedisServer
 
-from bench.common import REPO, create_queues, free_port, localstack, process_cpu_seconds, script, service, sum_samples
+from bench.services import REPO, create_queues, free_port, localstack, process_cpu_seconds, script, service, sum_samples
 from conveyor.localstack import LocalStack
 
 BODY = {"body": {"order": 1, "payload": "x" * 200}, "attributes": {"tenant": "bench"}}
@@ -135,14 +136,14 @@ def summary(runs: list[dict[str, object]], modes: list[str]) -> list[dict[str, o
     ]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--stores", nargs="+", default=["none", "redis"], choices=["none", "redis", "sqlite"])
     parser.add_argument("--gateway-server", default="twisted", choices=["twisted", "hypercorn"])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(f"# LocalStack gateway server: {args.gateway_server}; writer: 1 uvicorn worker", flush=True)
     runs: list[dict[str, object]] = []
     with ExitStack() as stack:

@@ -18,11 +18,11 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import Service, create_queues, free_port, module, percentile, script, service, service_env
 from bench.load import steady
-from bench.processor import requests_after_setup
 from bench.profiles import CONVEYOR, NAIVE, Profile
 from bench.results import Emit
+from bench.scenarios.processor import requests_after_setup
+from bench.services import Service, create_queues, free_port, module, percentile, script, service, service_env
 
 DISTRIBUTION = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.9)
 CONCURRENCY = 50

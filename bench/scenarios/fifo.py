@@ -3,7 +3,7 @@
 
 One group's messages run one after another, so the ideal is groups x 10 msg/s (200 msg/s), whatever
 the concurrency above 20. Throughput is measured in the steady state (10% to 90% of completions), as
-in bench/processor.py; SQS requests per message are counted at the processor's client (start-up
+in bench/scenarios/processor.py; SQS requests per message are counted at the processor's client (start-up
 calls excluded). Targets: at least 90% of the ideal, at most 0.3 SQS requests per message.
 
     .venv/bin/python -m bench.run --only fifo
@@ -17,12 +17,19 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tests.localstack_fixtures import boto_client
+from harness.localstack import boto_client
 
-from bench.common import free_port, queue_count, script, service, service_env
-from bench.processor import DONE, POLL_SECONDS, failed_requests, requests_after_setup, settle, steady_throughput
 from bench.profiles import CONVEYOR, Profile
 from bench.results import Emit
+from bench.scenarios.processor import (
+    DONE,
+    POLL_SECONDS,
+    failed_requests,
+    requests_after_setup,
+    settle,
+    steady_throughput,
+)
+from bench.services import free_port, queue_count, script, service, service_env
 
 GROUPS = 20
 CONCURRENCY = 50

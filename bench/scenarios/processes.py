@@ -1,6 +1,6 @@
 """Processor benchmark, CPU-bound: one engine process against two (``CONVEYOR_PROCESSES``).
 
-    .venv/bin/python -m bench.processes [--processes 1 2] [--messages 2000] [--repeat 1]
+    .venv/bin/python -m bench.scenarios.processes [--processes 1 2] [--messages 2000] [--repeat 1]
 
 For each count of processes: preload the messages, drain them with ``bench.handlers:cpu`` (about
 10 ms of CPU in the interpreter per message), and measure in the steady state (between 10% and 90%
@@ -22,9 +22,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import CLOCK_TICKS, REPO, create_queues, free_port, localstack, process_cpu_seconds, script, service
 from bench.handlers import CPU_ROUNDS, burn
-from bench.processor import preload
+from bench.scenarios.processor import preload
+from bench.services import CLOCK_TICKS, REPO, create_queues, free_port, localstack, process_cpu_seconds, script, service
 
 POLL_SECONDS = 0.2  # reading /metrics costs the supervisor CPU too: not too often
 
@@ -100,13 +100,13 @@ def run_once(endpoint: str, stack_pid: int, processes: int, messages: int) -> di
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=1, help="runs of each count, alternating")
     parser.add_argument("--gateway-server", default="twisted", choices=["twisted", "hypercorn"])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(f"# LocalStack gateway server: {args.gateway_server}; cores: {os.cpu_count()}")
     print(json.dumps({"handler_cpu_ms": round(handler_cpu_ms(), 2), "rounds": CPU_ROUNDS}), flush=True)
     results: dict[int, list[dict[str, float]]] = {n: [] for n in args.processes}

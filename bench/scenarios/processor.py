@@ -17,9 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from tests.localstack_fixtures import boto_client
+from harness.localstack import boto_client
 
-from bench.common import (
+from bench.profiles import CONVEYOR, NAIVE, Profile
+from bench.results import Emit
+from bench.services import (
     create_queues,
     free_port,
     module,
@@ -29,8 +31,6 @@ from bench.common import (
     service_env,
     sum_samples,
 )
-from bench.profiles import CONVEYOR, NAIVE, Profile
-from bench.results import Emit
 
 DONE = "conveyor_processor_succeeded_total"
 REQUESTS = "conveyor_sqs_requests_total"

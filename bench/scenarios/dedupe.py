@@ -13,11 +13,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from tests.redis_fixtures import RedisServer
+from harness.redis import RedisServer
 
-from bench.processor import Drain, run_drain
 from bench.profiles import CONVEYOR, Profile
 from bench.results import Emit
+from bench.scenarios.processor import Drain, run_drain
 
 CONCURRENCY = 50
 

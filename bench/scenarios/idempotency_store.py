@@ -1,6 +1,6 @@
 """Idempotency store benchmark: how many handler keys per second each store claims and completes.
 
-    .venv/bin/python -m bench.idempotency_store [--stores sqlite redis] [--batches 2000] [--parallel 1 5]
+    .venv/bin/python -m bench.scenarios.idempotency_store [--stores sqlite redis] [--batches 2000] [--parallel 1 5]
 
 The processor's pattern: per received batch of 10 messages, ONE ``claim`` of 10 keys and ONE
 ``complete`` of 10 keys. ``--parallel`` batches are in flight at once (5 is about the processor at
@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
-from tests.redis_fixtures import RedisServer
+from harness.redis import RedisServer
 
 from conveyor.idempotency import IdempotencyStore, StoredResponse, open_store
 
@@ -101,12 +101,12 @@ async def bench_store(kind: str, url: str, batches: int, parallels: list[int]) -
         print(json.dumps({"store": kind, "pattern": "begin+finish request", "parallel": 64, **result}), flush=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stores", nargs="+", default=["sqlite", "redis"], choices=["sqlite", "redis"])
     parser.add_argument("--batches", type=int, default=2000, help="batches of 10 keys per run")
     parser.add_argument("--parallel", type=int, nargs="+", default=[1, 5])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-idempotency-") as directory:
         if "sqlite" in args.stores:
             asyncio.run(bench_store("sqlite", f"sqlite:///{directory}/bench.sqlite3", args.batches, args.parallel))

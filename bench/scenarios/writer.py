@@ -18,7 +18,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from bench.common import (
+from bench.load import closed_loop
+from bench.profiles import CONVEYOR, NAIVE, NOOP, Profile
+from bench.results import Emit
+from bench.services import (
     Service,
     create_queues,
     free_port,
@@ -30,9 +33,6 @@ from bench.common import (
     service_env,
     sum_samples,
 )
-from bench.load import closed_loop
-from bench.profiles import CONVEYOR, NAIVE, NOOP, Profile
-from bench.results import Emit
 
 REQUESTS = "conveyor_sqs_requests_total"
 SYSTEMS = (CONVEYOR, NAIVE, NOOP)
