@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from importlib.metadata import version
@@ -99,8 +100,19 @@ def conveyor_main(argv: list[str] | None = None) -> None:
     parser = OneLineParser(prog="conveyor", description="Conveyor: HTTP to SQS, processed.")
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True)
-    dev = commands.add_parser("dev", help="run LocalStack, the queues, the writer and the processor")
+    dev = commands.add_parser(
+        "dev", help="run LocalStack, the queues, the writer and the processor",
+        description="Run the embedded LocalStack (installed on the first run), the queues, the writer and the"
+        " processor with your handler, in the foreground; Ctrl-C stops everything. Each option is also an"
+        " environment variable (named after it); an option wins.",
+    )  # fmt: skip
     dev.add_argument("--fifo", action="store_true", help="on a FIFO pair (<name>.fifo, content-based deduplication)")
+    for flag, variable, what in DEV_OPTIONS:
+        dev.add_argument(flag, metavar=variable.removeprefix("CONVEYOR_"), help=f"{what} ({variable})")
+    dev.add_argument(
+        "--reload", action="store_true",
+        help="restart the processor when a .py file under the current folder changes",
+    )  # fmt: skip
     queues = commands.add_parser("queues", help="manage the queue and its dead-letter queue")
     create = queues.add_subparsers(dest="action", required=True).add_parser(
         "create", help="create the queue, its DLQ with a redrive policy, and its canary queue (idempotent)"
@@ -121,12 +133,39 @@ def conveyor_main(argv: list[str] | None = None) -> None:
     if args.command == "dev":
         from conveyor.dev import run_dev  # noqa: PLC0415 - only `dev` needs subprocess handling
 
-        raise SystemExit(_guarded("conveyor", lambda: run_dev(_fifo_if(args.fifo, DevSettings()))))
+        _dev_options_into_environment(args)
+        dev_settings = _guarded("conveyor", lambda: _fifo_if(args.fifo, DevSettings()))
+        raise SystemExit(_guarded("conveyor", lambda: run_dev(dev_settings, reload=args.reload)))
     if args.content_based_deduplication and not args.fifo:
         parser.error("--content-based-deduplication goes with --fifo")
     settings = _guarded("conveyor", lambda: _fifo_if(args.fifo, SqsSettings()))
     configure_logging(settings.log_format, settings.log_level)
     _guarded("conveyor", lambda: asyncio.run(_queues_create(settings, args.content_based_deduplication)))
+
+
+DEV_OPTIONS = (
+    ("--handler", "CONVEYOR_HANDLER", "the handler, package.module:function, imported from the current folder"),
+    ("--writer-port", "CONVEYOR_WRITER_PORT", "the writer's port (default 8000)"),
+    ("--processor-port", "CONVEYOR_PROCESSOR_PORT", "the processor's ops port (default 8001)"),
+    ("--localstack-port", "CONVEYOR_LOCALSTACK_PORT", "the embedded LocalStack's port (default 4566)"),
+    ("--queue-name", "CONVEYOR_QUEUE_NAME", "the queue (default conveyor-messages)"),
+)
+
+
+def _dev_options_into_environment(args: argparse.Namespace) -> None:
+    """`conveyor dev`'s options become the environment its settings and its children read."""
+    for flag, variable, _ in DEV_OPTIONS:
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        if value is not None:
+            os.environ[variable] = value
+
+
+def _importable_from_here() -> None:
+    """The handler's module is found in the folder the service is started from (as uvicorn does),
+    without PYTHONPATH."""
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)
 
 
 def _fifo_if[S: SqsSettings](fifo: bool, settings: S) -> S:
@@ -165,4 +204,5 @@ def processor_main() -> None:
 
     settings = _guarded("queue-processor", ProcessorSettings)
     configure_logging(settings.log_format, settings.log_level)
+    _importable_from_here()
     raise SystemExit(_guarded("queue-processor", lambda: main(settings)))

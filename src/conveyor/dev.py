@@ -10,6 +10,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import FrameType
 
@@ -20,6 +23,7 @@ from conveyor.sqs.client import sqs_client
 from conveyor.sqs.queues import canary_queue_url, create_queues
 
 CHILD_STOP_SECONDS = 40.0
+LISTEN_TIMEOUT_SECONDS = 60.0
 
 
 def _script(name: str) -> str:
@@ -61,9 +65,16 @@ def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
-def _supervise(children: list[subprocess.Popen[bytes]], stop: threading.Event) -> int:
-    """Wait for a stop signal or for a child to exit; returns the exit code for `conveyor dev`."""
+def _supervise(
+    children: list[subprocess.Popen[bytes]], stop: threading.Event, restart: threading.Event, env: dict[str, str]
+) -> int:
+    """Wait for a stop signal or for a child to exit; returns the exit code for `conveyor dev`. A
+    restart (``--reload``) replaces the processor, the writer runs on."""
     while not stop.wait(0.2):
+        if restart.is_set():
+            restart.clear()
+            _stop_children(children[1:])
+            children[1] = _start("queue-processor", env)
         for child in children:
             if child.poll() is not None:
                 name = Path(str(child.args[0])).name  # type: ignore[index]  # args is a list here
@@ -105,10 +116,62 @@ def _start_services(env: dict[str, str], children: list[subprocess.Popen[bytes]]
     """Start the writer and the processor, each added to ``children`` as soon as it runs (so that a
     failure to start the second still stops the first)."""
     for script in ("queue-writer", "queue-processor"):
-        # A process group of its own: Ctrl-C in the terminal reaches `conveyor dev` only, which
-        # then sends each child one SIGTERM (two signals would make the processor stop at once).
-        child = subprocess.Popen([_script(script)], env=env, stdin=subprocess.DEVNULL, process_group=0)
-        children.append(child)
+        children.append(_start(script, env))
+
+
+def _start(script: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # A process group of its own: Ctrl-C in the terminal reaches `conveyor dev` only, which then
+    # sends each child one SIGTERM (two signals would make the processor stop at once).
+    return subprocess.Popen([_script(script)], env=env, stdin=subprocess.DEVNULL, process_group=0)
+
+
+def _wait_listening(settings: DevSettings, children: list[subprocess.Popen[bytes]]) -> None:
+    """Until the writer and the processor answer /healthz, so that the banner is printed when a
+    request can be sent (a child that exits meanwhile is reported by _supervise)."""
+    urls = [
+        f"http://{settings.writer_host}:{settings.writer_port}/healthz",
+        f"http://127.0.0.1:{settings.processor_port}/healthz",
+    ]
+    deadline = time.monotonic() + LISTEN_TIMEOUT_SECONDS
+    while urls and time.monotonic() < deadline and all(child.poll() is None for child in children):
+        if _answers(urls[0]):
+            urls.pop(0)
+        else:
+            time.sleep(0.1)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own http URL
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _reload_environment(env: dict[str, str]) -> dict[str, str]:
+    """What the children get with ``--reload`` (the user's own settings win)."""
+    return {
+        # No .pyc files: a change within the second of the last one, of the same size, would look
+        # unchanged to Python's cache (it compares whole seconds and sizes).
+        "PYTHONDONTWRITEBYTECODE": "1",
+        # A processor stopped mid long poll leaves the poll open at SQS for up to its wait time, and
+        # a message arriving then goes to it and stays invisible for a visibility timeout: short
+        # polls make a restart cost a second, not half a minute (and cost nothing on a local SQS).
+        "CONVEYOR_WAIT_TIME_SECONDS": env.get("CONVEYOR_WAIT_TIME_SECONDS", "1"),
+    }
+
+
+def _watch_code(folder: Path, stop: threading.Event, restart: threading.Event) -> None:
+    """``--reload``: a thread that asks for a restart of the processor when a .py file changes."""
+    import watchfiles  # noqa: PLC0415 - only --reload needs it (uvicorn[standard] brings it)
+
+    def watch() -> None:
+        for changes in watchfiles.watch(folder, watch_filter=watchfiles.PythonFilter(), stop_event=stop):
+            names = sorted({Path(path).name for _, path in changes})
+            print(f"conveyor dev: {', '.join(names)} changed; restarting the processor", flush=True)
+            restart.set()
+
+    threading.Thread(target=watch, name="conveyor-dev-reload", daemon=True).start()
 
 
 def _show_how_to_use(settings: DevSettings, endpoint: str, secret: str) -> None:
@@ -132,7 +195,7 @@ def _conveyor_command() -> str:
     return "conveyor" if shutil.which("conveyor") == str(script) else str(script)
 
 
-def run_dev(settings: DevSettings) -> int:
+def run_dev(settings: DevSettings, *, reload: bool = False) -> int:
     """Run the whole system until SIGINT/SIGTERM; leaves no child process behind."""
     stop = _stop_on_signals()
     stack: LocalStack | None = None
@@ -150,10 +213,16 @@ def run_dev(settings: DevSettings) -> int:
             "CONVEYOR_CANARY_SECRET": secret,
             "CONVEYOR_IDEMPOTENCY_STORE": _idempotency_store(settings),
         }
+        if reload:
+            env |= _reload_environment(env)
         _create_queues(settings, endpoint)
         _start_services(env, children)
+        _wait_listening(settings, children)
         _show_how_to_use(settings, endpoint, secret)
-        return _supervise(children, stop)
+        restart = threading.Event()
+        if reload:
+            _watch_code(Path.cwd(), stop, restart)
+        return _supervise(children, stop, restart, env)
     finally:
         _stop_children(children)
         if stack is not None:

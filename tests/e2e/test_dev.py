@@ -69,3 +69,50 @@ def _ok(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+ORDERS = '''
+import logging
+from conveyor import Message
+
+VERSION = "{version}"
+
+
+async def handle(message: Message) -> None:
+    print(f"orders handled {{VERSION}} {{message.json()['order']}}", flush=True)
+'''
+
+
+def test_your_handler_from_the_folder_you_are_in_with_options_and_reload(tmp_path: Path) -> None:
+    """A user's folder with only its module: `conveyor dev --handler orders:handle` imports it from
+    there (no PYTHONPATH), the ports are options, the banner comes once the writer answers, and
+    --reload restarts the processor on a change of the module."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "orders.py").write_text(ORDERS.format(version="v1"))
+    ports = {name: free_port() for name in ("localstack", "writer", "processor")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_") and k != "PYTHONPATH"}
+    env |= {"CONVEYOR_STATE_DIR": str(tmp_path / "state"), "CONVEYOR_LOCALSTACK_PYTHON": str(LOCALSTACK_PYTHON)}
+    argv = [str(BIN / "conveyor"), "dev", "--handler", "orders:handle", "--reload"]
+    argv += [arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]
+    log = tmp_path / "dev.log"
+    with log.open("wb") as out:
+        dev = subprocess.Popen(argv, env=env, stdout=out, stderr=out, cwd=project)
+    writer = f"http://127.0.0.1:{ports['writer']}"
+    try:
+        wait_for(lambda: "conveyor dev: queue-writer on" in log.read_text(), 90, "the banner")
+        # printed once the writer listens: the first request right after it is accepted
+        assert httpx.post(writer + "/messages", json={"body": {"order": 1}}).status_code == 202
+        wait_for(lambda: "orders handled v1 1" in log.read_text(), 30, "the user's handler ran")
+        (project / "orders.py").write_text(ORDERS.format(version="v2"))
+        wait_for(lambda: "orders.py changed; restarting the processor" in log.read_text(), 30, "the reload")
+        wait_for(lambda: log.read_text().count('"processor_started"') == 2, 60, "the new processor")
+        assert httpx.post(writer + "/messages", json={"body": {"order": 2}}).status_code == 202
+        wait_for(lambda: "orders handled v2 2" in log.read_text(), 30, "the changed handler ran")
+        dev.send_signal(signal.SIGTERM)
+        assert dev.wait(60) == 0
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+            dev.wait()
+    assert not any(listening(port) for port in ports.values())

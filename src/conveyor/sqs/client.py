@@ -71,7 +71,10 @@ async def sqs_client(settings: ClientSettings, observer: CallObserver | None = N
             kwargs["aws_access_key_id"] = LOCAL_DUMMY_CREDENTIAL
             kwargs["aws_secret_access_key"] = LOCAL_DUMMY_CREDENTIAL
     if not region:
-        raise ConfigurationError("no AWS region: set AWS_REGION or CONVEYOR_AWS_REGION")
+        raise ConfigurationError(
+            "no AWS region: for real SQS set AWS_REGION (or CONVEYOR_AWS_REGION); for a local one set"
+            " CONVEYOR_SQS_ENDPOINT_URL (`conveyor dev` prints it)"
+        )
     async with session.create_client("sqs", region_name=region, **kwargs) as client:
         cache_user_agent(client)
         if observer is not None:
