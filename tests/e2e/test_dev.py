@@ -112,7 +112,11 @@ def test_your_handler_from_the_folder_you_are_in_with_options_and_reload(tmp_pat
         dev.send_signal(signal.SIGTERM)
         assert dev.wait(60) == 0
     finally:
-        if dev.poll() is None:
-            dev.kill()
-            dev.wait()
+        if dev.poll() is None:  # a failed step: stop it as a user would, so that it stops its children
+            dev.send_signal(signal.SIGTERM)
+            try:
+                dev.wait(60)
+            except subprocess.TimeoutExpired:
+                dev.kill()
+                dev.wait()
     assert not any(listening(port) for port in ports.values())
