@@ -1,4 +1,4 @@
-"""Effectively once, what it costs (issue 10): the processor at concurrency 50 with the 0.1 s
+"""Effectively once, what it costs: the processor at concurrency 50 with the 0.1 s
 handler, without and with the Redis idempotency store, in the same run (one claim round trip per
 received batch of ten, one for the completions). Target: with the store, still at least 90% of the
 ideal drain rate.

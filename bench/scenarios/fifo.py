@@ -1,4 +1,4 @@
-"""FIFO benchmark (issue 11): 20 message groups x 100 messages on a FIFO queue, drained by one
+"""FIFO benchmark: 20 message groups x 100 messages on a FIFO queue, drained by one
 `queue-processor` with the 0.1 s handler at concurrency 50.
 
 One group's messages run one after another, so the ideal is groups x 10 msg/s (200 msg/s), whatever

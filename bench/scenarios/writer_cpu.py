@@ -1,5 +1,5 @@
-"""The writer's CPU per accepted message against the no-op FastAPI endpoint's CPU per request (issue 15's
-CPU efficiency), for one or more writer variants, interleaved round by round on one LocalStack.
+"""The writer's CPU per accepted message against the no-op FastAPI endpoint's CPU per request (the
+writer's CPU efficiency), for one or more writer variants, interleaved round by round on one LocalStack.
 
     .venv/bin/python -m bench.scenarios.writer_cpu [--rounds 5] [--seconds 10] [--clients 64]
         [--variant NAME=SRC[,KEY=VALUE...]] ... [--profile DIR]

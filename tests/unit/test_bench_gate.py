@@ -63,7 +63,7 @@ def test_a_good_run_passes() -> None:
 
 
 def test_a_single_client_writer_slower_than_the_naive_one_fails() -> None:
-    # issue 15: a lone message no longer waits for the linger, so the one-client ratio is gated too
+    # a lone message waits for no batching, so the one-client ratio is gated too
     rows = set_figure(good_run(), "writer", CONVEYOR, "accepted_per_s", 100.0, clients=1)
     assert failures(rows) == [
         "writer clients=1: accepted/s: conveyor 100.0 vs naive-boto3 300.0: ratio 0.33 (at least 1.00)"
