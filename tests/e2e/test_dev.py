@@ -71,7 +71,7 @@ def _ok(url: str) -> bool:
         return False
 
 
-ORDERS = '''
+ORDERS = """
 import logging
 from conveyor import Message
 
@@ -80,7 +80,7 @@ VERSION = "{version}"
 
 async def handle(message: Message) -> None:
     print(f"orders handled {{VERSION}} {{message.json()['order']}}", flush=True)
-'''
+"""
 
 
 def test_your_handler_from_the_folder_you_are_in_with_options_and_reload(tmp_path: Path) -> None:
