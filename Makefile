@@ -61,7 +61,7 @@ deploy-check: $(VENV)/.installed  ## the deployable references: CloudFormation, 
 	$(VENV)/bin/cfn-lint deploy/aws/conveyor.yaml
 	$(VENV)/bin/kubernetes-validate --strict --quiet -k 1.30.0 $(K8S_CORE)
 	$(VENV)/bin/kubernetes-validate --strict --quiet $(K8S_CORE)
-	$(VENV)/bin/hadolint --config deploy/hadolint.yaml deploy/Dockerfile
+	$(VENV)/bin/hadolint --config deploy/hadolint.yaml deploy/Dockerfile deploy/Dockerfile.handler
 	sh deploy/nginx/check-api-keys.sh deploy/nginx/api-keys.example
 
 docs: $(VENV)/.installed  ## the docs site into .conveyor/site (strict: a broken link or a page left out of the nav fails)
