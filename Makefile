@@ -55,13 +55,15 @@ lint: $(VENV)/.installed
 types: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-K8S_CORE := $(filter-out %/kustomization.yaml %/keda.yaml %/monitoring.yaml,$(wildcard deploy/kubernetes/*.yaml))
+# The kustomize base's manifests (the CRDs' objects and the overlay are checked by the unit tests).
+K8S_CORE := $(filter-out %/kustomization.yaml %/keda.yaml %/monitoring.yaml,$(wildcard deploy/kubernetes/base/*.yaml))
 
 deploy-check: $(VENV)/.installed  ## the deployable references: CloudFormation, Kubernetes, Dockerfile, API keys
 	$(VENV)/bin/cfn-lint deploy/aws/conveyor.yaml
 	$(VENV)/bin/kubernetes-validate --strict --quiet -k 1.30.0 $(K8S_CORE)
 	$(VENV)/bin/kubernetes-validate --strict --quiet $(K8S_CORE)
-	$(VENV)/bin/hadolint --config deploy/hadolint.yaml deploy/Dockerfile
+	if command -v kubectl >/dev/null; then kubectl kustomize deploy/kubernetes/base >/dev/null; fi
+	$(VENV)/bin/hadolint --config deploy/hadolint.yaml deploy/Dockerfile deploy/Dockerfile.handler
 	sh deploy/nginx/check-api-keys.sh deploy/nginx/api-keys.example
 
 docs: $(VENV)/.installed  ## the docs site into .conveyor/site (strict: a broken link or a page left out of the nav fails)

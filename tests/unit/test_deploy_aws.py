@@ -1,6 +1,7 @@
 """deploy/aws/conveyor.yaml beyond what cfn-lint checks: the writer is private behind API Gateway,
-stop timeouts cover the drains, settings names exist, and the IAM policies are the same on ECS and
-on EKS (deploy/kubernetes/iam)."""
+which names the client; stop timeouts cover the drains; settings names exist; the idempotency store,
+the canary and autoscaling are wired; and the IAM policies are least privilege and the same on ECS
+and on EKS (deploy/kubernetes/iam)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conveyor.settings import ProcessorSettings, WriterSettings
+from conveyor.settings import CanarySettings, ProcessorSettings, WriterSettings
 from conveyor.writer.server import GRACEFUL_SHUTDOWN_SECONDS
 from tests.unit.deploy_support import IMAGE_UID, PROCESSOR_DRAIN_SECONDS, ROOT
 
@@ -70,6 +71,23 @@ def container(task: str) -> Doc:
 
 def environment(task: str) -> dict[str, object]:
     return {item["Name"]: item["Value"] for item in container(task)["Environment"]}
+
+
+def secrets(task: str, *, with_store: bool = True) -> dict[str, object]:
+    """The container's `Secrets` by name, as the stack makes them with or without an idempotency store."""
+    found = container(task).get("Secrets", [])
+    if "Fn::If" in found:  # the whole list depends on the condition
+        found = found["Fn::If"][1] if with_store else []
+    items = []
+    for item in found:
+        if "Fn::If" in item:
+            condition, present, _ = item["Fn::If"]
+            assert condition == "HasIdempotencyStore"
+            if with_store:
+                items.append(present)
+        else:
+            items.append(item)
+    return {item["Name"]: item["ValueFrom"] for item in items}
 
 
 def ingress_sources(group: str) -> list[object]:
@@ -138,7 +156,7 @@ def test_stop_timeouts_cover_the_drains() -> None:
     [("WriterTaskDefinition", WriterSettings), ("ProcessorTaskDefinition", ProcessorSettings)],
 )
 def test_environment_names_exist(task: str, settings: type[WriterSettings | ProcessorSettings]) -> None:
-    names = set(environment(task))
+    names = set(environment(task)) | set(secrets(task))
     assert names <= {f"CONVEYOR_{field.upper()}" for field in settings.model_fields}, names
     assert environment(task)["CONVEYOR_QUEUE_URL"] == {"Ref": "Queue"}
 
@@ -153,10 +171,152 @@ def _actions(policy: Doc) -> list[list[str]]:
     return sorted(sorted(statement["Action"]) for statement in policy["Statement"])
 
 
-@pytest.mark.parametrize(("role", "name"), [("WriterRole", "writer"), ("ProcessorRole", "processor")])
+@pytest.mark.parametrize(
+    ("role", "name"), [("WriterRole", "writer"), ("ProcessorRole", "processor"), ("CanaryRole", "canary")]
+)
 def test_eks_policies_grant_what_the_ecs_roles_grant(role: str, name: str) -> None:
     [policy] = resources()[role]["Properties"]["Policies"]
     ecs = policy["PolicyDocument"]
     eks = json.loads((IAM / f"{name}-policy.json").read_text())
     assert _actions(eks) == _actions(ecs)
     assert all(s["Resource"].startswith("arn:aws:sqs:") and "*" not in s["Resource"] for s in eks["Statement"])
+
+
+def test_api_gateway_names_the_client_by_its_api_key() -> None:
+    for method in ("PostMessages", "PostBatch"):
+        mapping = resources()[method]["Properties"]["Integration"]["RequestParameters"]
+        # the key's id, not its value (a secret the writer would otherwise store in every idempotency key)
+        assert mapping["integration.request.header.X-Conveyor-Client"] == "context.identity.apiKeyId"
+        assert mapping["integration.request.header.X-Request-ID"] == "context.requestId"
+
+
+def test_the_idempotency_store_is_an_existing_redis_url_from_secrets_manager() -> None:
+    parameter = template()["Parameters"]["IdempotencyStoreSecretArn"]
+    assert parameter["Default"] == ""  # optional: without it, replays are off
+    assert template()["Conditions"]["HasIdempotencyStore"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "IdempotencyStoreSecretArn"}, ""]}]
+    }  # fmt: skip
+    for task in ("WriterTaskDefinition", "ProcessorTaskDefinition"):
+        assert secrets(task)["CONVEYOR_IDEMPOTENCY_STORE"] == {"Ref": "IdempotencyStoreSecretArn"}
+        assert "CONVEYOR_IDEMPOTENCY_STORE" not in secrets(task, with_store=False)
+    egress = {name: r for name, r in resources().items() if r["Type"] == "AWS::EC2::SecurityGroupEgress"}
+    assert {r["Properties"]["GroupId"]["Ref"] for r in egress.values()} == {
+        "WriterSecurityGroup",
+        "ProcessorSecurityGroup",
+    }
+    for rule in egress.values():
+        assert rule["Condition"] == "HasIdempotencyStore"
+        assert rule["Properties"]["FromPort"] == rule["Properties"]["ToPort"] == {"Ref": "IdempotencyStorePort"}
+
+
+def test_ecs_reads_only_the_stacks_secrets() -> None:
+    [policy] = resources()["ExecutionRole"]["Properties"]["Policies"]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    assert statement["Resource"] == [
+        {"Ref": "CanarySecret"}, {"Ref": "CanaryApiKeySecret"},
+        {"Fn::If": ["HasIdempotencyStore", {"Ref": "IdempotencyStoreSecretArn"}, {"Ref": "AWS::NoValue"}]},
+    ]  # fmt: skip
+    used = {str(value) for task in of_type("AWS::ECS::TaskDefinition") for value in secrets(task).values()}
+    assert used == {str(resource) for resource in statement["Resource"][:2]} | {
+        str({"Ref": "IdempotencyStoreSecretArn"})
+    }
+
+
+def test_the_canary_runs_every_minute_through_the_public_api_with_the_processors_secret() -> None:
+    queue = resources()["CanaryQueue"]["Properties"]
+    assert queue["QueueName"] == {"Fn::Sub": "${QueueName}-canary"}  # where the processors reply
+    assert queue["MessageRetentionPeriod"] == 600  # as `conveyor queues create` makes it
+    schedule = resources()["CanarySchedule"]["Properties"]
+    assert schedule["ScheduleExpression"] == "rate(1 minute)"
+    target = schedule["Target"]
+    assert target["Arn"] == {"Fn::GetAtt": ["Cluster", "Arn"]}
+    assert target["EcsParameters"]["TaskDefinitionArn"] == {"Ref": "CanaryTaskDefinition"}
+    network = target["EcsParameters"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert network["AssignPublicIp"] == "DISABLED"
+    assert ingress_sources("CanarySecurityGroup") == []
+    canary = container("CanaryTaskDefinition")
+    assert canary["Command"][:3] == ["conveyor", "canary", "--once"]
+    assert canary["User"] == f"{IMAGE_UID}:{IMAGE_UID}"
+    assert canary["ReadonlyRootFilesystem"] is True
+    env = environment("CanaryTaskDefinition")
+    assert env["CONVEYOR_CANARY_URL"] == template()["Outputs"]["ApiUrl"]["Value"]  # API key, gateway and all
+    assert env["CONVEYOR_QUEUE_URL"] == {"Ref": "Queue"}
+    names = set(env) | set(secrets("CanaryTaskDefinition"))
+    assert names <= {f"CONVEYOR_{field.upper()}" for field in CanarySettings.model_fields}, names
+    shared = secrets("CanaryTaskDefinition")["CONVEYOR_CANARY_SECRET"]
+    assert shared == secrets("ProcessorTaskDefinition")["CONVEYOR_CANARY_SECRET"] == {"Ref": "CanarySecret"}
+    assert secrets("CanaryTaskDefinition")["CONVEYOR_CANARY_API_KEY"] == {"Ref": "CanaryApiKeySecret"}
+    key = resources()["CanaryClientKey"]["Properties"]
+    assert key["Value"] == {"Fn::Sub": "{{resolve:secretsmanager:${CanaryApiKeySecret}:SecretString}}"}
+    in_plan = [r for r in of_type("AWS::ApiGateway::UsagePlanKey").values() if r["KeyId"] == {"Ref": "CanaryClientKey"}]
+    assert len(in_plan) == 1
+    alarm = resources()["CanaryFailingAlarm"]["Properties"]
+    assert alarm["TreatMissingData"] == "breaching"  # a canary that does not run is failing
+    [metric] = resources()["CanarySuccessMetric"]["Properties"]["MetricTransformations"]
+    assert (metric["MetricNamespace"], metric["MetricName"]) == (alarm["Namespace"], alarm["MetricName"])
+
+
+def test_the_scheduler_may_only_start_the_canary() -> None:
+    [policy] = resources()["CanarySchedulerRole"]["Properties"]["Policies"]
+    run, passing = policy["PolicyDocument"]["Statement"]
+    assert (run["Action"], run["Resource"]) == ("ecs:RunTask", {"Ref": "CanaryTaskDefinition"})
+    assert run["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["Cluster", "Arn"]}}}
+    assert passing["Action"] == "iam:PassRole"
+    assert passing["Resource"] == [{"Fn::GetAtt": ["ExecutionRole", "Arn"]}, {"Fn::GetAtt": ["CanaryRole", "Arn"]}]
+    [canary] = resources()["CanaryRole"]["Properties"]["Policies"]
+    [statement] = canary["PolicyDocument"]["Statement"]
+    assert statement["Resource"] == {"Fn::GetAtt": ["CanaryQueue", "Arn"]}  # nothing on the main queue
+    replies = [
+        s for s in resources()["ProcessorRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        if s["Resource"] == {"Fn::GetAtt": ["CanaryQueue", "Arn"]}
+    ]  # fmt: skip
+    assert [sorted(s["Action"]) for s in replies] == [["sqs:GetQueueUrl", "sqs:SendMessage"]]
+
+
+def _scaling(target: str) -> Doc:
+    [policy] = [
+        p
+        for p in of_type("AWS::ApplicationAutoScaling::ScalingPolicy").values()
+        if p["ScalingTargetId"] == {"Ref": target}
+    ]
+    assert policy["PolicyType"] == "TargetTrackingScaling"
+    found: Doc = policy["TargetTrackingScalingPolicyConfiguration"]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("target", "service", "minimum", "maximum"),
+    [
+        ("WriterScalableTarget", "WriterService", "WriterTasks", "WriterMaxTasks"),
+        ("ProcessorScalableTarget", "ProcessorService", "ProcessorTasks", "ProcessorMaxTasks"),
+    ],
+)
+def test_both_services_scale_between_their_bounds(target: str, service: str, minimum: str, maximum: str) -> None:
+    scalable = resources()[target]["Properties"]
+    assert scalable["ResourceId"] == {"Fn::Sub": f"service/${{Cluster}}/${{{service}.Name}}"}
+    assert (scalable["ServiceNamespace"], scalable["ScalableDimension"]) == ("ecs", "ecs:service:DesiredCount")
+    assert (scalable["MinCapacity"], scalable["MaxCapacity"]) == ({"Ref": minimum}, {"Ref": maximum})
+    assert "DesiredCount" not in resources()[service]["Properties"]  # autoscaling owns it; an update keeps it
+
+
+def test_the_writer_scales_on_cpu() -> None:
+    config = _scaling("WriterScalableTarget")
+    assert config["PredefinedMetricSpecification"]["PredefinedMetricType"] == "ECSServiceAverageCPUUtilization"
+    assert 50 <= config["TargetValue"] <= 80
+
+
+def test_the_processor_scales_on_its_backlog_per_running_task() -> None:
+    config = _scaling("ProcessorScalableTarget")
+    assert config["TargetValue"] == {"Ref": "ProcessorBacklogPerTask"}
+    metrics = {m["Id"]: m for m in config["CustomizedMetricSpecification"]["Metrics"]}
+    visible = metrics["visible"]["MetricStat"]["Metric"]
+    assert (visible["Namespace"], visible["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert visible["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["Queue", "QueueName"]}}]
+    tasks = metrics["tasks"]["MetricStat"]["Metric"]
+    assert (tasks["Namespace"], tasks["MetricName"]) == ("ECS/ContainerInsights", "RunningTaskCount")
+    assert {"Name": "ServiceName", "Value": {"Fn::GetAtt": ["ProcessorService", "Name"]}} in tasks["Dimensions"]
+    [returned] = [m for m in metrics.values() if m["ReturnData"]]
+    assert returned["Expression"] == "IF(tasks > 0, visible / tasks, visible)"
+    cluster = resources()["Cluster"]["Properties"]["ClusterSettings"]
+    assert {"Name": "containerInsights", "Value": "enabled"} in cluster  # RunningTaskCount comes from it

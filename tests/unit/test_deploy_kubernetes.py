@@ -1,13 +1,20 @@
-"""deploy/kubernetes: core objects against the Kubernetes schemas (offline), and what no schema knows:
-the KEDA objects against the queue and the processor they scale, shutdown times against the services'
-drains, probes, settings names, exposure and security settings."""
+"""deploy/kubernetes, as `kubectl apply -k` would apply it: the example overlay on the base, rendered
+by `kubectl kustomize` (offline; skipped without kubectl, and test_deploy_kustomize.py checks the
+files anyway). Core objects against the Kubernetes schemas, and what no schema knows: the KEDA
+objects against the queue and the processor they scale, the canary and the queue Job against the
+services, shutdown times against the drains, probes, settings names, exposure and security."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -15,11 +22,15 @@ import kubernetes_validate  # type: ignore[import-untyped]  # ships no type info
 import pytest
 import yaml
 
-from conveyor.settings import ProcessorSettings, SqsSettings, WriterSettings
+from conveyor.settings import CanarySettings, ProcessorSettings, SqsSettings, WriterSettings
 from conveyor.writer.server import GRACEFUL_SHUTDOWN_SECONDS
 from tests.unit.deploy_support import IMAGE_UID, PROCESSOR_DRAIN_SECONDS, ROOT, SQS_IN_FLIGHT_LIMIT
 
 K8S = ROOT / "deploy" / "kubernetes"
+OVERLAY = Path("overlays") / "example"
+KUBECTL = shutil.which("kubectl")
+if KUBECTL is None:
+    pytest.skip("kubectl (kustomize) is not installed", allow_module_level=True)
 CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PodMonitor"}
 SCHEMA_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())  # oldest supported (preStop sleep), newest
 
@@ -27,18 +38,23 @@ Doc = dict[str, Any]
 
 
 @cache
-def _parsed() -> tuple[tuple[str, Doc], ...]:
-    return tuple(
-        (path.name, doc)
-        for path in sorted(K8S.glob("*.yaml")) if path.name != "kustomization.yaml"
-        for doc in yaml.safe_load_all(path.read_text())
-    )  # fmt: skip
+def _rendered() -> tuple[Doc, ...]:
+    """The example overlay built by kustomize, with its secret.env made from secret.env.example."""
+    with tempfile.TemporaryDirectory() as folder:
+        copied = Path(folder) / "kubernetes"
+        shutil.copytree(K8S, copied)
+        shutil.copy(copied / OVERLAY / "secret.env.example", copied / OVERLAY / "secret.env")
+        built = subprocess.run(
+            [str(KUBECTL), "kustomize", str(copied / OVERLAY)], capture_output=True, text=True, check=True, timeout=60
+        )
+    return tuple(yaml.safe_load_all(built.stdout))
 
 
 def documents() -> Iterator[tuple[str, Doc]]:
-    """Every object of every manifest (fresh copies: a test may not change what another reads)."""
-    for name, doc in _parsed():
-        yield name, copy.deepcopy(doc)
+    """Every object the overlay applies, with its kind (fresh copies: a test may not change what
+    another reads)."""
+    for doc in _rendered():
+        yield doc["kind"], copy.deepcopy(doc)
 
 
 def one(kind: str, name: str) -> Doc:
@@ -47,19 +63,45 @@ def one(kind: str, name: str) -> Doc:
     return found[0]
 
 
-def container(deployment: Doc) -> Doc:
-    containers: list[Doc] = deployment["spec"]["template"]["spec"]["containers"]
+def pod_spec(workload: Doc) -> Doc:
+    """The pod template's spec of a Deployment, a Job or a CronJob."""
+    template = workload["spec"]["jobTemplate"]["spec"] if workload["kind"] == "CronJob" else workload["spec"]
+    spec: Doc = template["template"]["spec"]
+    return spec
+
+
+def container(workload: Doc) -> Doc:
+    containers: list[Doc] = pod_spec(workload)["containers"]
     assert len(containers) == 1
     return containers[0]
 
 
-def env_of(deployment: Doc) -> dict[str, str]:
-    """The container's CONVEYOR_* variables: the ConfigMaps it reads, then its own `env`."""
-    spec = container(deployment)
+def secret_value(reference: Doc) -> str:
+    secret = one("Secret", reference["name"])
+    return base64.b64decode(secret["data"][reference["key"]]).decode()
+
+
+def env_of(workload: Doc) -> dict[str, str]:
+    """The container's CONVEYOR_* variables: the ConfigMaps it reads, then its own `env` (values from
+    the overlay's Secret decoded)."""
+    spec = container(workload)
     values: dict[str, str] = {}
     for source in spec.get("envFrom", []):
         values |= one("ConfigMap", source["configMapRef"]["name"])["data"]
-    return values | {item["name"]: item["value"] for item in spec.get("env", [])}
+    for item in spec.get("env", []):
+        if "valueFrom" in item:
+            values[item["name"]] = secret_value(item["valueFrom"]["secretKeyRef"])
+        else:
+            values[item["name"]] = item["value"]
+    return values
+
+
+def secret_refs(workload: Doc) -> dict[str, Doc]:
+    return {
+        item["name"]: item["valueFrom"]["secretKeyRef"]
+        for item in container(workload).get("env", [])
+        if "valueFrom" in item
+    }
 
 
 def port_number(spec: Doc, port: int | str) -> int:
@@ -75,6 +117,8 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 WRITER = one("Deployment", "queue-writer")
 PROCESSOR = one("Deployment", "queue-processor")
+CANARY = one("CronJob", "conveyor-canary")
+QUEUES_JOB = one("Job", "conveyor-queues-create")
 SCALED = one("ScaledObject", "queue-processor")
 TRIGGER = SCALED["spec"]["triggers"][0]
 
@@ -88,19 +132,59 @@ def test_core_objects_pass_the_kubernetes_schemas(version: str) -> None:
         kubernetes_validate.validate(doc, version, strict=True)  # raises on any error or unknown field
         checked.append((name, doc["kind"]))
     kinds = {kind for _, kind in checked}
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceAccount"} <= kinds
+    expected = {"Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceAccount", "CronJob", "Job"}
+    assert expected | {"ConfigMap", "Secret"} <= kinds
 
 
-def test_every_manifest_is_in_the_kustomization_and_in_the_namespace() -> None:
-    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    files = {path.name for path in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(kustomization["resources"]) == files
-    assert kustomization["namespace"] == "conveyor"
+def test_everything_is_in_the_namespace_and_runs_the_overlays_image() -> None:
+    overlay = yaml.safe_load((K8S / OVERLAY / "kustomization.yaml").read_text())
+    [image] = overlay["images"]
     for _, doc in documents():
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == "conveyor", doc["metadata"]["name"]
-    images = {container(d)["image"] for d in (WRITER, PROCESSOR)}
-    assert images == {image["name"] for image in kustomization["images"]}
+    images = {container(d)["image"] for d in (WRITER, PROCESSOR, CANARY, QUEUES_JOB)}
+    assert images == {f"{image['newName']}:{image['newTag']}"}  # one image: Conveyor plus the handler
+    assert env_of(PROCESSOR)["CONVEYOR_HANDLER"] != ProcessorSettings().handler  # the overlay's, not the demo
+
+
+def test_the_idempotency_store_is_one_secret_for_writers_and_processors() -> None:
+    writer, processor = secret_refs(WRITER), secret_refs(PROCESSOR)
+    assert writer["CONVEYOR_IDEMPOTENCY_STORE"] == processor["CONVEYOR_IDEMPOTENCY_STORE"]
+    assert writer["CONVEYOR_IDEMPOTENCY_STORE"]["optional"] is True  # no key in the Secret: the feature is off
+    for deployment, settings in ((WRITER, WriterSettings), (PROCESSOR, ProcessorSettings)):
+        store = settings(idempotency_store=env_of(deployment)["CONVEYOR_IDEMPOTENCY_STORE"]).idempotency_store
+        assert store is not None
+        assert store.startswith(("redis://", "rediss://"))  # shared by every replica (SQLite is one host's)
+
+
+def test_the_canary_probes_the_writers_service_every_minute_with_the_processors_secret() -> None:
+    spec = CANARY["spec"]
+    assert spec["schedule"] == "* * * * *"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    job = spec["jobTemplate"]["spec"]
+    args = container(CANARY)["args"]
+    assert args[:3] == ["conveyor", "canary", "--once"]
+    timeout = float(args[args.index("--timeout") + 1])
+    assert timeout < job["activeDeadlineSeconds"] < 60  # a probe ends before the next minute's
+    assert secret_refs(CANARY)["CONVEYOR_CANARY_SECRET"] == secret_refs(PROCESSOR)["CONVEYOR_CANARY_SECRET"]
+    env = env_of(CANARY)
+    assert ProcessorSettings(canary_secret=env["CONVEYOR_CANARY_SECRET"]).canary_secret is not None  # long enough
+    url = urlparse(env["CONVEYOR_CANARY_URL"])
+    service = one("Service", "queue-writer")
+    assert url.hostname == service["metadata"]["name"]
+    assert url.port in {port["port"] for port in service["spec"]["ports"]}
+    assert env["CONVEYOR_QUEUE_URL"] == env_of(PROCESSOR)["CONVEYOR_QUEUE_URL"]  # its canary queue is theirs
+    assert set(env) <= {f"CONVEYOR_{name.upper()}" for name in CanarySettings.model_fields}
+
+
+def test_the_queue_job_creates_the_queue_the_services_use() -> None:
+    assert container(QUEUES_JOB)["args"] == ["conveyor", "queues", "create"]
+    env = env_of(QUEUES_JOB)
+    settings = SqsSettings.model_validate({k.removeprefix("CONVEYOR_").lower(): v for k, v in env.items()})
+    queue_url = env_of(PROCESSOR)["CONVEYOR_QUEUE_URL"]
+    assert settings.queue_name == queue_url.rsplit("/", 1)[-1]
+    assert settings.aws_region == env_of(PROCESSOR)["CONVEYOR_AWS_REGION"]
+    assert QUEUES_JOB["spec"]["ttlSecondsAfterFinished"] > 0  # gone later, so the next apply runs it again
 
 
 def test_the_keda_trigger_reads_the_processors_queue() -> None:
@@ -179,10 +263,10 @@ def test_variables_exist_and_probes_hit_the_right_paths_and_ports(
     assert {port_number(spec, probe["port"]) for probe in probes.values()} == {port}
 
 
-@pytest.mark.parametrize("deployment", [WRITER, PROCESSOR])
-def test_pods_run_locked_down_with_resources(deployment: Doc) -> None:
-    pod = deployment["spec"]["template"]["spec"]
-    spec = container(deployment)
+@pytest.mark.parametrize("workload", [WRITER, PROCESSOR, CANARY, QUEUES_JOB], ids=lambda w: w["metadata"]["name"])
+def test_pods_run_locked_down_with_resources(workload: Doc) -> None:
+    pod = pod_spec(workload)
+    spec = container(workload)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == IMAGE_UID
     assert pod["automountServiceAccountToken"] is False
@@ -209,7 +293,8 @@ def test_network_policies_let_only_the_gateway_and_prometheus_in() -> None:
     writer = one("NetworkPolicy", "queue-writer")["spec"]
     assert matches(writer["podSelector"]["matchLabels"], WRITER["spec"]["template"]["metadata"]["labels"])
     sources = [peer["podSelector"]["matchLabels"] for rule in writer["ingress"] for peer in rule["from"]]
-    assert sources == [{"conveyor.io/gateway": "true"}, {"app.kubernetes.io/name": "prometheus"}]
+    canary = CANARY["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    assert sources == [{"conveyor.io/gateway": "true"}, canary, {"app.kubernetes.io/name": "prometheus"}]
     assert {port["port"] for rule in writer["ingress"] for port in rule["ports"]} == {"http"}
     processor = one("NetworkPolicy", "queue-processor")["spec"]
     assert matches(processor["podSelector"]["matchLabels"], PROCESSOR["spec"]["template"]["metadata"]["labels"])
@@ -236,16 +321,51 @@ def test_prometheus_scrapes_both_services_on_their_metrics_ports() -> None:
         assert int(annotations["prometheus.io/port"]) in {p["containerPort"] for p in container(deployment)["ports"]}
 
 
+def test_network_policies_let_the_canary_and_the_job_out_only_where_they_go() -> None:
+    canary = one("NetworkPolicy", "conveyor-canary")["spec"]
+    assert canary["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in canary  # nothing comes in
+    writer_labels = WRITER["spec"]["template"]["metadata"]["labels"]
+    peers = [peer["podSelector"]["matchLabels"] for rule in canary["egress"] for peer in rule.get("to", [])]
+    assert writer_labels in peers
+    job = one("NetworkPolicy", "conveyor-queues-create")["spec"]
+    assert {port["port"] for rule in job["egress"] for port in rule["ports"]} == {53, 443}
+    for name in ("queue-writer", "queue-processor"):  # the idempotency store
+        egress = one("NetworkPolicy", name)["spec"]["egress"]
+        assert 6379 in {port["port"] for rule in egress for port in rule["ports"]}
+
+
+ACCOUNTS = {"writer": "queue-writer", "processor": "queue-processor", "canary": "queue-canary", "queues": "queue-admin"}
+
+
 def test_irsa_roles_and_policies_match() -> None:
     iam = K8S / "iam"
-    for name in ("writer", "processor"):
-        account = one("ServiceAccount", f"queue-{name}")
+    for workload in (WRITER, PROCESSOR, CANARY, QUEUES_JOB):
+        assert pod_spec(workload)["serviceAccountName"] in ACCOUNTS.values()
+    for name, account_name in ACCOUNTS.items():
+        account = one("ServiceAccount", account_name)
         assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(f"role/conveyor-{name}")
         trust = json.loads((iam / f"{name}-trust-policy.json").read_text())
         subjects = [
             value for statement in trust["Statement"]
             for key, value in statement["Condition"]["StringEquals"].items() if key.endswith(":sub")
         ]  # fmt: skip
-        assert f"system:serviceaccount:conveyor:queue-{name}" in subjects
+        assert f"system:serviceaccount:conveyor:{account_name}" in subjects
     processor_trust = json.loads((iam / "processor-trust-policy.json").read_text())
     assert "system:serviceaccount:keda:keda-operator" in json.dumps(processor_trust)  # identityOwner: workload
+
+
+def test_the_canary_and_the_job_touch_only_their_queues() -> None:
+    iam = K8S / "iam"
+    queue = env_of(PROCESSOR)["CONVEYOR_QUEUE_URL"].rsplit("/", 1)[-1]
+    canary = json.loads((iam / "canary-policy.json").read_text())
+    assert [s["Resource"].rsplit(":", 1)[-1] for s in canary["Statement"]] == [f"{queue}-canary"]
+    assert not [a for s in canary["Statement"] for a in s["Action"] if a == "sqs:SendMessage"]  # only processors send
+    processor = json.loads((iam / "processor-policy.json").read_text())
+    [replies] = [s for s in processor["Statement"] if s["Resource"].endswith(f"{queue}-canary")]
+    assert sorted(replies["Action"]) == ["sqs:GetQueueUrl", "sqs:SendMessage"]
+    [create] = json.loads((iam / "queues-policy.json").read_text())["Statement"]
+    assert sorted(r.rsplit(":", 1)[-1] for r in create["Resource"]) == sorted(
+        [queue, f"{queue}-canary", f"{queue}-dlq"]
+    )
+    assert "sqs:DeleteQueue" not in create["Action"]
