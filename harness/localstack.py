@@ -3,6 +3,7 @@ SQS outage made by freezing it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -29,6 +30,20 @@ def boto_client(endpoint: str) -> SyncSQSClient:
         aws_access_key_id="test",
         aws_secret_access_key="test",  # noqa: S106 - LocalStack's dummy credentials
     )
+
+
+def send_groups(sqs: SyncSQSClient, url: str, groups: int, each: int) -> None:
+    """Numbered messages ``{"g": "g<k>", "n": n}`` for each of ``groups`` FIFO groups, interleaved
+    across groups as producers of many groups would send them, ten per SendMessageBatch from one
+    sender (so the order within each group is the send order), with explicit deduplication ids."""
+    bodies = [(f"g{g}", n) for n in range(each) for g in range(groups)]
+    for start in range(0, len(bodies), 10):
+        entries = [
+            {"Id": str(i), "MessageBody": json.dumps({"g": g, "n": n}), "MessageGroupId": g,
+             "MessageDeduplicationId": f"{g}-{n}"}
+            for i, (g, n) in enumerate(bodies[start : start + 10])
+        ]  # fmt: skip
+        sqs.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
 
 
 def freeze(stack: LocalStack) -> None:

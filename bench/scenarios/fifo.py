@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from harness.localstack import boto_client
+from harness.localstack import boto_client, send_groups
 
 from bench.profiles import CONVEYOR, Profile
 from bench.results import Emit
@@ -47,19 +46,7 @@ def create_fifo_queues(endpoint: str, name: str) -> str:
 
 def preload(endpoint: str, url: str, per_group: int) -> None:
     """Numbered messages per group, interleaved as producers of many groups would send them."""
-    client = boto_client(endpoint)
-    bodies = [(f"g{g}", n) for n in range(per_group) for g in range(GROUPS)]
-
-    def send(start: int) -> None:
-        entries = [
-            {"Id": str(i), "MessageBody": json.dumps({"g": g, "n": n}), "MessageGroupId": g,
-             "MessageDeduplicationId": f"{g}-{n}"}
-            for i, (g, n) in enumerate(bodies[start : start + 10])
-        ]  # fmt: skip
-        client.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
-
-    with ThreadPoolExecutor(1) as pool:  # one sender: the order within each group is the send order
-        list(pool.map(send, range(0, len(bodies), 10)))
+    send_groups(boto_client(endpoint), url, GROUPS, per_group)
 
 
 def run_fifo(endpoint: str, per_group: int, handler_seconds: float) -> dict[str, Any]:

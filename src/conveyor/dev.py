@@ -11,12 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import FrameType
 
-from conveyor.localstack import LocalStack
+from conveyor.localstack import LocalStack, answers_ok
 from conveyor.localstack_install import ensure as ensure_localstack
 from conveyor.settings import DevSettings
 from conveyor.sqs.client import sqs_client
@@ -134,18 +132,10 @@ def _wait_listening(settings: DevSettings, children: list[subprocess.Popen[bytes
     ]
     deadline = time.monotonic() + LISTEN_TIMEOUT_SECONDS
     while urls and time.monotonic() < deadline and all(child.poll() is None for child in children):
-        if _answers(urls[0]):
+        if answers_ok(urls[0]):
             urls.pop(0)
         else:
             time.sleep(0.1)
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own http URL
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def _reload_environment(env: dict[str, str]) -> dict[str, str]:
@@ -190,9 +180,9 @@ def _show_how_to_use(settings: DevSettings, endpoint: str, secret: str) -> None:
 
 
 def _conveyor_command() -> str:
-    """This installation's `conveyor` (the one running), by the path a shell would find, if it does."""
-    script = Path(sys.executable).parent / "conveyor"
-    return "conveyor" if shutil.which("conveyor") == str(script) else str(script)
+    """This installation's `conveyor`, as a shell would write it: by name when that finds it."""
+    script = _script("conveyor")
+    return "conveyor" if shutil.which("conveyor") == script else script
 
 
 def run_dev(settings: DevSettings, *, reload: bool = False) -> int:

@@ -58,6 +58,15 @@ def localstack_env(port: int, state_dir: Path, gateway_server: str) -> dict[str,
     return env
 
 
+def answers_ok(url: str) -> bool:
+    """True when a local http ``url`` answers 200 within a second (a health or readiness probe)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own http URL
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 @dataclass
 class LocalStack:
     """A running LocalStack child process."""
@@ -120,11 +129,7 @@ class LocalStack:
         raise LocalStackError(f"LocalStack not ready after {timeout:.0f} s; see {self.log_path}")
 
     def is_healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.endpoint + HEALTH_PATH, timeout=1) as response:  # noqa: S310 - our own http URL
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return answers_ok(self.endpoint + HEALTH_PATH)
 
     def stop(self) -> None:
         """Stop the whole process group: SIGTERM, then SIGKILL after a deadline."""

@@ -8,6 +8,7 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
+from harness.localstack import send_groups
 
 from conveyor import Message, Reject, Retry
 from conveyor.localstack import LocalStack
@@ -23,18 +24,6 @@ if TYPE_CHECKING:
 @pytest.fixture
 def fifo(localstack: LocalStack) -> Queues:
     return make_queues(localstack.endpoint, fifo=True)
-
-
-def send_groups(sqs: SQSClient, url: str, groups: int, each: int) -> None:
-    """Numbered messages per group, interleaved, ten per SendMessageBatch (order kept per group)."""
-    bodies = [(f"g{g}", n) for n in range(each) for g in range(groups)]
-    for start in range(0, len(bodies), 10):
-        entries = [
-            {"Id": str(i), "MessageBody": json.dumps({"g": g, "n": n}), "MessageGroupId": g,
-             "MessageDeduplicationId": f"{g}-{n}"}
-            for i, (g, n) in enumerate(bodies[start : start + 10])
-        ]  # fmt: skip
-        sqs.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
 
 
 async def test_each_group_in_order_groups_in_parallel(fifo: Queues, sqs: SQSClient) -> None:
