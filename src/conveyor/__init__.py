@@ -1,12 +1,16 @@
 """Conveyor: put messages onto Amazon SQS over HTTP and process them reliably.
 
-The public handler API: a handler receives a :class:`Message` (or, marked with :func:`batch_handler`,
-a list of them); returning means success, raising
+The public handler API: an :class:`App` maps each message type to its handler, whose first
+parameter's annotation is the type's model (validated at the writer and again before the handler
+runs); a plain handler receives a :class:`Message` (or, marked with :func:`batch_handler`, a list of
+them). Returning means success, raising
 :class:`Retry` asks for another delivery later, raising :class:`Reject` (or any
 :class:`PermanentError`) dead-letters the message at once, and any other exception is retried with
 backoff until the queue's redrive policy gives up.
 """
 
+from conveyor.contracts import App, InvalidMessageError, UnknownMessageTypeError
+from conveyor.logs import get_logger
 from conveyor.message import (
     BatchFailures,
     InvalidJsonError,
@@ -19,13 +23,17 @@ from conveyor.message import (
 )
 
 __all__ = [
+    "App",
     "BatchFailures",
     "InvalidJsonError",
+    "InvalidMessageError",
     "Message",
     "PermanentError",
     "Reject",
     "Retry",
+    "UnknownMessageTypeError",
     "batch_handler",
+    "get_logger",
     "idempotent",
 ]
 __version__ = "0.1.0"

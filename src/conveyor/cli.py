@@ -17,9 +17,11 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from conveyor import asyncapi_command
 from conveyor.canary import command as canary_command
 from conveyor.dlq import command as dlq_command
 from conveyor.errors import ConveyorError
+from conveyor.loading import import_app
 from conveyor.logs import configure_logging
 from conveyor.settings import (
     DevSettings,
@@ -96,7 +98,7 @@ async def _queues_create(settings: SqsSettings, content_based_dedup: bool) -> No
 
 
 def conveyor_main(argv: list[str] | None = None) -> None:
-    """`conveyor dev`, `queues create`, `canary`, `dlq ...`, `status`."""
+    """`conveyor dev`, `queues create`, `canary`, `dlq ...`, `status`, `asyncapi`."""
     parser = OneLineParser(prog="conveyor", description="Conveyor: HTTP to SQS, processed.")
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +127,7 @@ def conveyor_main(argv: list[str] | None = None) -> None:
     canary_command.register(commands)
     dlq_command.register(commands)
     register_status(commands)
+    asyncapi_command.register(commands)
     args = parser.parse_args(argv)
     if hasattr(args, "run"):  # the operator commands
         run: Callable[[Any], int] = args.run
@@ -144,7 +147,8 @@ def conveyor_main(argv: list[str] | None = None) -> None:
 
 
 DEV_OPTIONS = (
-    ("--handler", "CONVEYOR_HANDLER", "the handler, package.module:function, imported from the current folder"),
+    ("--app", "CONVEYOR_APP", "your app of typed handlers, package.module:app, imported from the current folder"),
+    ("--handler", "CONVEYOR_HANDLER", "one handler, package.module:function, imported from the current folder"),
     ("--writer-port", "CONVEYOR_WRITER_PORT", "the writer's port (default 8000)"),
     ("--processor-port", "CONVEYOR_PROCESSOR_PORT", "the processor's ops port (default 8001)"),
     ("--localstack-port", "CONVEYOR_LOCALSTACK_PORT", "the embedded LocalStack's port (default 4566)"),
@@ -158,14 +162,6 @@ def _dev_options_into_environment(args: argparse.Namespace) -> None:
         value = getattr(args, flag.removeprefix("--").replace("-", "_"))
         if value is not None:
             os.environ[variable] = value
-
-
-def _importable_from_here() -> None:
-    """The handler's module is found in the folder the service is started from (as uvicorn does),
-    without PYTHONPATH."""
-    here = os.getcwd()
-    if here not in sys.path:
-        sys.path.insert(0, here)
 
 
 def _fifo_if[S: SqsSettings](fifo: bool, settings: S) -> S:
@@ -195,6 +191,8 @@ def writer_main() -> None:
 
     settings = _guarded("queue-writer", WriterSettings)
     configure_logging(settings.log_format, settings.log_level)
+    if settings.app:  # a bad app is one line here, before any worker starts
+        _guarded("queue-writer", lambda: import_app(str(settings.app)))
     raise SystemExit(_guarded("queue-writer", lambda: serve(settings)))
 
 
@@ -204,5 +202,4 @@ def processor_main() -> None:
 
     settings = _guarded("queue-processor", ProcessorSettings)
     configure_logging(settings.log_format, settings.log_level)
-    _importable_from_here()
     raise SystemExit(_guarded("queue-processor", lambda: main(settings)))

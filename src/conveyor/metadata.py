@@ -3,6 +3,7 @@
 REQUEST_ID = "conveyor.request_id"
 CONTENT_TYPE = "conveyor.content_type"
 IDEMPOTENCY_KEY = "conveyor.idempotency_key"
+TYPE = "conveyor.type"  # the message type's name (conveyor.App), set by the writer from the request's "type"
 TRACEPARENT = "traceparent"  # W3C trace context, the name OpenTelemetry's SQS propagation uses
 DEAD_LETTER = "conveyor.dead_letter"  # JSON: error type and message, original id, receive count
 REDRIVE_HISTORY = "conveyor.redrive_history"  # JSON list of earlier dead-letter records (conveyor dlq redrive)

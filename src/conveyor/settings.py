@@ -73,7 +73,15 @@ class IdempotencySettings(BaseSettings):
         return url
 
 
-class WriterSettings(SqsSettings, IdempotencySettings):
+class AppSettings(BaseSettings):
+    """The user's message types (a ``conveyor.App``), loaded by both services."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore", frozen=True)
+
+    app: Annotated[str, Field(min_length=1)] | None = None  # package.module:app, imported from the current folder
+
+
+class WriterSettings(SqsSettings, IdempotencySettings, AppSettings):
     """queue-writer: the HTTP API that puts messages on the queue."""
 
     sqs_read_timeout_seconds: Annotated[float, Field(gt=0, le=120)] | None = 5.0
@@ -89,7 +97,7 @@ class WriterSettings(SqsSettings, IdempotencySettings):
     retry_after_seconds: Annotated[int, Field(ge=1, le=3600)] = 2
 
 
-class ProcessorSettings(SqsSettings, IdempotencySettings):
+class ProcessorSettings(SqsSettings, IdempotencySettings, AppSettings):
     """queue-processor: the consumer that runs the handler on every message."""
 
     handler: str = "conveyor.handlers:demo"
@@ -119,6 +127,8 @@ class ProcessorSettings(SqsSettings, IdempotencySettings):
             raise ValueError("CONVEYOR_SQS_READ_TIMEOUT_SECONDS must exceed CONVEYOR_WAIT_TIME_SECONDS")
         if self.retry_base_seconds > self.retry_max_seconds:
             raise ValueError("CONVEYOR_RETRY_BASE_SECONDS must not exceed CONVEYOR_RETRY_MAX_SECONDS")
+        if self.app is not None and "handler" in self.model_fields_set:
+            raise ValueError("set CONVEYOR_APP (an app of typed handlers) or CONVEYOR_HANDLER (one handler), not both")
         return self
 
 

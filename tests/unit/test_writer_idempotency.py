@@ -379,7 +379,8 @@ async def test_a_batch_when_the_store_cannot_answer(fake: FakeSqs, tmp_path: Pat
 def test_the_fingerprint_covers_every_field_of_a_message() -> None:
     """A field added to MessageIn must be added to the fingerprint (replay/keyed.py), or a request
     differing only in it would be replayed as the same request."""
-    assert set(MessageIn.model_fields) == {"body", "attributes", "delay_seconds", "group_id", "deduplication_id"}
+    fields = {"type", "body", "attributes", "delay_seconds", "group_id", "deduplication_id"}
+    assert set(MessageIn.model_fields) == fields
 
 
 async def test_keys_are_counted_by_the_stores_answer(api: httpx.AsyncClient) -> None:

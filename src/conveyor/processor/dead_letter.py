@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from conveyor import metadata
+from conveyor.contracts import InvalidMessageError
 from conveyor.processor.lease import Lease
 from conveyor.processor.outcome import DeadLetter
 from conveyor.sqs import limits
@@ -132,8 +133,12 @@ def _records(lease: Lease, outcome: DeadLetter, source_queue: str) -> Iterator[d
         "source_queue": source_queue,
         "dead_lettered_at": int(time.time() * 1000),
     }
+    if isinstance(outcome.error, InvalidMessageError):  # field paths and pydantic's messages, no values
+        full["validation_errors"] = outcome.error.errors
     yield full
     yield full | {"error_message": outcome.error_message[:SHORT_ERROR_CHARS]}
+    if "validation_errors" in full:
+        yield {key: value for key, value in full.items() if key != "validation_errors"}
     for fields in (
         ("error_type", "original_message_id", "receive_count", "retries_exhausted"),
         ("error_type", "original_message_id"),

@@ -21,6 +21,7 @@ import structlog
 
 from conveyor import tracing
 from conveyor.canary.reply import responder_for
+from conveyor.contracts import App
 from conveyor.idempotency import IdempotencyStore, open_store
 from conveyor.message import idempotency_options
 from conveyor.processor.config import EngineConfig
@@ -29,6 +30,7 @@ from conveyor.processor.engine import Engine
 from conveyor.processor.link import ParentLink, StatusReporter
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.ops import OpsServer, ops_server
+from conveyor.processor.routing import router
 from conveyor.processor.startup import (
     EXIT_FAILURE,
     EXIT_HARD_STOP,
@@ -36,7 +38,7 @@ from conveyor.processor.startup import (
     on_two_signals,
     read_queues,
 )
-from conveyor.processor.user_code import THREADS, adapt, import_handler
+from conveyor.processor.user_code import THREADS, adapt, load_user_code
 from conveyor.settings import ProcessorSettings
 from conveyor.sqs.client import sqs_client
 
@@ -66,12 +68,13 @@ class OpsSidecar:
 async def run(settings: ProcessorSettings, link: ParentLink | None = None) -> int:
     """Run until a signal stops it; returns the exit code. With ``link`` (a supervisor's child), no
     ops port: readiness goes to the supervisor."""
-    func = import_handler(settings.handler)
+    code = load_user_code(settings.app, settings.handler)
     port = link if link is not None else bind_ops_socket(settings.processor_host, settings.processor_port)
     metrics = ProcessorMetrics()
     # Plain-function handlers run here. The pool is shut down without waiting: a thread cannot be
     # stopped, and waiting for one would block the event loop (and a second signal with it).
     pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="handler")
+    func = router(code, pool) if isinstance(code, App) else code
     options = idempotency_options(func)
     store = open_store(settings.idempotency_store) if settings.idempotency_store and options.enabled else None
     try:

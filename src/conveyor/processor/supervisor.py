@@ -38,7 +38,7 @@ from conveyor.processor.startup import (
     on_two_signals,
     read_queues,
 )
-from conveyor.processor.user_code import import_handler
+from conveyor.processor.user_code import load_user_code
 from conveyor.settings import ProcessorSettings
 from conveyor.sqs.client import sqs_client
 
@@ -217,7 +217,7 @@ def _code_after_stop(code: int | None) -> int:
 def supervise(settings: ProcessorSettings) -> int:
     """Run ``settings.processes`` engine processes until a signal stops them; the exit code.
     A bad handler, a port in use or an unusable queue fail here, once, with one line."""
-    import_handler(settings.handler)
+    load_user_code(settings.app, settings.handler)
     sock = bind_ops_socket(settings.processor_host, settings.processor_port)
     with sock, metrics_dir.owned_dir("conveyor-processor-metrics-") as path:
         return asyncio.run(_supervise(settings, sock, path))

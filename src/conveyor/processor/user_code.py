@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import importlib
 import inspect
 import threading
 from collections.abc import Awaitable, Callable
@@ -13,10 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
+from conveyor.contracts import App
 from conveyor.errors import ConfigurationError
+from conveyor.loading import import_app, import_object
 from conveyor.message import BATCH_MARK, BatchFailures, Message
 
 type Handler = Callable[[Message], Awaitable[None]]
+log = structlog.get_logger("conveyor.processor")
 
 
 class HandlerLoadError(ConfigurationError):
@@ -53,18 +57,13 @@ THREADS = _ThreadCount()
 
 
 def import_handler(spec: str) -> Callable[..., Any]:
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise HandlerLoadError(f"CONVEYOR_HANDLER must look like package.module:function, not {spec!r}")
+    """The handler ``CONVEYOR_HANDLER`` names (imported from the current folder too)."""
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise HandlerLoadError(f"cannot import handler module {module_name!r}: {exc}") from exc
-    target: Any = module
-    for part in attr.split("."):
-        target = getattr(target, part, None)
+        target = import_object(spec, "CONVEYOR_HANDLER", "handler", "function")
+    except ConfigurationError as exc:
+        raise HandlerLoadError(str(exc)) from exc.__cause__
     if not callable(target):
-        raise HandlerLoadError(f"{spec!r} is not a callable in {module_name!r}")
+        raise HandlerLoadError(f"CONVEYOR_HANDLER={spec!r} is not a callable")
     return target  # type: ignore[no-any-return]
 
 
@@ -78,11 +77,11 @@ class BatchHandler:
 def adapt(func: Callable[..., Any], executor: ThreadPoolExecutor) -> Handler | BatchHandler:
     """An async handler is awaited; a plain function runs in ``executor`` (sized to the concurrency),
     with the caller's context variables (so log context follows the message into the thread)."""
-    runner = _as_async(func, executor)
+    runner = as_async(func, executor)
     return BatchHandler(runner) if getattr(func, BATCH_MARK, False) else runner
 
 
-def _as_async(func: Callable[..., Any], executor: ThreadPoolExecutor) -> Callable[[Any], Awaitable[Any]]:
+def as_async(func: Callable[..., Any], executor: ThreadPoolExecutor) -> Callable[[Any], Awaitable[Any]]:
     if inspect.iscoroutinefunction(func):
         return func
 
@@ -103,3 +102,15 @@ def _as_async(func: Callable[..., Any], executor: ThreadPoolExecutor) -> Callabl
         return result
 
     return in_thread
+
+
+def load_user_code(app: str | None, handler: str) -> Callable[..., Any] | App:
+    """What the processor runs: ``CONVEYOR_APP``'s app, else ``CONVEYOR_HANDLER``'s function (the
+    settings refuse both set). Logged, so that a start shows which code it runs."""
+    if app:
+        loaded = import_app(app)
+        log.info("app_loaded", app=app, handlers=loaded.describe())
+        return loaded
+    func = import_handler(handler)
+    log.info("handler_loaded", handler=handler, batch=bool(getattr(func, BATCH_MARK, False)))
+    return func

@@ -18,6 +18,7 @@ import structlog
 from fastapi import FastAPI
 
 from conveyor import tracing
+from conveyor.contracts import App
 from conveyor.idempotency import open_store
 from conveyor.settings import WriterSettings
 from conveyor.sqs.client import sqs_client
@@ -41,6 +42,8 @@ def writer_lifespan(
     metrics: WriterMetrics,
     tracer: tracing.NoTracing | tracing.Tracing,
     share: Callable[[WriterState], None],
+    *,
+    contracts: App | None = None,
 ) -> Lifespan:
     """The app's lifespan; ``share`` hands the state to what serves requests, once it is complete."""
 
@@ -54,7 +57,7 @@ def writer_lifespan(
                 else await stack.enter_async_context(sqs_client(settings, metrics.observe_sqs_call))
             )
             first = await first_read(sqs, settings)  # QueueUnusableError: start-up fails, one line
-            state = WriterState(settings, sqs, metrics, tracer, direct_batches=client is None)
+            state = WriterState(settings, sqs, metrics, tracer, direct_batches=client is None, contracts=contracts)
             if settings.idempotency_store is not None:  # closed after the sender's last flush
                 state.replay = await _open_replay(stack, settings.idempotency_store, state)
             await stack.enter_async_context(state.sender)

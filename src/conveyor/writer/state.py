@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from conveyor.contracts import App
 from conveyor.settings import WriterSettings
 from conveyor.sqs.errors import UNREACHABLE, Kind, SqsFailure
 from conveyor.sqs.queues import QueueConfig
@@ -33,6 +34,7 @@ class WriterState:
     failure: SqsFailure = STARTING  # why the queue is not known (yet, or for good)
     ready_until: float = field(default=0.0)
     replay: Replay | None = None  # with an idempotency store: Idempotency-Key replay
+    contracts: App | None = None  # the user's message types (CONVEYOR_APP): bodies validated before sending
     sender: Sender = field(init=False)  # entered by the app's lifespan
 
     def __post_init__(self) -> None:

@@ -24,6 +24,7 @@ class EntryProblem(Exception):  # noqa: N818 - a problem document, raised where 
         code: str | None = None,
         retryable: bool = False,
         retry_after: int | None = None,
+        errors: list[dict[str, str]] | None = None,
     ) -> None:
         super().__init__(f"{status} {title}: {detail}")
         self.status = status
@@ -33,6 +34,7 @@ class EntryProblem(Exception):  # noqa: N818 - a problem document, raised where 
         self.code = code
         self.retryable = retryable
         self.retry_after = retry_after  # seconds for the Retry-After header, when not the writer's default
+        self.errors = errors  # every failing field of a typed body (field, message)
 
     def to_problem(self, request_id: str | None) -> Problem:
         return Problem(
@@ -43,6 +45,7 @@ class EntryProblem(Exception):  # noqa: N818 - a problem document, raised where 
             code=self.code,
             retryable=self.retryable if self.code else None,
             field=self.field,
+            errors=self.errors,
         )
 
     def to_batch_failure(self, entry_id: str) -> BatchFailure:
@@ -53,6 +56,8 @@ class EntryProblem(Exception):  # noqa: N818 - a problem document, raised where 
             detail=self.detail,
             code=self.code,
             retryable=self.retryable,
+            field=self.field if self.errors else None,
+            errors=self.errors,
         )
 
 

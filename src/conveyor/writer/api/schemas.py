@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
 
+from conveyor.contracts import TYPE_NAME
 from conveyor.sqs.limits import BATCH_ID_PATTERN, MAX_DEDUP_ID_CHARS, MAX_DELAY_SECONDS
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255  # Stripe's limit
@@ -19,6 +20,10 @@ class MessageIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    type: Annotated[str, Field(pattern=f"^{TYPE_NAME.pattern}$")] | None = Field(
+        default=None,
+        description="The message type's name (the app's handler for it); the body is validated against its model.",
+    )
     body: JsonValue = Field(description="Any JSON value; sent as its compact JSON serialisation.")
     attributes: dict[str, AttributeValue] = Field(
         default_factory=dict,
@@ -69,6 +74,12 @@ class BatchFailure(BaseModel):
     detail: str
     code: str | None = None
     retryable: bool
+    field: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    errors: list[dict[str, str]] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="A typed body's failing fields (field, message), like the single route's problem.",
+    )
 
 
 class BatchResult(BaseModel):
@@ -88,7 +99,9 @@ class Problem(BaseModel):
     code: str | None = Field(default=None, description="The SQS error code, for SQS errors.")
     retryable: bool | None = None
     field: str | None = Field(default=None, description="The offending field, for 413 and 422.")
-    errors: list[dict[str, str]] | None = None
+    errors: list[dict[str, str]] | None = Field(
+        default=None, description="Every failing field (field, message): a typed body's, or the request's."
+    )
 
     def model_post_init(self, context: object, /) -> None:
         if not self.type:

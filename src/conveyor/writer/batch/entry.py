@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 
+from conveyor.contracts import App
 from conveyor.sqs.queues import QueueConfig
 from conveyor.tracing import NoTracing, Tracing
 from conveyor.writer.api.problems import EntryProblem
@@ -64,7 +65,13 @@ def _entry_key(message: BatchEntryIn, meta: RequestMeta) -> str | None:
 
 
 def prepare_entry(
-    message: BatchEntryIn, meta: RequestMeta, queue: QueueConfig, *, keyed: bool, tracer: Tracer
+    message: BatchEntryIn,
+    meta: RequestMeta,
+    queue: QueueConfig,
+    *,
+    keyed: bool,
+    tracer: Tracer,
+    contracts: App | None = None,
 ) -> Entry:
     """The entry of ``message``, validated and (with a store, ``keyed``) keyed; refused, its result
     is the problem."""
@@ -77,7 +84,7 @@ def prepare_entry(
             # travels with it, and the SendMessageBatch spans link to it.
             with tracer.send(queue.name) as traceparent:
                 entry_meta = dataclasses.replace(entry_meta, traceparent=traceparent)
-        entry.outgoing = build_outgoing(message, entry_meta, queue)
+        entry.outgoing = build_outgoing(message, entry_meta, queue, contracts)
     except EntryProblem as problem:
         entry.result = problem
         return entry

@@ -40,7 +40,10 @@ async def send_batch(batch: BatchIn, state: WriterState, meta: RequestMeta) -> R
     _check_unique_ids(batch)
     queue = state.require_queue()
     keyed = state.replay is not None
-    entries = [prepare_entry(m, meta, queue, keyed=keyed, tracer=state.tracing) for m in batch.messages]
+    entries = [
+        prepare_entry(m, meta, queue, keyed=keyed, tracer=state.tracing, contracts=state.contracts)
+        for m in batch.messages
+    ]
     if state.replay is None:
         await _send(entries, state.sender, fifo=queue.is_fifo)
         return _answer(entries)

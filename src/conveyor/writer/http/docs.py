@@ -15,18 +15,24 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
+from conveyor import asyncapi
+from conveyor.contracts import App
+from conveyor.settings import WriterSettings
 from conveyor.writer.api.problems import PROBLEM_JSON
+from conveyor.writer.http.typed_docs import add_message_types
 
 DOCS_URL = "/docs"
+ASYNCAPI_URL = "/asyncapi.json"
 ASSETS_URL = "/docs/assets"
 ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css", "favicon-32x32.png": "image/png"}
 CACHE = {"Cache-Control": "public, max-age=86400"}
 
 
-def openapi_with_problems(app: FastAPI) -> dict[str, Any]:
-    """FastAPI documents every model as application/json; errors are application/problem+json."""
+def openapi_with_problems(app: FastAPI, contracts: App | None = None) -> dict[str, Any]:
+    """FastAPI documents every model as application/json; errors are application/problem+json.
+    With the user's app, the message types' schemas and the request bodies as their union."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         for operation in (op for path in schema["paths"].values() for op in path.values()):
@@ -34,6 +40,8 @@ def openapi_with_problems(app: FastAPI) -> dict[str, Any]:
                 content = response.get("content", {})
                 if int(status) >= 400 and "application/json" in content:
                     content[PROBLEM_JSON] = content.pop("application/json")
+        if contracts is not None:
+            add_message_types(schema, contracts)
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -67,3 +75,12 @@ def add_docs(app: FastAPI) -> None:
         if media_type is None:
             raise HTTPException(404, "Not Found")
         return FileResponse(assets / name, media_type=media_type, headers=CACHE)
+
+
+def add_asyncapi(app: FastAPI, settings: WriterSettings, contracts: App | None) -> None:
+    """``/asyncapi.json``: the queue's AsyncAPI document (the same as `conveyor asyncapi` prints)."""
+    document = asyncapi.document(contracts, settings.queue_name)
+
+    @app.get(ASYNCAPI_URL, include_in_schema=False)
+    async def asyncapi_document() -> JSONResponse:
+        return JSONResponse(document)

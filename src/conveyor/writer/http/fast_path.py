@@ -64,7 +64,8 @@ class FastPath:
             return False
         try:
             message = MessageIn.model_validate_json(body)
-            outgoing = build_outgoing(message, meta_from(request.headers, request.request_id), state.queue)
+            meta = meta_from(request.headers, request.request_id)
+            outgoing = build_outgoing(message, meta, state.queue, state.contracts)
         except Exception:  # noqa: BLE001 - whatever the reason, the route gives the answer (the same refusal)
             return False
         try:

@@ -27,4 +27,6 @@ def fingerprint(route: str, queue: QueueConfig, content_type: str, message: Mess
         route, queue.arn, content_type,
         message.body, message.attributes, message.delay_seconds, message.group_id, message.deduplication_id,
     ]  # fmt: skip
+    if message.type is not None:  # only then: the fingerprints stored before types existed still match
+        canonical.append({"type": message.type})
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -10,12 +10,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from conveyor import metadata
+from conveyor.contracts import App
 from conveyor.sqs import limits
 from conveyor.sqs.queues import QueueConfig
 from conveyor.writer.api.problems import EntryProblem, invalid_message
 from conveyor.writer.api.request_meta import RequestMeta
 from conveyor.writer.api.schemas import AttributeValue, MessageIn
 from conveyor.writer.sending.fifo_ids import fifo_ids
+from conveyor.writer.sending.typed import checked_type
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.type_defs import (
@@ -122,8 +124,12 @@ def _meta_attributes(meta: RequestMeta) -> dict[str, MessageAttributeValueTypeDe
     return {k: {"DataType": "String", "StringValue": v} for k, v in found.items() if v}
 
 
-def _attributes(message: MessageIn, meta: RequestMeta) -> dict[str, MessageAttributeValueTypeDef]:
+def _attributes(
+    message: MessageIn, meta: RequestMeta, type_name: str | None
+) -> dict[str, MessageAttributeValueTypeDef]:
     own = _meta_attributes(meta)
+    if type_name is not None:
+        own[metadata.TYPE] = {"DataType": "String", "StringValue": type_name}
     room = limits.MAX_ATTRIBUTES - len(own)
     if len(message.attributes) > room:
         raise invalid_message(
@@ -141,10 +147,12 @@ def _check_ids(message: MessageIn) -> None:
             raise invalid_message(field, "1 to 128 printable ASCII characters without spaces")
 
 
-def build_outgoing(message: MessageIn, meta: RequestMeta, queue: QueueConfig) -> Outgoing:
-    """Validate ``message`` against SQS's rules and this queue; raise :class:`EntryProblem`."""
+def build_outgoing(message: MessageIn, meta: RequestMeta, queue: QueueConfig, contracts: App | None = None) -> Outgoing:
+    """Validate ``message`` against SQS's rules, this queue and (with one) the user's app; raise
+    :class:`EntryProblem`."""
     body = serialise_body(message.body)
-    attributes = _attributes(message, meta)
+    type_name = checked_type(contracts, message.type, body)
+    attributes = _attributes(message, meta, type_name)
     _check_ids(message)
     group_id, dedup_id = fifo_ids(message, meta, queue, body)
     size = limits.message_bytes(body, attributes)
