@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 import typing
 from collections import abc
 from collections.abc import Callable, Mapping
@@ -81,17 +82,18 @@ class Signature:
 class MessageType:
     """One registered type: its name (None for the default), handler and payload adapter."""
 
-    def __init__(self, name: str | None, func: Callable[..., Any]) -> None:
+    def __init__(self, name: str | None, func: Callable[..., Any], scope: dict[str, Any] | None = None) -> None:
         if not callable(func):
             raise ContractError(f"a handler must be a function, not {type(func).__name__}")
         self.name = name
         self.func = func
+        self._scope = scope  # the names where it was defined, for annotations of local models
 
     @cached_property
     def signature(self) -> Signature:
         """Read when first used (at load, by :func:`load_app`), so that ``@conveyor.batch_handler``
         may come before or after the registration."""
-        return signature_of(self.func)
+        return signature_of(self.func, self._scope)
 
     @property
     def typed(self) -> bool:
@@ -150,7 +152,7 @@ class App:
             raise ContractError(f"message type {name!r} has two handlers")
 
         def register(func: F) -> F:
-            self._types[name] = MessageType(name, func)
+            self._types[name] = MessageType(name, func, _definer_scope())
             return func
 
         return register
@@ -159,7 +161,7 @@ class App:
         """Register the handler of messages that carry no type (typed by its annotation, or untyped)."""
         if self._default is not None:
             raise ContractError("the app has two default handlers")
-        self._default = MessageType(None, func)
+        self._default = MessageType(None, func, _definer_scope())
         return func
 
     @property
@@ -185,7 +187,14 @@ class App:
         return {(t.name or "(default)"): t.describe() for t in self.all_types()}
 
 
-def signature_of(func: Callable[..., Any]) -> Signature:
+def _definer_scope() -> dict[str, Any] | None:
+    """The local names of the code that applied the decorator (two frames up): a handler defined in a
+    function (a test's, say) may annotate with a model defined beside it. A copy, so no frame is kept."""
+    frame = sys._getframe(2)  # what typing needs for forward references to local names, as pydantic does
+    return None if frame.f_locals is frame.f_globals else dict(frame.f_locals)
+
+
+def signature_of(func: Callable[..., Any], scope: dict[str, Any] | None = None) -> Signature:
     """The payload type from the first parameter's annotation; a second parameter gets the Message.
     ``Message`` (or none) as the first annotation: an untyped handler. A batch handler's annotations
     are lists (``list[Model]``, ``list[Message]``)."""
@@ -195,7 +204,7 @@ def signature_of(func: Callable[..., Any]) -> Signature:
             p for p in inspect.signature(func).parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
         ]  # fmt: skip
-        hints = typing.get_type_hints(func)
+        hints = typing.get_type_hints(func, localns=scope)
     except (NameError, TypeError, ValueError) as exc:
         raise ContractError(f"cannot read the annotations of handler {where}: {exc}") from exc
     if not 1 <= len(parameters) <= 2:
@@ -226,7 +235,7 @@ def _element(annotation: Any) -> Any:
 def load_app(target: object, spec: str) -> App:
     """``target`` (what ``spec`` named) as an App; raises :class:`ContractError`."""
     if not isinstance(target, App):
-        raise ContractError(f"CONVEYOR_APP={spec!r} is a {type(target).__name__}, not a conveyor.App")
+        raise ContractError(f"CONVEYOR_APP={spec!r} is not a conveyor.App but {type(target).__name__}")
     if not target.all_types():
         raise ContractError(f"CONVEYOR_APP={spec!r} has no handlers")
     for message_type in target.all_types():

@@ -66,9 +66,11 @@ def reap(keep: int = 0) -> None:
         proc.process.wait()
 
 
-def start(script: str, env: dict[str, str], port: int, log: Path, wait_ready: bool = True) -> Proc:
+def start(
+    script: str, env: dict[str, str], port: int, log: Path, wait_ready: bool = True, *, cwd: Path | None = None
+) -> Proc:
     with log.open("ab") as out:
-        process = subprocess.Popen([str(BIN / script)], env=env, stderr=out, stdout=out)
+        process = subprocess.Popen([str(BIN / script)], env=env, stderr=out, stdout=out, cwd=cwd)
     proc = Proc(process, port, log)
     STARTED.append(proc)
     if wait_ready:

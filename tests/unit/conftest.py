@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
+from conveyor.contracts import App
 from conveyor.settings import WriterSettings
 from conveyor.tracing import NoTracing, Tracing
 from conveyor.writer.app import create_app
@@ -32,10 +33,10 @@ def writer_settings(request: pytest.FixtureRequest) -> WriterSettings:
 
 @asynccontextmanager
 async def running_writer(
-    fake: FakeSqs, settings: WriterSettings, tracer: NoTracing | Tracing | None = None
+    fake: FakeSqs, settings: WriterSettings, tracer: NoTracing | Tracing | None = None, contracts: App | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The writer app over an in-memory SQS, with its lifespan running."""
-    app = create_app(settings, client=as_client(fake), tracer=tracer)
+    """The writer app over an in-memory SQS, with its lifespan running (``contracts``: the user's app)."""
+    app = create_app(settings, client=as_client(fake), tracer=tracer, contracts=contracts)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://writer") as client:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,43 @@ def test_a_handler_that_does_not_import_is_one_line(
     assert exit_info.value.code == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("queue-processor: cannot import handler module 'no.such.module'")
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_an_app_that_does_not_load_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], processes: str
+) -> None:
+    monkeypatch.setenv("CONVEYOR_PROCESSES", processes)
+    monkeypatch.setenv("CONVEYOR_APP", "tests.typed_app:Currency")
+    with pytest.raises(SystemExit) as exit_info:
+        processor_main()
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == "queue-processor: CONVEYOR_APP='tests.typed_app:Currency' is not a conveyor.App but EnumType"
+
+
+@pytest.mark.parametrize("main", [processor_main, writer_main])
+def test_an_app_module_that_does_not_import_stops_either_service_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], main: Callable[[], None]
+) -> None:
+    monkeypatch.setenv("CONVEYOR_APP", "no_such_shop.messages:app")
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert ": cannot import app module 'no_such_shop.messages'" in line
+
+
+def test_an_app_and_a_handler_both_set_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CONVEYOR_APP", "tests.typed_app:app")
+    monkeypatch.setenv("CONVEYOR_HANDLER", "tests.handlers:work")
+    with pytest.raises(SystemExit) as exit_info:
+        processor_main()
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "set CONVEYOR_APP (an app of typed handlers) or CONVEYOR_HANDLER (one handler), not both" in line
 
 
 def test_committed_openapi_document_is_current() -> None:

@@ -23,7 +23,9 @@ class Outcome:
     """What the processor would do with the message."""
 
     action: Literal["delete", "retry", "dead_letter"]
-    delay_seconds: int | None = None  # a retry: seconds until the message is delivered again
+    # a retry: seconds until the message is delivered again (Retry(after=...) as asked; after any other
+    # error the backoff of its receive count, half of it random)
+    delay_seconds: int | None = None
     error: BaseException | None = None  # a retry or a dead letter: what the handler (or the router) raised
 
     @property

@@ -23,7 +23,7 @@ def fingerprint(route: str, queue: QueueConfig, content_type: str, message: Mess
     """What makes two requests with one key the same request: the route, the queue, the content
     type (it travels as an attribute) and the message as JSON with sorted keys (so whitespace and the
     order of object keys do not count). Not the request id or traceparent: each attempt has its own."""
-    canonical = [
+    canonical: list[object] = [
         route, queue.arn, content_type,
         message.body, message.attributes, message.delay_seconds, message.group_id, message.deduplication_id,
     ]  # fmt: skip

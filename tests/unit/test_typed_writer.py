@@ -1,0 +1,172 @@
+"""The writer's side of typed contracts: a body is validated against its type's model before
+anything is sent, with the same answers on the fast path and the FastAPI route; the type travels as
+``conveyor.type``; the API documents show each type."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import BaseModel
+
+import conveyor
+from conveyor import metadata
+from conveyor.settings import WriterSettings
+from tests import typed_app
+from tests.fakes import FakeSqs
+from tests.unit.conftest import QUEUE, running_writer
+
+PROBLEM = "application/problem+json"
+ORDER = {"order_id": "o-1", "amount": "12.50"}
+
+
+@pytest.fixture
+async def typed(fake: FakeSqs, writer_settings: WriterSettings) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_writer(fake, writer_settings, contracts=typed_app.app) as client:
+        yield client
+
+
+def on_queue(fake: FakeSqs) -> list[tuple[str, dict[str, Any]]]:
+    return [(m.body, m.attributes) for m in fake.queues[QUEUE].messages.values()]
+
+
+async def test_a_valid_typed_message_is_sent_with_its_type(typed: httpx.AsyncClient, fake: FakeSqs) -> None:
+    answer = await typed.post("/messages", json={"type": "order.created", "body": ORDER})
+    assert answer.status_code == 202
+    [(body, attributes)] = on_queue(fake)
+    assert body == '{"order_id":"o-1","amount":"12.50"}'  # as the client wrote it, not re-serialised
+    assert attributes[metadata.TYPE] == {"DataType": "String", "StringValue": "order.created"}
+
+
+async def test_an_invalid_body_is_a_422_naming_every_field_and_nothing_is_sent(
+    typed: httpx.AsyncClient, fake: FakeSqs
+) -> None:
+    body = {"order_id": 5, "lines": [{"sku": "a", "quantity": 0}]}
+    answer = await typed.post("/messages", json={"type": "order.created", "body": body})
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == PROBLEM
+    problem = answer.json()
+    assert problem["field"] == "body.order_id"
+    assert [e["field"] for e in problem["errors"]] == ["body.order_id", "body.amount", "body.lines.0.quantity"]
+    assert problem["title"] == "Invalid message"
+    assert on_queue(fake) == []
+
+
+@pytest.mark.parametrize(
+    ("message", "detail"),
+    [
+        (
+            {"type": "order.refunded", "body": ORDER},
+            "no handler for message type 'order.refunded'; one of: order.cancelled, order.created",
+        ),
+        ({"body": ORDER}, "a message needs a type (this app has no default handler)"),
+    ],
+)
+async def test_an_unknown_or_missing_type_is_a_422_naming_type(
+    typed: httpx.AsyncClient, fake: FakeSqs, message: dict[str, Any], detail: str
+) -> None:
+    answer = await typed.post("/messages", json=message)
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "type"
+    assert detail in answer.json()["detail"]
+    assert on_queue(fake) == []
+
+
+@pytest.mark.parametrize("name", ["has space", "", "é", "x" * 129])
+async def test_a_type_name_out_of_the_rule_is_a_422(typed: httpx.AsyncClient, name: str) -> None:
+    answer = await typed.post("/messages", json={"type": name, "body": ORDER})
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "type"
+
+
+async def test_with_a_default_handler_a_message_may_carry_no_type(
+    fake: FakeSqs, writer_settings: WriterSettings
+) -> None:
+    app = conveyor.App()
+
+    class Ping(BaseModel):
+        n: int
+
+    @app.default
+    async def ping(value: Ping) -> None: ...
+
+    async with running_writer(fake, writer_settings, contracts=app) as client:
+        assert (await client.post("/messages", json={"body": {"n": 1}})).status_code == 202
+        refused = await client.post("/messages", json={"body": {"n": "x"}})
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "body.n"
+    [(_, attributes)] = on_queue(fake)
+    assert metadata.TYPE not in attributes
+
+
+async def test_without_an_app_the_type_travels_unchecked(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+    assert (await api.post("/messages", json={"type": "anything.goes", "body": [1]})).status_code == 202
+    [(_, attributes)] = on_queue(fake)
+    assert attributes[metadata.TYPE]["StringValue"] == "anything.goes"
+
+
+async def test_the_type_takes_one_of_the_ten_attribute_slots(typed: httpx.AsyncClient) -> None:
+    # request id and content type are always there; with the type, 7 of the user's fit
+    attributes = {f"a{i}": "v" for i in range(8)}
+    answer = await typed.post("/messages", json={"type": "order.created", "body": ORDER, "attributes": attributes})
+    assert answer.status_code == 422
+    assert "at most 7 attributes" in answer.json()["detail"]
+
+
+async def test_each_batch_entry_is_validated_on_its_own(typed: httpx.AsyncClient, fake: FakeSqs) -> None:
+    answer = await typed.post(
+        "/messages/batch",
+        json={"messages": [
+            {"id": "good", "type": "order.created", "body": ORDER},
+            {"id": "bad", "type": "order.created", "body": {"order_id": "o"}},
+            {"id": "unknown", "type": "nope", "body": {}},
+        ]},
+    )  # fmt: skip
+    assert answer.status_code == 200
+    result = answer.json()
+    assert [s["id"] for s in result["successful"]] == ["good"]
+    failed = {f["id"]: f for f in result["failed"]}
+    assert failed["bad"]["errors"] == [{"field": "body.amount", "message": "Field required"}]
+    assert failed["bad"]["field"] == "body.amount"
+    assert failed["unknown"]["status"] == 422
+    assert "errors" not in failed["unknown"]  # only typed bodies list fields
+    assert len(on_queue(fake)) == 1
+
+
+async def test_the_openapi_document_shows_each_type_as_a_variant_discriminated_by_type(
+    typed: httpx.AsyncClient,
+) -> None:
+    document = (await typed.get("/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    assert {"OrderCreated", "OrderCancelled", "Line"} <= set(schemas)  # named after the models
+    body = document["paths"]["/messages"]["post"]["requestBody"]["content"]["application/json"]
+    mapping = body["schema"]["discriminator"]["mapping"]
+    assert set(mapping) == {"order.created", "order.cancelled"}
+    created = schemas[mapping["order.created"].rsplit("/", 1)[1]]
+    assert created["properties"]["type"]["const"] == "order.created"
+    assert created["properties"]["body"] == {"$ref": "#/components/schemas/OrderCreated"}
+    assert "type" in created["required"]
+    batch_items = schemas["BatchIn"]["properties"]["messages"]["items"]
+    assert set(batch_items["discriminator"]["mapping"]) == {"order.created", "order.cancelled"}
+
+
+async def test_every_example_in_the_openapi_document_is_accepted(typed: httpx.AsyncClient, fake: FakeSqs) -> None:
+    # what /docs offers to try must work as it is
+    document = (await typed.get("/openapi.json")).json()
+    examples = document["paths"]["/messages"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    assert set(examples) == {"order.created", "order.cancelled"}
+    for example in examples.values():
+        answer = await typed.post("/messages", json=example["value"])
+        assert answer.status_code == 202, answer.text
+    batch = document["paths"]["/messages/batch"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    for example in batch.values():
+        assert (await typed.post("/messages/batch", json=example["value"])).json()["failed"] == []
+
+
+async def test_the_writer_serves_the_asyncapi_document(typed: httpx.AsyncClient) -> None:
+    document = (await typed.get("/asyncapi.json")).json()
+    assert document["asyncapi"] == "3.0.0"
+    assert set(document["components"]["messages"]) == {"order.created", "order.cancelled"}
+    assert document["channels"]["queue"]["address"] == QUEUE
