@@ -70,7 +70,7 @@ def _version() -> str:
 
 def _environment(settings: type[BaseModel]) -> str:
     """The service's settings as environment variables with their defaults, for --help."""
-    lines = ["environment (all settings and their meaning: README.md, Configuration):"]
+    lines = ["environment (all settings and their meaning: docs/configuration.md):"]
     for name, field in settings.model_fields.items():
         default = field.default
         shown = "unset" if default is None or isinstance(default, SecretStr) else str(default)

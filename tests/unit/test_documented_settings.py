@@ -1,4 +1,4 @@
-"""The README's configuration table is the contract: every row names real settings with the defaults
+"""The configuration table of the docs (docs/configuration.md) is the contract: every row names real settings with the defaults
 they really have, and every setting is in the table."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings
 from conveyor.settings import CanarySettings, DevSettings, ProcessorSettings, WriterSettings
 from conveyor.sqs.client import READ_TIMEOUT_SECONDS
 
-README = Path(__file__).parents[2] / "README.md"
+CONFIGURATION = Path(__file__).parents[2] / "docs" / "configuration.md"
 SERVICES: dict[str, type[BaseSettings]] = {
     "writer": WriterSettings,
     "processor": ProcessorSettings,
@@ -25,9 +25,9 @@ NOT_A_VALUE = {"unset", "unset (real AWS)", "AWS chain", "hostname:pid"}  # no d
 
 
 def documented() -> dict[str, str]:
-    """Variable -> the default the README gives it."""
+    """Variable -> the default the docs give it."""
     rows: dict[str, str] = {}
-    for line in README.read_text().splitlines():
+    for line in CONFIGURATION.read_text().splitlines():
         match = ROW.match(line)
         if match is None:
             continue
@@ -71,7 +71,7 @@ def test_every_setting_is_documented() -> None:
 def test_each_documented_default_is_the_real_one(variable: str) -> None:
     text = documented()[variable]
     owners = [s for s in SERVICES.values() if variable.removeprefix("CONVEYOR_").lower() in s.model_fields]
-    assert owners, f"{variable} is in the README but no setting reads it"
+    assert owners, f"{variable} is documented but no setting reads it"
     if variable == "CONVEYOR_SQS_READ_TIMEOUT_SECONDS":  # "writer 5, processor 30"
         per_service = dict(part.split() for part in text.split(", "))
         assert float(per_service["writer"]) == actual(WriterSettings, variable)
@@ -80,4 +80,4 @@ def test_each_documented_default_is_the_real_one(variable: str) -> None:
         return
     for service in owners:
         value = actual(service, variable)
-        assert same(text, value), f"{variable}: README says {text!r}, {service.__name__} has {value!r}"
+        assert same(text, value), f"{variable}: docs/configuration.md says {text!r}, {service.__name__} has {value!r}"

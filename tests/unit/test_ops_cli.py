@@ -43,7 +43,7 @@ def test_the_services_help_lists_their_environment(capsys: pytest.CaptureFixture
     assert "CONVEYOR_HANDLER" in out
     assert "conveyor.handlers:demo" in out
     assert "CONVEYOR_CANARY_SECRET" in out
-    assert "README.md" in out
+    assert "docs/configuration.md" in out
     assert exit_code(lambda: writer_command(["--help"])) == 0
     assert "CONVEYOR_WRITER_PORT" in capsys.readouterr().out
 

@@ -98,6 +98,6 @@ async def test_a_queue_found_unusable_after_start_keeps_the_writer_unready(
 
 def test_the_writer_drains_well_inside_a_30_s_stop_timeout() -> None:
     # Kubernetes and ECS stop a container 30 s after SIGTERM by default; the processor's grace is 20 s.
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    how_it_works = (Path(__file__).parents[2] / "docs" / "how-it-works.md").read_text()
     assert GRACEFUL_SHUTDOWN_SECONDS == 20
-    assert f"answered within {GRACEFUL_SHUTDOWN_SECONDS} s" in readme
+    assert f"answered within {GRACEFUL_SHUTDOWN_SECONDS} s" in how_it_works
