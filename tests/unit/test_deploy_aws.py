@@ -69,8 +69,31 @@ def container(task: str) -> Doc:
     return found
 
 
-def environment(task: str) -> dict[str, object]:
-    return {item["Name"]: item["Value"] for item in container(task)["Environment"]}
+def environment(task: str, *, with_app: bool = False) -> dict[str, object]:
+    """The container's variables, as the stack makes them with or without the App parameter."""
+    items = []
+    for item in container(task)["Environment"]:
+        if "Fn::If" in item:
+            condition, present, absent = item["Fn::If"]
+            assert condition == "HasApp"
+            item = present if with_app else absent
+            if item == {"Ref": "AWS::NoValue"}:
+                continue
+        items.append(item)
+    return {item["Name"]: item["Value"] for item in items}
+
+
+@pytest.mark.parametrize("with_app", [True, False])
+def test_the_app_goes_to_both_services_and_replaces_the_handler(with_app: bool) -> None:
+    writer = environment("WriterTaskDefinition", with_app=with_app)
+    processor = environment("ProcessorTaskDefinition", with_app=with_app)
+    if with_app:
+        assert writer["CONVEYOR_APP"] == processor["CONVEYOR_APP"] == {"Ref": "App"}
+        assert "CONVEYOR_HANDLER" not in processor  # both set would stop the processor at start-up
+    else:
+        assert "CONVEYOR_APP" not in writer
+        assert "CONVEYOR_APP" not in processor
+        assert processor["CONVEYOR_HANDLER"] == {"Ref": "Handler"}
 
 
 def secrets(task: str, *, with_store: bool = True) -> dict[str, object]:

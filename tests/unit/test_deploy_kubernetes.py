@@ -144,7 +144,9 @@ def test_everything_is_in_the_namespace_and_runs_the_overlays_image() -> None:
             assert doc["metadata"]["namespace"] == "conveyor", doc["metadata"]["name"]
     images = {container(d)["image"] for d in (WRITER, PROCESSOR, CANARY, QUEUES_JOB)}
     assert images == {f"{image['newName']}:{image['newTag']}"}  # one image: Conveyor plus the handler
-    assert env_of(PROCESSOR)["CONVEYOR_HANDLER"] != ProcessorSettings().handler  # the overlay's, not the demo
+    # the overlay's app, the same in both services (and no handler beside it: both set is refused)
+    assert env_of(PROCESSOR)["CONVEYOR_APP"] == env_of(WRITER)["CONVEYOR_APP"] == "orders.messages:app"
+    assert "CONVEYOR_HANDLER" not in env_of(PROCESSOR)
 
 
 def test_the_idempotency_store_is_one_secret_for_writers_and_processors() -> None:

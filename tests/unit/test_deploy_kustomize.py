@@ -14,12 +14,12 @@ from tests.unit.deploy_support import ROOT
 K8S = ROOT / "deploy" / "kubernetes"
 BASE = K8S / "base"
 OVERLAY = K8S / "overlays" / "example"
-# What a user sets, and only that: their image, the queue URL, their handler, the IRSA roles, the secrets.
+# What a user sets, and only that: their image, the queue URL, their app, the IRSA roles, the secrets.
 INPUTS = (
     re.compile(r"^\s+newName: \S+$"),
     re.compile(r"^\s+newTag: \S+$"),
     re.compile(r"^\s+- CONVEYOR_QUEUE_URL=https://sqs\.[a-z0-9-]+\.amazonaws\.com/\d{12}/[A-Za-z0-9_-]+$"),
-    re.compile(r"^\s+value: [a-z_.]+:[a-z_]+$"),  # CONVEYOR_HANDLER
+    re.compile(r"^\s+value: [a-z_.]+:[a-z_]+$"),  # CONVEYOR_APP
     re.compile(
         r"^\s+eks\.amazonaws\.com/role-arn: arn:aws:iam::\d{12}:role/conveyor-(writer|processor|canary|queues)$"
     ),
@@ -59,7 +59,7 @@ def test_change_me_marks_the_overlays_inputs_and_nothing_else() -> None:
             assert "CHANGE ME" not in path.read_text(), path  # the base is the same for everyone
     marked = [line.split("  # CHANGE ME")[0] for line in (OVERLAY / "kustomization.yaml").read_text().splitlines()
               if "# CHANGE ME" in line]  # fmt: skip
-    assert len(marked) == 2 + 1 + 1 + 4, marked  # image name and tag, queue URL, handler, four roles
+    assert len(marked) == 2 + 1 + 2 + 4, marked  # image name and tag, queue URL, the app in both services, four roles
     for line in marked:
         assert any(pattern.match(line) for pattern in INPUTS), line
     example = (OVERLAY / "secret.env.example").read_text()
