@@ -72,9 +72,10 @@ def container(task: str) -> Doc:
 def environment(task: str, *, with_app: bool = False) -> dict[str, object]:
     """The container's variables, as the stack makes them with or without the App parameter."""
     items = []
-    for item in container(task)["Environment"]:
-        if "Fn::If" in item:
-            condition, present, absent = item["Fn::If"]
+    for entry in container(task)["Environment"]:
+        item = entry
+        if "Fn::If" in entry:
+            condition, present, absent = entry["Fn::If"]
             assert condition == "HasApp"
             item = present if with_app else absent
             if item == {"Ref": "AWS::NoValue"}:

@@ -1,5 +1,5 @@
-"""The configuration table of the docs (docs/configuration.md) is the contract: every row names real settings with the defaults
-they really have, and every setting is in the table."""
+"""The configuration table of the docs (docs/configuration.md) is the contract: every row names real
+settings with the defaults they really have, and every setting is in the table."""
 
 from __future__ import annotations
 
