@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 BENCH_NOTE ?=
 STATE := .conveyor
 
-.PHONY: run install nginx redis test lint types deploy-check docs unit integration bench bench-quick report lock clean openapi
+.PHONY: run install nginx redis asyncapi test lint types deploy-check docs unit integration bench bench-quick report lock clean openapi
 
 run: install  ## install what is missing, then run LocalStack + queues + writer + processor
 	CONVEYOR_LOCALSTACK_PYTHON=$(LS_VENV)/bin/python $(VENV)/bin/conveyor dev
@@ -21,6 +21,9 @@ nginx:  ## Debian's nginx, for the gateway tests (installed if missing, never st
 
 redis:  ## Debian's redis-server, for the idempotency store tests (installed if missing, never left running as a service)
 	bash deploy/redis/install.sh
+
+asyncapi:  ## the AsyncAPI project's parser (npm, pinned in deploy/asyncapi), for the AsyncAPI document's test (installed if missing)
+	bash deploy/asyncapi/install.sh
 
 $(VENV)/.installed: pyproject.toml requirements/dev.lock
 	test -x $(PY) || $(PYTHON313) -m venv $(VENV)
@@ -41,7 +44,7 @@ $(LS_VENV)/.installed: src/conveyor/localstack.lock src/conveyor/localstack_inst
 # redis-server and nginx on free ports) and spend most of their time waiting on timeouts and
 # processes, so three workers run them side by side on two cores; a module stays on one worker.
 E2E_WORKERS ?= 3
-test: install nginx redis lint types deploy-check docs  ## everything CI checks: lint, types, configs, unit, bench gate, integration, e2e
+test: install nginx redis asyncapi lint types deploy-check docs  ## everything CI checks: lint, types, configs, unit, bench gate, integration, e2e
 	$(PY) -m pytest -m "not integration and not e2e" -q -n 2 --junitxml=$(STATE)/junit-unit.xml tests
 	$(PY) -m bench.run --quick --results $(STATE)/bench-ci.jsonl
 	$(PY) -m bench.gate --results $(STATE)/bench-ci.jsonl
@@ -72,7 +75,7 @@ docs: $(VENV)/.installed  ## the docs site into .conveyor/site (strict: a broken
 unit: $(VENV)/.installed
 	$(PY) -m pytest -m "not integration and not e2e" -q tests
 
-integration: install nginx redis
+integration: install nginx redis asyncapi
 	$(PY) -m pytest -m "integration or e2e" -q -n $(E2E_WORKERS) --dist loadfile tests
 
 bench: install redis  ## Conveyor and the naive baselines side by side (about 7 min); appends to bench/results.jsonl

@@ -1,26 +1,38 @@
 """The queue as an AsyncAPI 3.0.0 document: one channel (the queue), one message per type of the
 user's app with its payload's schema, and the ``conveyor.*`` attributes as the messages' headers.
-`conveyor asyncapi` prints it; the writer serves it at ``/asyncapi.json``."""
+`conveyor asyncapi` prints it; the writer serves it at ``/asyncapi.json``.
+
+Its schemas are AsyncAPI 3.0's default format, a superset of JSON Schema draft 07, while pydantic
+writes JSON Schema 2020-12: :func:`draft07` rewrites what the two read differently (see there)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
+
+import pydantic
+from pydantic.json_schema import JsonSchemaMode
 
 from conveyor import __version__, metadata
 from conveyor.contracts import App, MessageType
-from conveyor.schemas_of import example_body, payload_schemas
+from conveyor.schemas_of import example_body
 
 VERSION = "3.0.0"
 REF = "#/components/schemas/"
+HEADERS = "ConveyorHeaders"
 _KEY = re.compile(r"[^A-Za-z0-9._-]")  # what AsyncAPI allows in a component's key
 
 
 def document(app: App | None, queue_name: str) -> dict[str, Any]:
     """The document for ``app`` (None: one untyped message, any JSON) on the queue ``queue_name``."""
-    schemas, _ = payload_schemas(app, REF) if app else ({}, {})
     types = app.all_types() if app else []
-    messages = {_key(t): _message(t, schemas) for t in types} or {"message": _untyped()}
+    schemas, payloads, examples = _schemas(types)
+    headers = _unique(HEADERS, schemas)  # a user's model may be called ConveyorHeaders too
+    keys = _keys(types)
+    messages = {
+        key: _message(t, payloads.get(id(t)), examples.get(id(t)), headers) for key, t in zip(keys, types, strict=True)
+    } or {"message": _untyped(headers)}
     refs = [{"$ref": f"#/channels/queue/messages/{key}"} for key in messages]
     return {
         "asyncapi": VERSION,
@@ -51,29 +63,73 @@ def document(app: App | None, queue_name: str) -> dict[str, Any]:
                 "summary": "The queue-processor runs the type's handler on it.",
             },
         },
-        "components": {"messages": messages, "schemas": schemas | {"ConveyorHeaders": _headers()}},
+        "components": {"messages": messages, "schemas": schemas | {headers: _headers()}},
     }
+
+
+def _schemas(types: list[MessageType]) -> tuple[dict[str, Any], dict[int, str], dict[int, Any]]:
+    """(the schemas by key, each typed type's payload key, each typed type's example body), types by id.
+
+    All payloads in one generation, so that pydantic gives two models of one name (in two modules)
+    two keys instead of one overwriting the other; a payload that is not a model (``list[Order]``)
+    gets a schema of its own under its name, made unique the same way."""
+    typed = [t for t in types if t.typed]
+    mode: JsonSchemaMode = "validation"  # a body as the writer validates it
+    inputs = [(id(t), mode, t.adapter) for t in typed]
+    by_type, defs = pydantic.TypeAdapter.json_schemas(inputs, ref_template=REF + "{model}") if typed else ({}, {})
+    found: dict[str, Any] = dict(defs.get("$defs", {}))
+    payloads: dict[int, str] = {}
+    examples: dict[int, Any] = {}
+    for message_type in typed:
+        schema = by_type[(id(message_type), mode)]
+        ref = schema.get("$ref", "") if len(schema) == 1 else ""
+        if ref.startswith(REF):
+            key = ref.removeprefix(REF)
+        else:
+            key = _unique(_KEY.sub("_", message_type.schema_name), found)
+            found[key] = schema
+        payloads[id(message_type)] = key
+        # example_body looks the payload up by its schema_name, which need not be its key here
+        examples[id(message_type)] = example_body(message_type, found | {message_type.schema_name: found[key]}, REF)
+    return {key: draft07(schema) for key, schema in found.items()}, payloads, examples
+
+
+def _unique(key: str, taken: Iterable[str]) -> str:
+    taken = set(taken)
+    n, found = 1, key
+    while found in taken:
+        n += 1
+        found = f"{key}_{n}"
+    return found
+
+
+def _keys(types: list[MessageType]) -> list[str]:
+    """Each type's message key, unique: type names differ, but two may be alike once what AsyncAPI
+    does not allow in a key is replaced (``a/b``, ``a:b``), and a type may be called ``default``."""
+    keys: list[str] = []
+    for message_type in types:
+        keys.append(_unique(_key(message_type), keys))
+    return keys
 
 
 def _key(message_type: MessageType) -> str:
     return _KEY.sub("_", message_type.name) if message_type.name else "default"
 
 
-def _message(message_type: MessageType, schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    payload = {"$ref": REF + message_type.schema_name} if message_type.typed else {}
+def _message(message_type: MessageType, payload_key: str | None, example: Any, headers: str) -> dict[str, Any]:
     found: dict[str, Any] = {
         "name": message_type.name or "default",
         "title": message_type.name or "A message without a type",
         "summary": f"Handled by {message_type.describe()}",
         "contentType": "application/json",
-        "headers": {"$ref": REF + "ConveyorHeaders"},
-        "payload": payload,
-        "examples": [{"name": "example", "payload": example_body(message_type, schemas, REF)}],
+        "headers": {"$ref": REF + headers},
+        "payload": {"$ref": REF + payload_key} if payload_key else {},
+        "examples": [{"name": "example", "payload": example if payload_key else {"any": "JSON"}}],
     }
     if message_type.name:
         found["headers"] = {
             "allOf": [
-                {"$ref": REF + "ConveyorHeaders"},
+                {"$ref": REF + headers},
                 {"type": "object", "properties": {metadata.TYPE: {"type": "string", "const": message_type.name}},
                  "required": [metadata.TYPE]},
             ]
@@ -81,12 +137,12 @@ def _message(message_type: MessageType, schemas: dict[str, dict[str, Any]]) -> d
     return found
 
 
-def _untyped() -> dict[str, Any]:
+def _untyped(headers: str) -> dict[str, Any]:
     return {
         "name": "message",
         "title": "Any JSON body",
         "contentType": "application/json",
-        "headers": {"$ref": REF + "ConveyorHeaders"},
+        "headers": {"$ref": REF + headers},
         "payload": {},
     }
 
@@ -105,3 +161,47 @@ def _headers() -> dict[str, Any]:
         "description": "SQS message attributes set by the queue-writer; the user's own attributes beside them.",
         "properties": {name: {"type": "string", "description": text} for name, text in described.items()},
     }
+
+
+# Where a schema holds schemas: one, a list of them, or a map of names to them. Everything else
+# (enum, const, default, examples, required...) is a value, copied as it is.
+_ONE = ("items", "additionalItems", "additionalProperties", "contains", "propertyNames", "not", "if", "then", "else")
+_LIST = ("allOf", "anyOf", "oneOf", "prefixItems")
+_MAP = ("properties", "patternProperties", "dependencies", "dependentSchemas", "definitions", "$defs")
+
+
+def draft07(schema: Any) -> Any:
+    """``schema`` (pydantic's JSON Schema 2020-12) as AsyncAPI 3.0 reads schemas (draft 07 and a few
+    keywords of its own):
+
+    - a ``$ref`` beside other keywords: draft 07 ignores the others, so a field's ``default`` or
+      ``description`` next to its model's or enum's ``$ref`` would be lost; the ``$ref`` goes into an
+      ``allOf`` of one, which keeps both;
+    - ``discriminator``: pydantic writes OpenAPI's object (propertyName and mapping) on a ``oneOf``,
+      where AsyncAPI's is a property name of the schema itself, so the parser rejects it; dropped, as
+      the ``oneOf``'s branches already tell themselves apart by their tag's ``const``;
+    - ``prefixItems`` (a tuple) is draft 07's ``items`` as a list, and ``items`` beside it (the rest of
+      the tuple) is ``additionalItems``: else the positions' types would be ignored.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    found: dict[str, Any] = {}
+    for word, value in schema.items():
+        if word in _ONE:
+            found[word] = draft07(value)
+        elif word in _LIST and isinstance(value, list):
+            found[word] = [draft07(item) for item in value]
+        elif word in _MAP and isinstance(value, dict):
+            found[word] = {name: draft07(item) for name, item in value.items()}
+        elif word == "discriminator" and isinstance(value, dict):
+            continue
+        else:
+            found[word] = value
+    if "prefixItems" in found:
+        rest = found.pop("items", None)
+        found["items"] = found.pop("prefixItems")
+        if rest is not None:
+            found["additionalItems"] = rest
+    if "$ref" in found and len(found) > 1:
+        found = {"allOf": [{"$ref": found.pop("$ref")}], **found}
+    return found
