@@ -8,15 +8,11 @@ writes JSON Schema 2020-12: :func:`draft07` rewrites what the two read different
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any
-
-import pydantic
-from pydantic.json_schema import JsonSchemaMode
 
 from conveyor import __version__, metadata
 from conveyor.contracts import App, MessageType
-from conveyor.schemas_of import example_body
+from conveyor.schemas_of import example_body, payload_schemas, unique
 
 VERSION = "3.0.0"
 REF = "#/components/schemas/"
@@ -27,8 +23,8 @@ _KEY = re.compile(r"[^A-Za-z0-9._-]")  # what AsyncAPI allows in a component's k
 def document(app: App | None, queue_name: str) -> dict[str, Any]:
     """The document for ``app`` (None: one untyped message, any JSON) on the queue ``queue_name``."""
     types = app.all_types() if app else []
-    schemas, payloads, examples = _schemas(types)
-    headers = _unique(HEADERS, schemas)  # a user's model may be called ConveyorHeaders too
+    schemas, payloads, examples = _schemas(types, app) if app else ({}, {}, {})
+    headers = unique(HEADERS, schemas)  # a user's model may be called ConveyorHeaders too
     keys = _keys(types)
     messages = {
         key: _message(t, payloads.get(id(t)), examples.get(id(t)), headers) for key, t in zip(keys, types, strict=True)
@@ -67,40 +63,12 @@ def document(app: App | None, queue_name: str) -> dict[str, Any]:
     }
 
 
-def _schemas(types: list[MessageType]) -> tuple[dict[str, Any], dict[int, str], dict[int, Any]]:
-    """(the schemas by key, each typed type's payload key, each typed type's example body), types by id.
-
-    All payloads in one generation, so that pydantic gives two models of one name (in two modules)
-    two keys instead of one overwriting the other; a payload that is not a model (``list[Order]``)
-    gets a schema of its own under its name, made unique the same way."""
-    typed = [t for t in types if t.typed]
-    mode: JsonSchemaMode = "validation"  # a body as the writer validates it
-    inputs = [(id(t), mode, t.adapter) for t in typed]
-    by_type, defs = pydantic.TypeAdapter.json_schemas(inputs, ref_template=REF + "{model}") if typed else ({}, {})
-    found: dict[str, Any] = dict(defs.get("$defs", {}))
-    payloads: dict[int, str] = {}
-    examples: dict[int, Any] = {}
-    for message_type in typed:
-        schema = by_type[(id(message_type), mode)]
-        ref = schema.get("$ref", "") if len(schema) == 1 else ""
-        if ref.startswith(REF):
-            key = ref.removeprefix(REF)
-        else:
-            key = _unique(_KEY.sub("_", message_type.schema_name), found)
-            found[key] = schema
-        payloads[id(message_type)] = key
-        # example_body looks the payload up by its schema_name, which need not be its key here
-        examples[id(message_type)] = example_body(message_type, found | {message_type.schema_name: found[key]}, REF)
+def _schemas(types: list[MessageType], app: App) -> tuple[dict[str, Any], dict[int, str], dict[int, Any]]:
+    """(the schemas by key, each typed type's payload key, each typed type's example body), types by id."""
+    found, keys = payload_schemas(app, REF)
+    payloads = {id(t): keys[t.name] for t in types if t.name in keys}
+    examples = {id(t): example_body(t, found, keys[t.name], REF) for t in types if t.name in keys}
     return {key: draft07(schema) for key, schema in found.items()}, payloads, examples
-
-
-def _unique(key: str, taken: Iterable[str]) -> str:
-    taken = set(taken)
-    n, found = 1, key
-    while found in taken:
-        n += 1
-        found = f"{key}_{n}"
-    return found
 
 
 def _keys(types: list[MessageType]) -> list[str]:
@@ -108,7 +76,7 @@ def _keys(types: list[MessageType]) -> list[str]:
     does not allow in a key is replaced (``a/b``, ``a:b``), and a type may be called ``default``."""
     keys: list[str] = []
     for message_type in types:
-        keys.append(_unique(_key(message_type), keys))
+        keys.append(unique(_key(message_type), keys))
     return keys
 
 

@@ -3,35 +3,64 @@ under its model's name (nested models beside it, not inside), and an example bod
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
+
+import pydantic
+from pydantic.json_schema import JsonSchemaMode
 
 from conveyor.contracts import App, MessageType
 
 MAX_EXAMPLE_DEPTH = 6
+_KEY = re.compile(r"[^A-Za-z0-9._-]")  # what both documents allow in a component's key
 
 
 def payload_schemas(app: App, ref_prefix: str) -> tuple[dict[str, dict[str, Any]], dict[str | None, str]]:
-    """(schemas by name, each type's schema name): nested definitions hoisted beside the payloads and
-    referenced as ``<ref_prefix><name>``."""
-    schemas: dict[str, dict[str, Any]] = {}
-    names: dict[str | None, str] = {}
-    for message_type in app.all_types():
-        if not message_type.typed:
-            continue
-        schema = message_type.adapter.json_schema(ref_template=ref_prefix + "{model}")
-        schemas.update(schema.pop("$defs", {}))
-        name = message_type.schema_name
-        schemas[name] = schema
-        names[message_type.name] = name
-    return schemas, names
+    """(schemas by key, each typed type's payload key by type name): nested definitions beside the
+    payloads, referenced as ``<ref_prefix><key>``.
+
+    All payloads in one generation, so that pydantic gives two models of one name (in two modules)
+    two keys instead of one overwriting the other; a payload that is not a model (``list[Order]``)
+    gets a schema of its own under its name, made unique the same way."""
+    typed = [t for t in app.all_types() if t.typed]
+    if not typed:
+        return {}, {}
+    mode: JsonSchemaMode = "validation"  # a body as the writer validates it
+    inputs = [(id(t), mode, t.adapter) for t in typed]
+    by_type, defs = pydantic.TypeAdapter.json_schemas(inputs, ref_template=ref_prefix + "{model}")
+    found: dict[str, dict[str, Any]] = dict(defs.get("$defs", {}))
+    keys: dict[str | None, str] = {}
+    for message_type in typed:
+        schema = by_type[(id(message_type), mode)]
+        ref = schema.get("$ref", "") if len(schema) == 1 else ""
+        if ref.startswith(ref_prefix):
+            key = ref.removeprefix(ref_prefix)
+        else:
+            key = unique(_KEY.sub("_", message_type.schema_name), found)
+            found[key] = schema
+        keys[message_type.name] = key
+    return found, keys
 
 
-def example_body(message_type: MessageType, schemas: dict[str, dict[str, Any]], ref_prefix: str) -> Any:
-    """A body that matches the type's schema: its own ``examples`` when it has one, else a value of
-    each required field's type."""
-    if not message_type.typed:
+def unique(key: str, taken: Iterable[str]) -> str:
+    """``key``, or ``key_2``, ``key_3`` ... : the first not in ``taken``."""
+    taken = set(taken)
+    n, found = 1, key
+    while found in taken:
+        n += 1
+        found = f"{key}_{n}"
+    return found
+
+
+def example_body(
+    message_type: MessageType, schemas: dict[str, dict[str, Any]], key: str | None, ref_prefix: str
+) -> Any:
+    """A body that matches the type's schema (``schemas[key]``): its own ``examples`` when it has
+    one, else a value of each required field's type."""
+    if not message_type.typed or key is None:
         return {"any": "JSON"}
-    return _example(schemas[message_type.schema_name], schemas, ref_prefix, 0)
+    return _example(schemas[key], schemas, ref_prefix, 0)
 
 
 def _example(schema: dict[str, Any], schemas: dict[str, dict[str, Any]], prefix: str, depth: int) -> Any:

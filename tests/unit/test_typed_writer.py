@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pydantic
 import pytest
 from pydantic import BaseModel
 
@@ -170,3 +171,36 @@ async def test_the_writer_serves_the_asyncapi_document(typed: httpx.AsyncClient)
     assert document["asyncapi"] == "3.0.0"
     assert set(document["components"]["messages"]) == {"order.created", "order.cancelled"}
     assert document["channels"]["queue"]["address"] == QUEUE
+
+
+def _model_named(name: str, field: str) -> type[BaseModel]:
+    return pydantic.create_model(name, __module__=f"shop.{field}", **{field: (str, ...)})  # type: ignore[call-overload, no-any-return]
+
+
+async def test_models_of_one_name_or_of_the_apis_own_names_keep_apart(fake: FakeSqs) -> None:
+    app = conveyor.App()
+    problem, first, second = _model_named("Problem", "code"), _model_named("Order", "a"), _model_named("Order", "b")
+    app.handler("problem")(_typed(problem))
+    app.handler("first")(_typed(first))
+    app.handler("second")(_typed(second))
+    async with running_writer(fake, WriterSettings(queue_name=QUEUE), contracts=app) as client:
+        document = (await client.get("/openapi.json")).json()
+        schemas = document["components"]["schemas"]
+        assert set(schemas["Problem"]["properties"]) >= {"title", "status", "detail"}  # the API's own, kept
+        body = document["paths"]["/messages"]["post"]["requestBody"]["content"]["application/json"]
+        refs = {
+            name: schemas[ref.rsplit("/", 1)[1]]["properties"]["body"]["$ref"].rsplit("/", 1)[1]
+            for name, ref in body["schema"]["discriminator"]["mapping"].items()
+        }
+        assert len(set(refs.values())) == 3  # three payloads, three schemas
+        assert set(schemas[refs["problem"]]["properties"]) == {"code"}
+        assert {next(iter(schemas[refs[n]]["properties"])) for n in ("first", "second")} == {"a", "b"}
+        for example in body["examples"].values():
+            assert (await client.post("/messages", json=example["value"])).status_code == 202
+
+
+def _typed(model: type[BaseModel]) -> Any:
+    async def handler(value: Any) -> None: ...
+
+    handler.__annotations__ = {"value": model, "return": None}
+    return handler

@@ -8,7 +8,7 @@ import copy
 from typing import Any
 
 from conveyor.contracts import App
-from conveyor.schemas_of import example_body, payload_schemas
+from conveyor.schemas_of import example_body, payload_schemas, unique
 
 REF = "#/components/schemas/"
 JSON = "application/json"
@@ -17,10 +17,13 @@ JSON = "application/json"
 def add_message_types(schema: dict[str, Any], contracts: App) -> None:
     """Rewrite ``schema`` (FastAPI's document) in place for ``contracts``."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    payloads, names = payload_schemas(contracts, REF)
+    payloads, names = apart_from(components, *payload_schemas(contracts, REF))
     components.update(payloads)
     examples: dict[str, dict[str, Any]] = {
-        (t.name or "default"): {"summary": t.name or "a message without a type", "value": _example(t.name, t, payloads)}
+        (t.name or "default"): {
+            "summary": t.name or "a message without a type",
+            "value": _example(t.name, t, payloads, names.get(t.name)),
+        }
         for t in contracts.all_types()
     }
     for route, base in (("/messages", "MessageIn"), ("/messages/batch", "BatchEntryIn")):
@@ -41,8 +44,36 @@ def add_message_types(schema: dict[str, Any], contracts: App) -> None:
             }
 
 
-def _example(name: str | None, message_type: Any, payloads: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    body = example_body(message_type, payloads, REF)
+def apart_from(
+    components: dict[str, Any], payloads: dict[str, dict[str, Any]], names: dict[str | None, str]
+) -> tuple[dict[str, dict[str, Any]], dict[str | None, str]]:
+    """The payloads' schemas under keys the document does not use yet (a user's model may be called
+    ``Problem`` or ``MessageIn``): those renamed, and every reference to them."""
+    renamed: dict[str, str] = {}
+    for key in payloads:
+        if key in components:
+            renamed[key] = unique(key, {*components, *payloads, *renamed.values()})
+    if not renamed:
+        return payloads, names
+    moved = {renamed.get(key, key): _with_refs(schema, renamed) for key, schema in payloads.items()}
+    return moved, {name: renamed.get(key, key) for name, key in names.items()}
+
+
+def _with_refs(node: Any, renamed: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(REF) and ref.removeprefix(REF) in renamed:
+            return {**node, "$ref": REF + renamed[ref.removeprefix(REF)]}
+        return {key: _with_refs(value, renamed) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_with_refs(item, renamed) for item in node]
+    return node
+
+
+def _example(
+    name: str | None, message_type: Any, payloads: dict[str, dict[str, Any]], key: str | None
+) -> dict[str, Any]:
+    body = example_body(message_type, payloads, key, REF)
     return {"type": name, "body": body} if name else {"body": body}
 
 
