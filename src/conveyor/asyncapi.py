@@ -92,8 +92,9 @@ def _message(message_type: MessageType, payload_key: str | None, example: Any, h
         "contentType": "application/json",
         "headers": {"$ref": REF + headers},
         "payload": {"$ref": REF + payload_key} if payload_key else {},
-        "examples": [{"name": "example", "payload": example if payload_key else {"any": "JSON"}}],
     }
+    if example is not None or not payload_key:  # no example rather than one that does not validate
+        found["examples"] = [{"name": "example", "payload": example if payload_key else {"any": "JSON"}}]
     if message_type.name:
         found["headers"] = {
             "allOf": [

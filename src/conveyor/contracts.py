@@ -37,9 +37,10 @@ class InvalidMessageError(PermanentError):
 
     __module__ = "conveyor"  # the public name, which dead-letter records and `conveyor dlq` filters show
 
-    def __init__(self, message_type: str | None, errors: list[dict[str, str]]) -> None:
+    def __init__(self, message_type: str | None, errors: list[dict[str, str]], count: int | None = None) -> None:
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        total = len(errors) if count is None else count
+        more = f" (and {total - 1} more)" if total > 1 else ""
         named = f"{message_type!r}" if message_type else "the default type"
         super().__init__(f"body does not match {named}: {first['field']}: {first['message']}{more}")
         self.message_type = message_type
@@ -118,11 +119,18 @@ class MessageType:
         return self.adapter.json_schema() if self.typed else {}
 
     def decode(self, body: str) -> Any:
-        """The payload from the body's JSON text; raises :class:`InvalidMessageError`."""
+        """The payload from the body's JSON text; raises :class:`InvalidMessageError`.
+
+        A validator of the model that raises something pydantic does not take for a validation error
+        (a ``KeyError`` in a ``model_validator``, say) fails on this body and would fail on it again:
+        the body is invalid too, named by the exception's type (its text may hold the value)."""
         try:
             return self.adapter.validate_json(body)
         except pydantic.ValidationError as exc:
-            raise InvalidMessageError(self.name, validation_errors(exc)) from None
+            raise InvalidMessageError(self.name, validation_errors(exc), count=exc.error_count()) from None
+        except Exception as exc:  # noqa: BLE001 - the user's validator: see above
+            failed = {"field": "body", "message": f"a validator of the model raised {type(exc).__name__}"}
+            raise InvalidMessageError(self.name, [failed]) from None
 
     def describe(self) -> str:
         """For the start-up log: ``module:function``."""

@@ -24,7 +24,10 @@ def configure_logging(fmt: Literal["auto", "json", "console"] = "auto", level: s
     through the same processors and renderer: one stream, one format, the message's ids bound."""
     console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+        # Plain tracebacks: rich's would print each frame's local variables, a message's body with them.
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        if console
+        else structlog.processors.JSONRenderer()
     )
     numeric = LEVELS.get(level, logging.INFO)
     shared: list[structlog.typing.Processor] = [
@@ -49,7 +52,8 @@ def _route_stdlib_logging(
     handler = logging.StreamHandler(sys.__stderr__ or sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            # ExtraAdder: `logging`'s extra={...} become fields, as keyword arguments do for structlog
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, structlog.stdlib.ExtraAdder()],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,

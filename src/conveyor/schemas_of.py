@@ -3,6 +3,7 @@ under its model's name (nested models beside it, not inside), and an example bod
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pydantic
 from pydantic.json_schema import JsonSchemaMode
 
-from conveyor.contracts import App, MessageType
+from conveyor.contracts import App, InvalidMessageError, MessageType
 
 MAX_EXAMPLE_DEPTH = 6
 _KEY = re.compile(r"[^A-Za-z0-9._-]")  # what both documents allow in a component's key
@@ -28,7 +29,10 @@ def payload_schemas(app: App, ref_prefix: str) -> tuple[dict[str, dict[str, Any]
         return {}, {}
     mode: JsonSchemaMode = "validation"  # a body as the writer validates it
     inputs = [(id(t), mode, t.adapter) for t in typed]
-    by_type, defs = pydantic.TypeAdapter.json_schemas(inputs, ref_template=ref_prefix + "{model}")
+    try:
+        by_type, defs = pydantic.TypeAdapter.json_schemas(inputs, ref_template=ref_prefix + "{model}")
+    except pydantic.PydanticUserError:  # a type pydantic validates but cannot describe
+        by_type, defs = _one_by_one(typed, mode, ref_prefix), {}
     found: dict[str, dict[str, Any]] = dict(defs.get("$defs", {}))
     keys: dict[str | None, str] = {}
     for message_type in typed:
@@ -41,6 +45,22 @@ def payload_schemas(app: App, ref_prefix: str) -> tuple[dict[str, dict[str, Any]
             found[key] = schema
         keys[message_type.name] = key
     return found, keys
+
+
+def _one_by_one(
+    typed: list[MessageType], mode: JsonSchemaMode, ref_prefix: str
+) -> dict[tuple[int, JsonSchemaMode], dict[str, Any]]:
+    """Each type's schema alone, nested definitions inline; one that cannot be described is an open
+    schema that says so (the documents still serve; validation is unchanged)."""
+    found: dict[tuple[int, JsonSchemaMode], dict[str, Any]] = {}
+    for message_type in typed:
+        try:
+            schema = message_type.adapter.json_schema(ref_template=ref_prefix + "{model}")
+            schema.pop("$defs", None)
+        except pydantic.PydanticUserError:
+            schema = {"description": f"{message_type.schema_name}: pydantic cannot describe it as a JSON schema"}
+        found[(id(message_type), mode)] = schema
+    return found
 
 
 def unique(key: str, taken: Iterable[str]) -> str:
@@ -57,10 +77,16 @@ def example_body(
     message_type: MessageType, schemas: dict[str, dict[str, Any]], key: str | None, ref_prefix: str
 ) -> Any:
     """A body that matches the type's schema (``schemas[key]``): its own ``examples`` when it has
-    one, else a value of each required field's type."""
+    one, else a value of each required field's type; None when what can be made of the schema does
+    not pass the type's validation (a pattern, a bound): no example rather than a wrong one."""
     if not message_type.typed or key is None:
         return {"any": "JSON"}
-    return _example(schemas[key], schemas, ref_prefix, 0)
+    example = _example(schemas[key], schemas, ref_prefix, 0)
+    try:
+        message_type.decode(json.dumps(example))
+    except (InvalidMessageError, TypeError, ValueError):
+        return None
+    return example
 
 
 def _example(schema: dict[str, Any], schemas: dict[str, dict[str, Any]], prefix: str, depth: int) -> Any:
@@ -92,8 +118,22 @@ def _of_type(schema: dict[str, Any], schemas: dict[str, dict[str, Any]], prefix:
         return {name: _example(properties[name], schemas, prefix, depth + 1) for name in schema.get("required", [])}
     if kind == "array":
         return [_example(schema.get("items", {}), schemas, prefix, depth + 1)]
-    simple = {"string": _string(schema), "integer": 1, "number": 1.5, "boolean": True, "null": None}
+    if kind in ("integer", "number"):
+        return _number(schema, integer=kind == "integer")
+    simple = {"string": _string(schema), "boolean": True, "null": None}
     return simple.get(str(kind), "string")
+
+
+def _number(schema: dict[str, Any], *, integer: bool) -> int | float:
+    """1 (or 1.5), moved inside the schema's bounds."""
+    value: float = 1 if integer else 1.5
+    low = schema.get("minimum", schema.get("exclusiveMinimum"))
+    high = schema.get("maximum", schema.get("exclusiveMaximum"))
+    if isinstance(low, int | float) and value <= low:
+        value = low + 1 if integer or "exclusiveMinimum" in schema else low
+    if isinstance(high, int | float) and value >= high:
+        value = high - 1 if integer or "exclusiveMaximum" in schema else high
+    return int(value) if integer else value
 
 
 def _string(schema: dict[str, Any]) -> str:
@@ -103,4 +143,10 @@ def _string(schema: dict[str, Any]) -> str:
         "uuid": "00000000-0000-4000-8000-000000000000",
     }
     formats |= {"email": "user@example.com", "uri": "https://example.com/"}
-    return formats.get(str(schema.get("format")), "string")
+    text = formats.get(str(schema.get("format")), "string")
+    longest, shortest = schema.get("maxLength"), schema.get("minLength")
+    if isinstance(longest, int):
+        text = text[:longest]
+    if isinstance(shortest, int) and len(text) < shortest:
+        text += "x" * (shortest - len(text))
+    return text

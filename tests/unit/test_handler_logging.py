@@ -23,7 +23,7 @@ log = conveyor.get_logger("shop.orders")
 @app.handler("order.created")
 def on_order(order: dict) -> None:
     logging.getLogger("shop").info("stdlib info %s", order["id"])
-    logging.getLogger("shop").warning("stdlib warning")
+    logging.getLogger("shop").warning("stdlib warning", extra={"order_id": order["id"]})
     log.info("structured", order_id=order["id"])
     logging.getLogger("botocore.credentials").info("Found credentials in environment variables.")
     try:
@@ -55,6 +55,7 @@ def test_json_lines_carry_the_message_ids_type_and_logger() -> None:
         )
     assert by_event["stdlib info o-1"]["logger"] == "shop"
     assert by_event["stdlib info o-1"]["level"] == "info"
+    assert by_event["stdlib warning"]["order_id"] == "o-1"  # logging's extra={...} become fields
     assert by_event["structured"]["logger"] == "shop.orders"
     assert by_event["structured"]["order_id"] == "o-1"
     assert "ValueError: inner" in by_event["it failed"]["exception"]

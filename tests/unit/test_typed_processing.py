@@ -4,12 +4,14 @@ through the shipped test kit and the real engine over the in-memory SQS."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
+import pydantic
 import pytest
 from pydantic import BaseModel
 
@@ -192,7 +194,7 @@ def test_each_types_idempotency_options_make_one_key_function() -> None:
         options: IdempotencyOptions = getattr(router(app, pool), IDEMPOTENCY_MARK)
     assert options.enabled
     assert options.key is not None
-    assert options.key(make_message({"order_id": "o-9"}, type="by-order")) == "o-9"
+    assert options.key(make_message({"order_id": "o-9"}, type="by-order")) == "by-order\x1fo-9"
     keyed = make_message(1, type="plain", idempotency_key="client-key")
     assert options.key(keyed) == "client-key"
     assert options.key(make_message(1, type="plain", message_id="m-7")) == "m-7"
@@ -214,3 +216,72 @@ def test_an_app_that_turns_idempotency_off_everywhere_opens_no_store() -> None:
     with ThreadPoolExecutor(1) as pool:
         options: IdempotencyOptions = getattr(router(app, pool), IDEMPOTENCY_MARK)
     assert not options.enabled
+
+
+class Strict(BaseModel):
+    code: str
+
+    @pydantic.model_validator(mode="after")
+    def known(self) -> Strict:
+        return {"EUR": self, "USD": self}[self.code]  # a KeyError on an unknown code, not a ValueError
+
+
+def _batch_app(ran: list[str]) -> conveyor.App:
+    app = conveyor.App()
+
+    @app.handler("strict")
+    async def strict(value: Strict, message: conveyor.Message) -> None:
+        ran.append(message.message_id)
+
+    @app.handler("many")
+    @conveyor.batch_handler
+    async def many(values: list[typed_app.OrderCancelled]) -> None: ...
+
+    return app
+
+
+async def test_a_validator_that_crashes_makes_its_body_invalid_not_its_batch_failed() -> None:
+    ran: list[str] = []
+    app = _batch_app(ran)
+    single = await run(app, make_message({"code": "GBP"}, type="strict"))
+    assert (single.action, single.error_type) == ("dead_letter", "conveyor.InvalidMessageError")
+    assert single.error is not None
+    assert "a validator of the model raised KeyError" in str(single.error)
+    assert "GBP" not in str(single.error)
+    async with InMemoryStack(app) as stack:
+        queue = stack_queue(stack)
+        stack.sqs.put(queue, '{"code": "GBP"}', {metadata.TYPE: text("strict")})
+        for _ in range(4):
+            stack.sqs.put(queue, '{"code": "EUR"}', {metadata.TYPE: text("strict")})
+        await stack.drain()
+        assert [d.error_type for d in stack.dead_letters] == ["conveyor.InvalidMessageError"]
+    assert len(ran) == 4  # the others of its batch ran, once each
+
+
+async def test_a_handler_raising_cancelled_error_fails_alone_in_a_batch_route() -> None:
+    runs: dict[str, int] = {}
+    app = conveyor.App()
+
+    @app.handler("job")
+    async def job(value: typed_app.OrderCancelled, message: conveyor.Message) -> None:
+        runs[value.order_id] = runs.get(value.order_id, 0) + 1
+        if value.order_id == "cancel-me" and runs[value.order_id] == 1:
+            raise asyncio.CancelledError
+
+    @app.handler("many")
+    @conveyor.batch_handler
+    async def many(values: list[typed_app.OrderCancelled]) -> None: ...
+
+    async with InMemoryStack(app, retry_seconds=0) as stack:
+        queue = stack_queue(stack)
+        for order_id in ("a", "cancel-me", "b", "c"):
+            stack.sqs.put(queue, json.dumps({"order_id": order_id}), {metadata.TYPE: text("job")})
+        await stack.drain()
+    assert runs == {"a": 1, "cancel-me": 2, "b": 1, "c": 1}
+
+
+async def test_a_handler_raising_cancelled_error_is_a_retry_in_the_test_kit_too() -> None:
+    async def handler(message: conveyor.Message) -> None:
+        raise asyncio.CancelledError
+
+    assert (await run(handler, make_message(1))).action == "retry"

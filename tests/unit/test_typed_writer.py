@@ -11,6 +11,7 @@ import httpx
 import pydantic
 import pytest
 from pydantic import BaseModel
+from pydantic_core import core_schema
 
 import conveyor
 from conveyor import metadata
@@ -204,3 +205,88 @@ def _typed(model: type[BaseModel]) -> Any:
 
     handler.__annotations__ = {"value": model, "return": None}
     return handler
+
+
+class Coded(BaseModel):
+    code: str = pydantic.Field(pattern=r"^[A-Z]{3}$", max_length=3)
+    country: str = pydantic.Field(max_length=2)
+    quantity: int = pydantic.Field(ge=10, le=20)
+    price: float = pydantic.Field(gt=100)
+
+    @pydantic.model_validator(mode="after")
+    def known(self) -> Coded:
+        return {"EUR": self}[self.code] if self.code != "XYZ" else self
+
+
+def _coded_app() -> conveyor.App:
+    app = conveyor.App()
+    app.handler("coded")(_typed(Coded))
+    app.handler("bounded")(_typed(pydantic.create_model("Bounded", n=(int, pydantic.Field(ge=10, le=20)))))
+    return app
+
+
+async def test_a_validator_that_crashes_is_a_422_for_its_message_alone(
+    fake: FakeSqs, writer_settings: WriterSettings
+) -> None:
+    good = {"code": "EUR", "country": "FR", "quantity": 12, "price": 120}
+    async with running_writer(fake, writer_settings, contracts=_coded_app()) as client:
+        single = await client.post("/messages", json={"type": "coded", "body": good | {"code": "GBP"}})
+        batch = await client.post("/messages/batch", json={"messages": [
+            {"id": "bad", "type": "coded", "body": good | {"code": "GBP"}},
+            {"id": "good", "type": "coded", "body": good},
+        ]})  # fmt: skip
+    assert single.status_code == 422
+    assert single.json()["errors"] == [{"field": "body", "message": "a validator of the model raised KeyError"}]
+    assert [s["id"] for s in batch.json()["successful"]] == ["good"]
+    assert [f["id"] for f in batch.json()["failed"]] == ["bad"]
+
+
+async def test_examples_keep_to_the_schemas_bounds_or_are_left_out(fake: FakeSqs) -> None:
+    async with running_writer(fake, WriterSettings(queue_name=QUEUE), contracts=_coded_app()) as client:
+        document = (await client.get("/openapi.json")).json()
+        examples = document["paths"]["/messages"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+        assert set(examples) == {"bounded"}  # no body made from Coded's schema passes its pattern and validator
+        assert examples["bounded"]["value"]["body"] == {"n": 11}
+        for example in examples.values():
+            assert (await client.post("/messages", json=example["value"])).status_code == 202
+
+
+async def test_a_body_over_the_queues_limit_is_a_413_before_the_model_runs(fake: FakeSqs) -> None:
+    fake.queues[QUEUE].attributes["MaximumMessageSize"] = "1024"
+    async with running_writer(fake, WriterSettings(queue_name=QUEUE), contracts=typed_app.app) as client:
+        answer = await client.post("/messages", json={"type": "order.created", "body": {"lines": [{}] * 400}})
+        many = await client.post("/messages", json={"type": "order.created", "body": {"lines": [{}] * 50}})
+    assert answer.status_code == 413
+    assert many.status_code == 422
+    assert many.json()["detail"].endswith("(and 101 more)")  # every error counted, 20 listed
+    assert len(many.json()["errors"]) == 20
+
+
+class Money:
+    """A user's own type, validated from text, that pydantic cannot describe as a JSON schema."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        return core_schema.no_info_plain_validator_function(cls)
+
+
+class Priced(BaseModel):
+    order_id: str
+    price: Money
+
+
+async def test_a_type_pydantic_cannot_describe_still_serves_its_documents(fake: FakeSqs) -> None:
+    app = conveyor.App()
+    app.handler("priced")(_typed(Priced))
+    app.handler("plain")(_typed(typed_app.OrderCancelled))
+    async with running_writer(fake, WriterSettings(queue_name=QUEUE), contracts=app) as client:
+        openapi = (await client.get("/openapi.json")).json()
+        asyncapi = (await client.get("/asyncapi.json")).json()
+        accepted = await client.post("/messages", json={"type": "priced", "body": {"order_id": "o", "price": "1 EUR"}})
+    assert "pydantic cannot describe it" in openapi["components"]["schemas"]["Priced"]["description"]
+    assert "OrderCancelled" in openapi["components"]["schemas"]  # the others described as ever
+    assert set(asyncapi["components"]["messages"]) == {"priced", "plain"}
+    assert accepted.status_code == 202  # validation is unchanged

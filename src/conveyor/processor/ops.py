@@ -49,5 +49,7 @@ class OpsServer(uvicorn.Server):
 
 def ops_server(health: Readiness, registry: CollectorRegistry) -> OpsServer:
     """Serves on a socket bound by the caller (``serve(sockets=[...])``)."""
-    config = uvicorn.Config(ops_app(health, registry), log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        ops_app(health, registry), log_level="warning", log_config=None, access_log=False, lifespan="off"
+    )
     return OpsServer(config)

@@ -34,6 +34,7 @@ from conveyor.processor.user_code import as_async
 
 type Call = Callable[[tuple[Any, ...]], Awaitable[Any]]
 HANDLER_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, KeyboardInterrupt)
+KEY_SEPARATOR = "\x1f"  # between a type's name and its own key function's key: in neither of them
 
 
 def type_of(message: Message) -> str | None:
@@ -101,7 +102,7 @@ def _batch_route(app: App, calls: Mapping[str | None, Call]) -> Callable[[list[M
             try:
                 message_type = app.resolve(type_of(message))
                 payload = payload_of(message_type, message)
-            except PermanentError as exc:
+            except HANDLER_ERRORS as exc:  # this message's failure alone, never its batch's
                 failures[message.message_id] = exc
                 continue
             if runs and runs[-1][0] is message_type:
@@ -150,6 +151,10 @@ async def _run_singles(
                 await call(arguments(message_type, payload, message))
             except HANDLER_ERRORS as exc:
                 return exc
+            except asyncio.CancelledError as exc:
+                if _cancelled_from_outside():
+                    raise  # the worker's own cancellation (a stop), or a thread still running
+                return exc  # the handler raised it itself: its failure, not its siblings'
         return None
 
     if ordered:
@@ -159,10 +164,16 @@ async def _run_singles(
     return {message.message_id: error for (message, _), error in zip(items, outcomes, strict=True) if error}
 
 
+def _cancelled_from_outside() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def _idempotency(app: App) -> IdempotencyOptions:
     """One set of options for the whole app, from each type's :func:`conveyor.idempotent`: the store
-    is used when any type wants it; each message's key is its type's (a type that turned it off gets
-    a key of its own delivery, so no copy of it is ever taken for another: not deduplicated)."""
+    is used when any type wants it; each message's key is its type's (its own key function's,
+    prefixed with the type's name; a type that turned it off gets a key of its own delivery, so no
+    copy of it is ever taken for another: not deduplicated)."""
     options = {t.name: idempotency_options(t.func) for t in app.all_types()}
     if not any(o.enabled for o in options.values()):
         return IdempotencyOptions(enabled=False)
@@ -177,7 +188,11 @@ def _idempotency(app: App) -> IdempotencyOptions:
         if not own.enabled:
             return f"{message.message_id}#{message.receive_count}"
         if own.key is not None:
-            return own.key(message)
+            found = own.key(message)
+            if isinstance(found, bool) or not isinstance(found, str | int) or found == "":
+                return found  # not a key: the store's side falls back to the message id, and says so
+            # Each type's own keys apart: order o-1 created and order o-1 cancelled are two keys.
+            return f"{type_of(message) or ''}{KEY_SEPARATOR}{found}"
         return message.attributes.get(IDEMPOTENCY_KEY) or message.message_id
 
     return IdempotencyOptions(key=key)

@@ -109,7 +109,7 @@ def load_user_code(app: str | None, handler: str) -> Callable[..., Any] | App:
     settings refuse both set). Logged, so that a start shows which code it runs."""
     if app:
         loaded = import_app(app)
-        log.info("app_loaded", app=app, handlers=loaded.describe())
+        log.info("app_loaded", service="queue-processor", app=app, handlers=loaded.describe())
         return loaded
     func = import_handler(handler)
     log.info("handler_loaded", handler=handler, batch=bool(getattr(func, BATCH_MARK, False)))

@@ -3,6 +3,7 @@ happen to the message (deleted, retried after how long, dead-lettered) and why."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ from conveyor.processor.outcome import Ack, DeadLetter, RetryAfter, RetryPolicy,
 from conveyor.processor.routing import log_context, router
 from conveyor.processor.user_code import BatchHandler, adapt
 
-HANDLER_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, KeyboardInterrupt)
+# A handler that raises CancelledError itself fails (as in the engine): nothing cancels a run() here.
+HANDLER_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, KeyboardInterrupt, asyncio.CancelledError)
 DEFAULT_POLICY = RetryPolicy(base_seconds=1.0, max_seconds=300.0, max_receive_count=5, dead_letter_queue=True)
 
 

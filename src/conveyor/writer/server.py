@@ -52,6 +52,7 @@ def serve(settings: WriterSettings) -> int:
         "port": settings.writer_port,
         "workers": settings.writer_workers,
         "log_level": "warning",
+        "log_config": None,  # uvicorn's own lines go through the root logger: Conveyor's format, not plain text
         "access_log": False,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "lifespan": "on",

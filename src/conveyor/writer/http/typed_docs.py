@@ -19,13 +19,14 @@ def add_message_types(schema: dict[str, Any], contracts: App) -> None:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     payloads, names = apart_from(components, *payload_schemas(contracts, REF))
     components.update(payloads)
-    examples: dict[str, dict[str, Any]] = {
-        (t.name or "default"): {
-            "summary": t.name or "a message without a type",
-            "value": _example(t.name, t, payloads, names.get(t.name)),
-        }
-        for t in contracts.all_types()
-    }
+    examples: dict[str, dict[str, Any]] = {}
+    for message_type in contracts.all_types():
+        value = _example(message_type.name, message_type, payloads, names.get(message_type.name))
+        if value is not None:  # (none when no body made from the schema validates: better than a wrong one)
+            examples[message_type.name or "default"] = {
+                "summary": message_type.name or "a message without a type",
+                "value": value,
+            }
     for route, base in (("/messages", "MessageIn"), ("/messages/batch", "BatchEntryIn")):
         variants = _variants(components, base, contracts, names)
         union = _union(variants, default=contracts.default_type is not None)
@@ -72,8 +73,10 @@ def _with_refs(node: Any, renamed: dict[str, str]) -> Any:
 
 def _example(
     name: str | None, message_type: Any, payloads: dict[str, dict[str, Any]], key: str | None
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     body = example_body(message_type, payloads, key, REF)
+    if body is None:
+        return None
     return {"type": name, "body": body} if name else {"body": body}
 
 

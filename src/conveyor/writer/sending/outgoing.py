@@ -151,8 +151,7 @@ def build_outgoing(message: MessageIn, meta: RequestMeta, queue: QueueConfig, co
     """Validate ``message`` against SQS's rules, this queue and (with one) the user's app; raise
     :class:`EntryProblem`."""
     body = serialise_body(message.body)
-    type_name = checked_type(contracts, message.type, body)
-    attributes = _attributes(message, meta, type_name)
+    attributes = _attributes(message, meta, message.type)
     _check_ids(message)
     group_id, dedup_id = fifo_ids(message, meta, queue, body)
     size = limits.message_bytes(body, attributes)
@@ -163,4 +162,5 @@ def build_outgoing(message: MessageIn, meta: RequestMeta, queue: QueueConfig, co
             f"body and attributes are {size} bytes; this queue takes at most {queue.max_message_bytes}",
             field="body",
         )
+    checked_type(contracts, message.type, body)  # last: the cheap refusals first, before the model's CPU
     return Outgoing(body, attributes, size, message.delay_seconds, group_id, dedup_id)

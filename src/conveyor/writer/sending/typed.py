@@ -10,12 +10,12 @@ from conveyor.writer.api.problems import EntryProblem
 MAX_NAMED_TYPES = 20
 
 
-def checked_type(contracts: App | None, type_name: str | None, body: str) -> str | None:
-    """The ``conveyor.type`` to send (None: none); raises :class:`EntryProblem` (422). Without an
-    app the type travels unchecked. The body is judged as the processor will judge it: its JSON
-    text through the type's own adapter."""
+def checked_type(contracts: App | None, type_name: str | None, body: str) -> None:
+    """Check the message's type and body against the app; raises :class:`EntryProblem` (422).
+    Without an app the type travels unchecked. The body is judged as the processor will judge it:
+    its JSON text through the type's own adapter."""
     if contracts is None:
-        return type_name
+        return
     try:
         message_type = contracts.resolve(type_name)
     except UnknownMessageTypeError:
@@ -26,7 +26,6 @@ def checked_type(contracts: App | None, type_name: str | None, body: str) -> str
         except InvalidMessageError as exc:
             first = exc.errors[0]["field"] if exc.errors else "body"
             raise EntryProblem(422, "Invalid message", str(exc), field=first, errors=exc.errors) from None
-    return type_name
 
 
 def _unknown(contracts: App, type_name: str | None) -> EntryProblem:
