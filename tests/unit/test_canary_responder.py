@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 import pytest
 
 from conveyor import Message
-from conveyor.canary.reply import CanaryConfig, CanaryResponder
 from conveyor.canary.wire import Canary, canary_body, parse_reply
 from conveyor.message import BatchFailures, batch_handler
+from conveyor.processor.canary_reply import CanaryConfig, CanaryResponder
 from conveyor.processor.engine import Engine
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.user_code import BatchHandler

@@ -139,7 +139,7 @@ async def test_a_claim_renewal_that_fails_once_is_tried_again_before_the_claim_e
     dedupe = Dedupe(flaky, visibility_timeout=300, ttl_seconds=3600, linger=0.01, clock=lambda: mono[0])  # type: ignore[arg-type]
     beat = Heartbeat(
         inflight,
-        SqsAnswersAtOnce(),  # type: ignore[arg-type]
+        SqsAnswersAtOnce(),
         ProcessorMetrics(),
         300,
         clock=lambda: mono[0],

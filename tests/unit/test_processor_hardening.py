@@ -173,7 +173,7 @@ def test_extensions_do_not_pile_up_while_one_is_under_way() -> None:
     inflight = InFlight()
     inflight.add(lease)
     acker = RecordingAcker()
-    heartbeat = Heartbeat(inflight, acker, ProcessorMetrics(), 1.0, clock=lambda: clock[0])  # type: ignore[arg-type]
+    heartbeat = Heartbeat(inflight, acker, ProcessorMetrics(), 1.0, clock=lambda: clock[0])
 
     def beat_at(now: float) -> int:
         clock[0] = now

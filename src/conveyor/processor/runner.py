@@ -20,9 +20,9 @@ from typing import Protocol
 import structlog
 
 from conveyor import tracing
-from conveyor.canary.reply import responder_for
 from conveyor.idempotency import IdempotencyStore, open_store
 from conveyor.message import idempotency_options
+from conveyor.processor.canary_reply import responder_for
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.dedupe import Dedupe, KeyFunction
 from conveyor.processor.engine import Engine
