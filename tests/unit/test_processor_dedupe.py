@@ -17,7 +17,8 @@ import pytest
 from conveyor import BatchFailures, Message, Retry, batch_handler, idempotent, metadata
 from conveyor.idempotency import Claim, IdempotencyStore, StoreUnavailableError, open_store
 from conveyor.message import idempotency_options
-from conveyor.processor.dedupe import Dedupe, KeyFunction
+from conveyor.processor.claim_keys import KeyFunction
+from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
 from conveyor.processor.user_code import adapt
 from tests.fakes import FakeSqs, as_client

@@ -23,17 +23,17 @@ from conveyor import tracing
 from conveyor.idempotency import IdempotencyStore, open_store
 from conveyor.message import idempotency_options
 from conveyor.processor.canary_reply import responder_for
+from conveyor.processor.claim_keys import KeyFunction
 from conveyor.processor.config import EngineConfig
-from conveyor.processor.dedupe import Dedupe, KeyFunction
+from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
 from conveyor.processor.link import ParentLink, StatusReporter
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.ops import OpsServer, ops_server
+from conveyor.processor.signals import EXIT_HARD_STOP, on_two_signals
 from conveyor.processor.startup import (
     EXIT_FAILURE,
-    EXIT_HARD_STOP,
     bind_ops_socket,
-    on_two_signals,
     read_queues,
 )
 from conveyor.processor.user_code import THREADS, adapt, import_handler
