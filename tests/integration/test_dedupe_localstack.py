@@ -1,4 +1,4 @@
-"""Effectively once on a real local SQS (issue 10): copies of one key, put on the queue by a plain
+"""Effectively once on a real local SQS: copies of one key, put on the queue by a plain
 boto3 producer, complete the handler once, with one processor (SQLite store) or two (Redis)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""FIFO queues (issue 11) on the in-memory SQS, which locks a message group while one of its
+"""FIFO queues on the in-memory SQS, which locks a message group while one of its
 messages is in flight, as SQS does: order per group, groups in parallel, stop-the-group on retry."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Effectively once in the processor (issue 10): with an idempotency store (SQLite here), a handler
+"""Effectively once in the processor: with an idempotency store (SQLite here), a handler
 completes once per key, whatever SQS or producers duplicate."""
 
 from __future__ import annotations
@@ -268,7 +268,7 @@ def put_keyed(fake: FakeSqs, n: int, key: str, group: str = "g") -> None:
 
 
 async def test_a_fifo_batch_handler_runs_the_messages_before_a_deferred_one(tmp_path: Path) -> None:
-    """Review 2: the message before a deferred one of its group was deleted without running."""
+    """The message before a deferred one of its group must run (it was once deleted without running)."""
     fake = FakeSqs()
     fake.create("work.fifo")
     put_keyed(fake, 0, "a")
@@ -287,7 +287,7 @@ async def test_a_fifo_batch_handler_runs_the_messages_before_a_deferred_one(tmp_
 
 
 async def test_two_copies_of_one_key_in_a_fifo_group_are_handled_once(tmp_path: Path) -> None:
-    """Review 2: the first copy was acked unhandled (the second, held here, stopped the group), and
+    """Once, the first copy was acked unhandled (the second, held here, stopped the group), and
     the second then skipped as a duplicate: handled zero times."""
     fake = FakeSqs()
     fake.create("work.fifo")

@@ -1,4 +1,4 @@
-"""Effectively once when things go wrong (review 2): a key the store cannot keep, a store call that
+"""Effectively once when things go wrong: a key the store cannot keep, a store call that
 fails once, a store that raises what it should not. Nothing runs twice, nothing is lost, the engine
 never stops."""
 
@@ -201,7 +201,8 @@ async def test_completions_the_store_missed_are_tried_once_more_at_shutdown(tmp_
         assert await real.claim(["order-8"], "another-processor", 60) == [Claim.COMPLETED]
 
 
-# Review 3: what the first fixes missed.
+# Corners of the same faults: a store bug at shutdown, a huge integer key, two leases of one message
+# in a batch, a FIFO shutdown behind an abandoned thread, a claim answer crossing a completion.
 
 
 async def test_a_store_bug_in_complete_does_not_crash_the_engine_at_shutdown(tmp_path: Path) -> None:
