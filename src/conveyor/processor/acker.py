@@ -126,7 +126,7 @@ class Acker:
     def delete_later(self, lease: Lease) -> None:
         """FIFO: delete the message together with the next :meth:`send_held` of its group (at the
         latest halfway to its visibility deadline: the heartbeat no longer extends a done message)."""
-        group = lease.group_id or ""
+        group = lease.group
         held = self._held.setdefault(group, [])
         held.append(lease)
         if len(held) >= MAX_BATCH_ENTRIES:

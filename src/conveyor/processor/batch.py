@@ -26,7 +26,7 @@ class Batch:
         """Decide what the claims decide before the handler; ``leases`` (the batch without its
         canaries) are the messages settled from now on. Returns those the handler runs."""
         self.leases = leases
-        claims = [(group_of(lease), lease.claim, lease.receive_count) for lease in leases]
+        claims = [(lease.group, lease.claim, lease.receive_count) for lease in leases]
         self.admission = admission(claims, policy, visibility, in_order=self.in_order)
         return [lease for position, lease in enumerate(leases) if self.admission.runs(position)]
 
@@ -50,7 +50,7 @@ class Batch:
 
     @property
     def groups(self) -> set[str]:
-        return {group_of(lease) for lease in self.taken}
+        return {lease.group for lease in self.taken}
 
 
 class GroupBatch(Batch):
@@ -64,14 +64,14 @@ class GroupBatch(Batch):
         self._stopped: dict[str, int] = {}
 
     def stop(self, lease: Lease, seconds: int) -> None:
-        group = group_of(lease)
+        group = lease.group
         self._stopped[group] = max(self._stopped.get(group, 0), seconds)
 
     def stopped(self, lease: Lease) -> bool:
-        return group_of(lease) in self._stopped
+        return lease.group in self._stopped
 
     def wait_of(self, lease: Lease) -> int:
-        return self._stopped.get(group_of(lease), 0)
+        return self._stopped.get(lease.group, 0)
 
     def stop_all(self) -> None:
         for group in self.groups:
@@ -80,8 +80,3 @@ class GroupBatch(Batch):
     @property
     def stopped_groups(self) -> set[str]:
         return set(self._stopped)
-
-
-def group_of(lease: Lease) -> str:
-    """The FIFO group (one group, "", for the messages of a standard queue)."""
-    return lease.group_id or ""

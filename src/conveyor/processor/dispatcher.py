@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from conveyor.metadata import TRACEPARENT
-from conveyor.processor.batch import Batch, GroupBatch, group_of
+from conveyor.processor.batch import Batch, GroupBatch
 from conveyor.processor.buffer import Buffer
 from conveyor.processor.canary_reply import CanaryResponder
 from conveyor.processor.config import EngineConfig
@@ -202,7 +202,7 @@ class Dispatcher:
             lease, outcome = batch.leases[position], outcomes[position]
             with lease.log_context():
                 if released_behind(outcome, group_stopped=batch.stopped(lease)):
-                    log.info("released_behind_failure", group_id=group_of(lease))
+                    log.info("released_behind_failure", group_id=lease.group)
                     batch.stop(lease, 0)  # (a deferred message before it has stopped the group)
                     if isinstance(outcome, Ack):
                         self._settlement.release_completed(lease, batch.wait_of(lease))

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from conveyor.processor.batch import group_of
 from conveyor.processor.buffer import AnyOrder, Buffer, ByGroup
 from conveyor.processor.canary_reply import CanaryResponder
 from conveyor.processor.config import EngineConfig
@@ -113,7 +112,7 @@ class Engine:
     def _hold_delete(self, lease: Lease) -> bool:
         """FIFO: a done message with later ones of its group still waiting here is deleted with the
         group's last (see :meth:`Acker.delete_later`); once stopping, at once."""
-        return self.config.fifo and self.buffer.waiting(group_of(lease)) and not self.stopping.is_set()
+        return self.config.fifo and self.buffer.waiting(lease.group) and not self.stopping.is_set()
 
     async def _shutdown(self, pollers: list[Poller], dispatcher: Dispatcher) -> None:
         log.info("processor_stopping", in_flight=len(self.inflight))

@@ -30,7 +30,7 @@ class Invoker:
         handler: Handler | BatchHandler,
         metrics: ProcessorMetrics,
         stopping: asyncio.Event,
-        abandon: Callable[[Lease], None] = Lease.abandon,
+        abandon: Callable[[Lease], None],
     ) -> None:
         self.handler = handler
         self._abandon = abandon  # the settlement's: a lease's stage changes there only

@@ -248,7 +248,7 @@ class Settlement:
             self._acker.delete_later(lease)
         else:
             self._acker.delete(lease)
-            self._acker.send_held(lease.group_id or "")
+            self._acker.send_held(lease.group)
 
     def _complete(self, lease: Lease, then: Callable[[], None], *, success: bool) -> None:
         """The handler succeeded: its completion is recorded, then ``then``; counted as a success
