@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from conveyor import Message, metadata
 from conveyor.idempotency import open_store
-from conveyor.processor.dedupe import Dedupe
+from conveyor.processor.engine.dedupe import Dedupe
 from tests.integration.test_processor_localstack import engine_on
 from tests.localstack_fixtures import Queues, count
 from tests.polling import until

@@ -14,8 +14,8 @@ import pytest
 from conveyor import Message
 from conveyor.canary.wire import Canary, canary_body, parse_reply
 from conveyor.message import BatchFailures, batch_handler
-from conveyor.processor.canary_reply import CanaryConfig, CanaryResponder
 from conveyor.processor.engine import Engine
+from conveyor.processor.engine.canary_reply import CanaryConfig, CanaryResponder
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.user_code import BatchHandler
 from tests.fakes import FakeSqs, as_client, client_error

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from conveyor import Message, Reject, metadata
-from conveyor.processor.dead_letter import fitting_attributes
-from conveyor.processor.lease import Lease
-from conveyor.processor.outcome import DeadLetter
+from conveyor.processor.engine.dead_letter import fitting_attributes
+from conveyor.processor.engine.lease import Lease
+from conveyor.processor.engine.outcome import DeadLetter
 from conveyor.sqs import limits
 from tests.fakes import FakeSqs
 from tests.unit.engine_support import DLQ, QUEUE, left, running, until

@@ -19,9 +19,9 @@ from structlog.testing import capture_logs
 from conveyor import Message, metadata
 from conveyor.idempotency import Claim, IdempotencyStore, StoreUnavailableError
 from conveyor.idempotency.sqlite_store import SqliteStore
-from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
-from conveyor.processor.lease import Lease
+from conveyor.processor.engine.dedupe import Dedupe
+from conveyor.processor.engine.lease import Lease
 from tests.fakes import FakeSqs, as_client
 from tests.idempotency_support import FakeClock
 from tests.unit.engine_support import QUEUE, config_for, left, sample, started, until

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from conveyor import BatchFailures, Message, batch_handler, metadata
 from conveyor.idempotency import Claim, open_store
-from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
+from conveyor.processor.engine.dedupe import Dedupe
 from conveyor.processor.user_code import adapt
 from tests.fakes import FakeSqs, as_client
 from tests.unit.engine_support import config_for, sample, started, until

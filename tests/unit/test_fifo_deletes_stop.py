@@ -9,9 +9,9 @@ import json
 from typing import Any
 
 from conveyor import Message
-from conveyor.processor.acker import HELD_DELETE_MAX_SECONDS, Acker
 from conveyor.processor.engine import Engine
-from conveyor.processor.lease import InFlight, Lease
+from conveyor.processor.engine.acker import HELD_DELETE_MAX_SECONDS, Acker
+from conveyor.processor.engine.lease import InFlight, Lease
 from conveyor.processor.metrics import ProcessorMetrics
 from tests.fakes import FakeSqs, as_client
 from tests.unit.engine_support import config_for, until

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conveyor.processor.health import Health
+from conveyor.processor.engine.health import Health
 
 
 def test_claim_failures_are_counted_apart_from_poll_failures() -> None:

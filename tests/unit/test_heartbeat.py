@@ -11,8 +11,8 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 
 from conveyor import Message
-from conveyor.processor.heartbeat import Heartbeat
-from conveyor.processor.lease import InFlight, Lease
+from conveyor.processor.engine.heartbeat import Heartbeat
+from conveyor.processor.engine.lease import InFlight, Lease
 from conveyor.processor.metrics import ProcessorMetrics
 from tests.fakes import FakeSqs, client_error
 from tests.unit.engine_support import QUEUE, left, running, sample, until

@@ -128,4 +128,4 @@ def test_only_the_writers_entry_point_imports_its_app() -> None:
 def test_the_graph_is_read() -> None:
     # the reader finds the imports it is about to judge (an empty graph would pass everything)
     assert "conveyor.writer.sending.sender" in GRAPH["conveyor.writer.app"] | GRAPH["conveyor.writer.state"]
-    assert "conveyor.sqs.errors" in GRAPH["conveyor.processor.startup"]
+    assert "conveyor.sqs.errors" in GRAPH["conveyor.processor.process.startup"]

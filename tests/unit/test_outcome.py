@@ -8,8 +8,8 @@ import pytest
 from conveyor import Reject, Retry
 from conveyor.idempotency import Claim
 from conveyor.message import InvalidJsonError, Message, PermanentError
-from conveyor.processor.backoff import poll_backoff, retry_delay
-from conveyor.processor.outcome import (
+from conveyor.processor.engine.backoff import poll_backoff, retry_delay
+from conveyor.processor.engine.outcome import (
     Ack,
     DeadLetter,
     Defer,

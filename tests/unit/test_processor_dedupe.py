@@ -17,9 +17,9 @@ import pytest
 from conveyor import BatchFailures, Message, Retry, batch_handler, idempotent, metadata
 from conveyor.idempotency import Claim, IdempotencyStore, StoreUnavailableError, open_store
 from conveyor.message import idempotency_options
-from conveyor.processor.claim_keys import KeyFunction
-from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
+from conveyor.processor.engine.claim_keys import KeyFunction
+from conveyor.processor.engine.dedupe import Dedupe
 from conveyor.processor.user_code import adapt
 from tests.fakes import FakeSqs, as_client
 from tests.unit.engine_support import QUEUE, config_for, left, sample, started, until

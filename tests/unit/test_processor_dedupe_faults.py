@@ -18,10 +18,10 @@ from conveyor import BatchFailures, Message, batch_handler, idempotent, metadata
 from conveyor.idempotency import Claim, IdempotencyStore, StoreUnavailableError, open_store
 from conveyor.idempotency.sqlite_store import SqliteStore
 from conveyor.message import idempotency_options
-from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
-from conveyor.processor.heartbeat import Heartbeat
-from conveyor.processor.lease import InFlight, Lease
+from conveyor.processor.engine.dedupe import Dedupe
+from conveyor.processor.engine.heartbeat import Heartbeat
+from conveyor.processor.engine.lease import InFlight, Lease
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.user_code import adapt
 from tests.fakes import FakeSqs, as_client

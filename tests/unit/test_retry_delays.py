@@ -9,7 +9,7 @@ import math
 import pytest
 
 from conveyor import Message, Retry
-from conveyor.processor.backoff import retry_delay
+from conveyor.processor.engine.backoff import retry_delay
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
 from tests.fakes import FakeSqs
 from tests.unit.engine_support import QUEUE, left, running, sample, until

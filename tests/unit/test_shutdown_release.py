@@ -11,8 +11,8 @@ import pytest
 
 from conveyor import Message
 from conveyor.idempotency import Claim, StoreUnavailableError
-from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
+from conveyor.processor.engine.dedupe import Dedupe
 from tests.fakes import FakeSqs, as_client
 from tests.unit.engine_support import config_for, sample, started, until
 

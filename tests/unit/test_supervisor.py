@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import pytest
 import structlog
 
-from conveyor.processor.restarts import GiveUp, Restart, RestartPolicy, Restarts
-from conveyor.processor.supervisor import Supervisor, describe_exit
+from conveyor.processor.process.restarts import GiveUp, Restart, RestartPolicy, Restarts
+from conveyor.processor.process.supervisor import Supervisor, describe_exit
 from tests.unit.engine_support import until
 
 POLICY = RestartPolicy(stable_seconds=10, give_up_after=5, first_delay=0.5, max_delay=8)

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import structlog
 
-from conveyor.processor.lease import InFlight, Lease
+from conveyor.processor.engine.lease import InFlight, Lease
 from conveyor.processor.metrics import ProcessorMetrics
 
 log = structlog.get_logger("conveyor.processor")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 import structlog
 
-from conveyor.processor.lease import Lease
+from conveyor.processor.engine.lease import Lease
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.user_code import BatchHandler, Handler, StillRunningError
 

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Protocol
 
-from conveyor.processor.lease import Lease
+from conveyor.processor.engine.lease import Lease
 
 
 class Buffer(Protocol):

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Protocol, Self
 
 import structlog
 
-from conveyor.processor.acker import Acker
 from conveyor.processor.config import EngineConfig
-from conveyor.processor.dedupe import Dedupe
-from conveyor.processor.lease import InFlight, Lease
+from conveyor.processor.engine.acker import Acker
+from conveyor.processor.engine.dedupe import Dedupe
+from conveyor.processor.engine.lease import InFlight, Lease
+from conveyor.processor.engine.outcome import RetryAfter, describe
+from conveyor.processor.engine.slots import Slots
 from conveyor.processor.metrics import ProcessorMetrics
-from conveyor.processor.outcome import RetryAfter, describe
-from conveyor.processor.slots import Slots
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -21,19 +21,19 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from conveyor.processor.buffer import AnyOrder, Buffer, ByGroup
-from conveyor.processor.canary_reply import CanaryResponder
 from conveyor.processor.config import EngineConfig
-from conveyor.processor.dead_letter import DeadLetterQueue
-from conveyor.processor.dedupe import Dedupe
-from conveyor.processor.dispatcher import Dispatcher
-from conveyor.processor.health import Health
-from conveyor.processor.heartbeat import Heartbeat
-from conveyor.processor.lease import InFlight, Lease
+from conveyor.processor.engine.buffer import AnyOrder, Buffer, ByGroup
+from conveyor.processor.engine.canary_reply import CanaryResponder
+from conveyor.processor.engine.dead_letter import DeadLetterQueue
+from conveyor.processor.engine.dedupe import Dedupe
+from conveyor.processor.engine.dispatcher import Dispatcher
+from conveyor.processor.engine.health import Health
+from conveyor.processor.engine.heartbeat import Heartbeat
+from conveyor.processor.engine.lease import InFlight, Lease
+from conveyor.processor.engine.poller import Poller
+from conveyor.processor.engine.settle import Settlement
+from conveyor.processor.engine.slots import Slots
 from conveyor.processor.metrics import ProcessorMetrics
-from conveyor.processor.poller import Poller
-from conveyor.processor.settle import Settlement
-from conveyor.processor.slots import Slots
 from conveyor.processor.user_code import BatchHandler, Handler
 from conveyor.sqs.errors import SqsError
 from conveyor.tracing import NO_TRACING, NoTracing, Tracing

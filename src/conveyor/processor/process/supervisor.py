@@ -1,9 +1,9 @@
 """`queue-processor` with ``CONVEYOR_PROCESSES`` above 1: N engine processes under one supervisor.
 
 The supervisor checks what would make every child fail the same way (the handler, the ops port, the
-queue) once, then starts N children (:mod:`conveyor.processor.children`) and keeps them running:
+queue) once, then starts N children (:mod:`conveyor.processor.process.children`) and keeps them running:
 a child that ends is logged (exit code or signal, whatever its number) and started again after a
-short delay; after several fast failures in a row it gives up (:mod:`conveyor.processor.restarts`).
+short delay; after several fast failures in a row it gives up (:mod:`conveyor.processor.process.restarts`).
 The messages a dead child held come back after their visibility timeout. It serves the one ops
 port: ``/readyz`` is ready when every child is, ``/metrics`` adds up the children's metrics
 (prometheus-client's multiprocess mode, in a directory it owns and removes).
@@ -28,11 +28,11 @@ from pathlib import Path
 import structlog
 
 from conveyor import metrics_dir
-from conveyor.processor.children import Child, EngineProcess
-from conveyor.processor.ops import ops_server
-from conveyor.processor.restarts import GiveUp, RestartPolicy, Restarts
-from conveyor.processor.signals import EXIT_HARD_STOP, on_two_signals
-from conveyor.processor.startup import (
+from conveyor.processor.process.children import Child, EngineProcess
+from conveyor.processor.process.ops import ops_server
+from conveyor.processor.process.restarts import GiveUp, RestartPolicy, Restarts
+from conveyor.processor.process.signals import EXIT_HARD_STOP, on_two_signals
+from conveyor.processor.process.startup import (
     EXIT_FAILURE,
     bind_ops_socket,
     read_queues,

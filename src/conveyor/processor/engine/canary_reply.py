@@ -20,7 +20,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from conveyor.canary.wire import Canary, Reply, recognise, reply_body
-from conveyor.processor.lease import Lease
+from conveyor.processor.engine.lease import Lease
 from conveyor.settings import ProcessorSettings
 from conveyor.sqs.errors import SQS_ERRORS, SqsError, classify
 from conveyor.sqs.queues import canary_name, canary_queue_url, queue_name_of

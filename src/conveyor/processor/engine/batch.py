@@ -8,8 +8,8 @@ queue stops its group, and the later messages of that group wait for it).
 
 from __future__ import annotations
 
-from conveyor.processor.lease import Lease
-from conveyor.processor.outcome import Admission, RetryPolicy, admission
+from conveyor.processor.engine.lease import Lease
+from conveyor.processor.engine.outcome import Admission, RetryPolicy, admission
 
 
 class Batch:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from conveyor import metadata
-from conveyor.processor.lease import Lease
-from conveyor.processor.outcome import DeadLetter
+from conveyor.processor.engine.lease import Lease
+from conveyor.processor.engine.outcome import DeadLetter
 from conveyor.sqs import limits
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import structlog
 
 from conveyor.idempotency import Claim
 from conveyor.message import PermanentError, Retry, is_delay
-from conveyor.processor.backoff import retry_delay
+from conveyor.processor.engine.backoff import retry_delay
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
 
 MAX_ERROR_MESSAGE_CHARS = 1024

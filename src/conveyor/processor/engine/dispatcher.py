@@ -20,15 +20,14 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from conveyor.metadata import TRACEPARENT
-from conveyor.processor.batch import Batch, GroupBatch
-from conveyor.processor.buffer import Buffer
-from conveyor.processor.canary_reply import CanaryResponder
 from conveyor.processor.config import EngineConfig
-from conveyor.processor.dead_letter import DeadLetterQueue, DeadLetterTooLargeError
-from conveyor.processor.invoke import Invoker
-from conveyor.processor.lease import Lease, Stage
-from conveyor.processor.metrics import ProcessorMetrics
-from conveyor.processor.outcome import (
+from conveyor.processor.engine.batch import Batch, GroupBatch
+from conveyor.processor.engine.buffer import Buffer
+from conveyor.processor.engine.canary_reply import CanaryResponder
+from conveyor.processor.engine.dead_letter import DeadLetterQueue, DeadLetterTooLargeError
+from conveyor.processor.engine.invoke import Invoker
+from conveyor.processor.engine.lease import Lease, Stage
+from conveyor.processor.engine.outcome import (
     Ack,
     DeadLetter,
     Defer,
@@ -42,7 +41,8 @@ from conveyor.processor.outcome import (
     released_behind,
     settle_order,
 )
-from conveyor.processor.settle import Settlement
+from conveyor.processor.engine.settle import Settlement
+from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.user_code import BatchHandler, Handler
 from conveyor.sqs.errors import SQS_ERRORS, classify
 from conveyor.sqs.limits import MAX_BATCH_ENTRIES

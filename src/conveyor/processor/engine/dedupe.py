@@ -1,6 +1,6 @@
 """Effectively once: a handler completion happens once per key (with an idempotency store).
 
-A message's key: see :mod:`conveyor.processor.claim_keys`. Before the handler runs, the keys of a
+A message's key: see :mod:`conveyor.processor.engine.claim_keys`. Before the handler runs, the keys of a
 received batch are claimed in ONE store round trip (:meth:`Dedupe.admit`):
 
 - claimed: ours; the handler runs. Success records the completion (batched: one round trip for the
@@ -33,9 +33,9 @@ from typing import Self
 import structlog
 
 from conveyor.idempotency import Claim, IdempotencyStore, StoreUnavailableError
-from conveyor.processor.claim_keys import KeyFunction, default_owner, message_key
-from conveyor.processor.claim_memory import CompletedHere, Unrecorded
-from conveyor.processor.lease import Lease
+from conveyor.processor.engine.claim_keys import KeyFunction, default_owner, message_key
+from conveyor.processor.engine.claim_memory import CompletedHere, Unrecorded
+from conveyor.processor.engine.lease import Lease
 from conveyor.sqs.batcher import Batcher
 
 log = structlog.get_logger("conveyor.processor")

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import structlog
 
-from conveyor.processor.lease import Lease
+from conveyor.processor.engine.lease import Lease
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.sqs.batch_call import EntryResult, call_batch
 from conveyor.sqs.batcher import Batcher

@@ -16,7 +16,7 @@ import structlog
 
 from conveyor.message import Message
 from conveyor.metadata import IDEMPOTENCY_KEY
-from conveyor.processor.lease import Lease
+from conveyor.processor.engine.lease import Lease
 
 log = structlog.get_logger("conveyor.processor")
 

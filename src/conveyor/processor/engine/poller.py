@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 import structlog
 
 from conveyor.idempotency import Claim, StoreUnavailableError
-from conveyor.processor.backoff import poll_backoff
-from conveyor.processor.buffer import Buffer
-from conveyor.processor.health import Health
-from conveyor.processor.lease import Lease
+from conveyor.processor.engine.backoff import poll_backoff
+from conveyor.processor.engine.buffer import Buffer
+from conveyor.processor.engine.health import Health
+from conveyor.processor.engine.lease import Lease
+from conveyor.processor.engine.settle import Settlement
 from conveyor.processor.metrics import ProcessorMetrics
-from conveyor.processor.settle import Settlement
 from conveyor.sqs.errors import Kind, SqsError, classify
 from conveyor.sqs.limits import MAX_BATCH_ENTRIES
 
