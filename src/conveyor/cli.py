@@ -99,35 +99,7 @@ async def _queues_create(settings: SqsSettings, content_based_dedup: bool) -> No
 
 def conveyor_main(argv: list[str] | None = None) -> None:
     """`conveyor dev`, `queues create`, `canary`, `dlq ...`, `status`, `asyncapi`."""
-    parser = OneLineParser(prog="conveyor", description="Conveyor: HTTP to SQS, processed.")
-    parser.add_argument("--version", action="version", version=_version())
-    commands = parser.add_subparsers(dest="command", required=True)
-    dev = commands.add_parser(
-        "dev", help="run LocalStack, the queues, the writer and the processor",
-        description="Run the embedded LocalStack (installed on the first run), the queues, the writer and the"
-        " processor with your handler, in the foreground; Ctrl-C stops everything. Each option is also an"
-        " environment variable (named after it); an option wins.",
-    )  # fmt: skip
-    dev.add_argument("--fifo", action="store_true", help="on a FIFO pair (<name>.fifo, content-based deduplication)")
-    for flag, variable, what in DEV_OPTIONS:
-        dev.add_argument(flag, metavar=variable.removeprefix("CONVEYOR_"), help=f"{what} ({variable})")
-    dev.add_argument(
-        "--reload", action="store_true",
-        help="restart the processor when a .py file under the current folder changes",
-    )  # fmt: skip
-    queues = commands.add_parser("queues", help="manage the queue and its dead-letter queue")
-    create = queues.add_subparsers(dest="action", required=True).add_parser(
-        "create", help="create the queue, its DLQ with a redrive policy, and its canary queue (idempotent)"
-    )
-    create.add_argument("--fifo", action="store_true", help="a FIFO pair: <name>.fifo and <name>-dlq.fifo")
-    create.add_argument(
-        "--content-based-deduplication", action="store_true",
-        help="with --fifo: SQS derives the deduplication id from the body when a message has none",
-    )  # fmt: skip
-    canary_command.register(commands)
-    dlq_command.register(commands)
-    register_status(commands)
-    asyncapi_command.register(commands)
+    parser = _conveyor_parser()
     args = parser.parse_args(argv)
     if hasattr(args, "run"):  # the operator commands
         run: Callable[[Any], int] = args.run
@@ -144,6 +116,43 @@ def conveyor_main(argv: list[str] | None = None) -> None:
     settings = _guarded("conveyor", lambda: _fifo_if(args.fifo, SqsSettings()))
     configure_logging(settings.log_format, settings.log_level)
     _guarded("conveyor", lambda: asyncio.run(_queues_create(settings, args.content_based_deduplication)))
+
+
+def _conveyor_parser() -> OneLineParser:
+    parser = OneLineParser(prog="conveyor", description="Conveyor: HTTP to SQS, processed.")
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_dev(commands)
+    queues = commands.add_parser("queues", help="manage the queue and its dead-letter queue")
+    create = queues.add_subparsers(dest="action", required=True).add_parser(
+        "create", help="create the queue, its DLQ with a redrive policy, and its canary queue (idempotent)"
+    )
+    create.add_argument("--fifo", action="store_true", help="a FIFO pair: <name>.fifo and <name>-dlq.fifo")
+    create.add_argument(
+        "--content-based-deduplication", action="store_true",
+        help="with --fifo: SQS derives the deduplication id from the body when a message has none",
+    )  # fmt: skip
+    canary_command.register(commands)
+    dlq_command.register(commands)
+    register_status(commands)
+    asyncapi_command.register(commands)
+    return parser
+
+
+def _add_dev(commands: Any) -> None:
+    dev = commands.add_parser(
+        "dev", help="run LocalStack, the queues, the writer and the processor",
+        description="Run the embedded LocalStack (installed on the first run), the queues, the writer and the"
+        " processor with your app or handler, in the foreground; Ctrl-C stops everything. Each option is also"
+        " an environment variable (named after it); an option wins.",
+    )  # fmt: skip
+    dev.add_argument("--fifo", action="store_true", help="on a FIFO pair (<name>.fifo, content-based deduplication)")
+    for flag, variable, what in DEV_OPTIONS:
+        dev.add_argument(flag, metavar=variable.removeprefix("CONVEYOR_"), help=f"{what} ({variable})")
+    dev.add_argument(
+        "--reload", action="store_true",
+        help="restart the processor when a .py file under the current folder changes",
+    )  # fmt: skip
 
 
 DEV_OPTIONS = (

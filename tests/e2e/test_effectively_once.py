@@ -1,4 +1,4 @@
-"""Effectively once with real processes (issue 10): a processor killed with SIGKILL mid-handler, with
+"""Effectively once with real processes: a processor killed with SIGKILL mid-handler, with
 the idempotency store on: every key is completed, none twice."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Effectively once on a real local SQS (issue 10): copies of one key, put on the queue by a plain
+"""Effectively once on a real local SQS: copies of one key, put on the queue by a plain
 boto3 producer, complete the handler once, with one processor (SQLite store) or two (Redis)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from conveyor import Message, metadata
 from conveyor.idempotency import open_store
-from conveyor.processor.dedupe import Dedupe
+from conveyor.processor.engine.dedupe import Dedupe
 from tests.integration.test_processor_localstack import engine_on
 from tests.localstack_fixtures import Queues, count
 from tests.polling import until

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from conveyor import BatchFailures, InvalidJsonError, Message, Reject, Retry, batch_handler, metadata
 from conveyor.localstack import LocalStack, free_port
 from conveyor.processor.config import EngineConfig
-from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
+from conveyor.processor.engine.dedupe import Dedupe
 from conveyor.processor.user_code import BatchHandler, adapt
 from conveyor.settings import SqsSettings
 from conveyor.sqs.client import sqs_client

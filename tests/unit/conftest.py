@@ -10,16 +10,16 @@ import pytest
 
 from conveyor.contracts import App
 from conveyor.settings import WriterSettings
+from conveyor.testing.sqs import InMemorySqs, as_client
 from conveyor.tracing import NoTracing, Tracing
 from conveyor.writer.app import create_app
-from tests.fakes import FakeSqs, as_client
 
 QUEUE = "conveyor-messages"
 
 
 @pytest.fixture
-def fake() -> FakeSqs:
-    sqs = FakeSqs()
+def fake() -> InMemorySqs:
+    sqs = InMemorySqs()
     sqs.create(QUEUE)
     return sqs
 
@@ -33,7 +33,7 @@ def writer_settings(request: pytest.FixtureRequest) -> WriterSettings:
 
 @asynccontextmanager
 async def running_writer(
-    fake: FakeSqs, settings: WriterSettings, tracer: NoTracing | Tracing | None = None, contracts: App | None = None
+    fake: InMemorySqs, settings: WriterSettings, tracer: NoTracing | Tracing | None = None, contracts: App | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The writer app over an in-memory SQS, with its lifespan running (``contracts``: the user's app)."""
     app = create_app(settings, client=as_client(fake), tracer=tracer, contracts=contracts)
@@ -44,6 +44,6 @@ async def running_writer(
 
 
 @pytest.fixture
-async def api(fake: FakeSqs, writer_settings: WriterSettings) -> AsyncIterator[httpx.AsyncClient]:
+async def api(fake: InMemorySqs, writer_settings: WriterSettings) -> AsyncIterator[httpx.AsyncClient]:
     async with running_writer(fake, writer_settings) as client:
         yield client

@@ -11,7 +11,7 @@ from conveyor.message import Message
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.engine import Engine
 from conveyor.processor.user_code import BatchHandler
-from tests.fakes import FakeSqs, as_client
+from conveyor.testing.sqs import InMemorySqs, as_client
 from tests.polling import until
 
 __all__ = ["DLQ", "QUEUE", "config_for", "left", "running", "sample", "started", "until"]
@@ -20,7 +20,7 @@ QUEUE = "work"
 DLQ = "work-dlq"
 
 
-def config_for(fake: FakeSqs, queue: str = QUEUE, /, **overrides: object) -> EngineConfig:
+def config_for(fake: InMemorySqs, queue: str = QUEUE, /, **overrides: object) -> EngineConfig:
     """Sub-second timings for ``queue`` (a ``.fifo`` name makes a FIFO engine) and its DLQ."""
     fifo = queue.endswith(".fifo")
     dlq = queue.removesuffix(".fifo") + "-dlq" + (".fifo" if fifo else "")
@@ -58,7 +58,7 @@ async def started(engine: Engine) -> AsyncIterator[asyncio.Task[None]]:
 
 @asynccontextmanager
 async def running(
-    fake: FakeSqs,
+    fake: InMemorySqs,
     handler: Callable[[Message], Awaitable[None]] | BatchHandler,
     /,
     queue: str = QUEUE,
@@ -75,6 +75,6 @@ def sample(engine: Engine, name: str, **labels: str) -> float:
     return engine.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-def left(fake: FakeSqs, name: str = QUEUE) -> int:
+def left(fake: InMemorySqs, name: str = QUEUE) -> int:
     """Messages still on a queue of the fake (visible or not)."""
     return len(fake.queues[name].messages)

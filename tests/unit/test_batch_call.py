@@ -6,7 +6,7 @@ from typing import Any
 
 from conveyor.sqs.batch_call import call_batch
 from conveyor.sqs.errors import Kind, SqsError
-from tests.fakes import client_error
+from conveyor.testing.sqs import client_error
 
 
 async def test_retryable_entries_are_sent_again_alone() -> None:

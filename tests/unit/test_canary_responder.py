@@ -12,13 +12,13 @@ from contextlib import asynccontextmanager
 import pytest
 
 from conveyor import Message
-from conveyor.canary.reply import CanaryConfig, CanaryResponder
 from conveyor.canary.wire import Canary, canary_body, parse_reply
 from conveyor.message import BatchFailures, batch_handler
 from conveyor.processor.engine import Engine
+from conveyor.processor.engine.canary_reply import CanaryConfig, CanaryResponder
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.user_code import BatchHandler
-from tests.fakes import FakeSqs, as_client, client_error
+from conveyor.testing.sqs import InMemorySqs, as_client, client_error
 from tests.unit.engine_support import QUEUE, config_for, left, started, until
 
 SECRET = b"unit-test-canary-secret"
@@ -26,8 +26,8 @@ CANARY_QUEUE = "work-canary"
 
 
 @pytest.fixture
-def fake() -> FakeSqs:
-    sqs = FakeSqs()
+def fake() -> InMemorySqs:
+    sqs = InMemorySqs()
     sqs.create(QUEUE)
     sqs.create(CANARY_QUEUE, max_receive_count=None)
     return sqs
@@ -44,7 +44,7 @@ def sample(metrics: ProcessorMetrics, name: str, labels: dict[str, str] | None =
 
 @asynccontextmanager
 async def engine_with_canary(
-    fake: FakeSqs, handler: Callable[[Message], Awaitable[None]] | BatchHandler, **overrides: object
+    fake: InMemorySqs, handler: Callable[[Message], Awaitable[None]] | BatchHandler, **overrides: object
 ) -> AsyncIterator[Engine]:
     metrics = ProcessorMetrics()
     config = CanaryConfig(SECRET, fake.queues[CANARY_QUEUE].url, "unit-processor", retry_seconds=0)
@@ -54,7 +54,7 @@ async def engine_with_canary(
         yield engine
 
 
-async def test_a_canary_is_answered_and_deleted_without_the_handler(fake: FakeSqs) -> None:
+async def test_a_canary_is_answered_and_deleted_without_the_handler(fake: InMemorySqs) -> None:
     # GIVEN a valid canary and an ordinary message on the queue
     canary_id, body = canary_text()
     canary_message_id = fake.put(QUEUE, body)
@@ -90,7 +90,7 @@ async def test_a_canary_is_answered_and_deleted_without_the_handler(fake: FakeSq
     ],
     ids=["wrong secret", "too old", "extra key"],
 )
-async def test_what_only_looks_like_a_canary_reaches_the_handler(fake: FakeSqs, body: str) -> None:
+async def test_what_only_looks_like_a_canary_reaches_the_handler(fake: InMemorySqs, body: str) -> None:
     fake.put(QUEUE, body)
     seen: list[str] = []
 
@@ -104,7 +104,7 @@ async def test_what_only_looks_like_a_canary_reaches_the_handler(fake: FakeSqs, 
     assert sample(engine.metrics, "conveyor_processor_canaries_total", {"result": "answered"}) == 0
 
 
-async def test_a_reply_that_cannot_be_sent_leaves_the_canary_on_the_queue(fake: FakeSqs) -> None:
+async def test_a_reply_that_cannot_be_sent_leaves_the_canary_on_the_queue(fake: InMemorySqs) -> None:
     # GIVEN SQS refuses the first reply
     _, body = canary_text()
     fake.put(QUEUE, body)
@@ -125,7 +125,7 @@ async def test_a_reply_that_cannot_be_sent_leaves_the_canary_on_the_queue(fake: 
     assert sample(metrics, "conveyor_processor_retried_total") == 0
 
 
-async def test_a_batch_handler_never_gets_the_canaries(fake: FakeSqs) -> None:
+async def test_a_batch_handler_never_gets_the_canaries(fake: InMemorySqs) -> None:
     _, body = canary_text()
     fake.put(QUEUE, body)
     for n in range(3):

@@ -13,11 +13,11 @@ import pytest
 
 from conveyor import Message, Reject, metadata
 from conveyor.dlq.record import DeadLettered, redriven_attributes
-from conveyor.processor.dead_letter import fitting_attributes
-from conveyor.processor.lease import Lease
-from conveyor.processor.outcome import DeadLetter
+from conveyor.processor.engine.dead_letter import fitting_attributes
+from conveyor.processor.engine.lease import Lease
+from conveyor.processor.engine.outcome import DeadLetter
 from conveyor.sqs import limits
-from tests.fakes import FakeMessage, FakeSqs
+from conveyor.testing.sqs import InMemorySqs, StoredMessage
 from tests.unit.engine_support import DLQ, QUEUE, left, running, until
 
 LIMIT = limits.MAX_MESSAGE_BYTES  # both queues: 1 MiB
@@ -27,18 +27,18 @@ WRITER = {
 }
 
 
-def as_received(message: FakeMessage) -> DeadLettered:
+def as_received(message: StoredMessage) -> DeadLettered:
     """A DLQ message as `conveyor dlq peek` and `redrive` read it."""
     raw = {"MessageId": message.message_id, "ReceiptHandle": "h", "Body": message.body,
            "MessageAttributes": message.attributes, "Attributes": {"SentTimestamp": str(message.sent_ms)}}  # fmt: skip
     return DeadLettered.from_sqs(raw)
 
 
-def sizes(message: FakeMessage) -> int:
+def sizes(message: StoredMessage) -> int:
     return limits.message_bytes(message.body, message.attributes)
 
 
-async def dead_letter_once(fake: FakeSqs) -> FakeMessage:
+async def dead_letter_once(fake: InMemorySqs) -> StoredMessage:
     """Run the processor (every message fails validation) until the queue is empty; the DLQ's one copy."""
 
     async def handler(message: Message) -> None:
@@ -52,7 +52,7 @@ async def dead_letter_once(fake: FakeSqs) -> FakeMessage:
 
 @pytest.mark.parametrize("room", [200, 300, 400])
 async def test_a_large_message_redriven_and_failing_again_keeps_the_record_of_its_failure(room: int) -> None:
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE)
     body = json.dumps({"blob": "x" * (LIMIT - limits.attribute_bytes(WRITER) - room - 12)})
     assert LIMIT - limits.message_bytes(body, WRITER) == room  # just under 1 MiB, as the writer accepted it

@@ -19,10 +19,10 @@ from structlog.testing import capture_logs
 from conveyor import Message, metadata
 from conveyor.idempotency import Claim, IdempotencyStore, StoreUnavailableError
 from conveyor.idempotency.sqlite_store import SqliteStore
-from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
-from conveyor.processor.lease import Lease
-from tests.fakes import FakeSqs, as_client
+from conveyor.processor.engine.dedupe import Dedupe
+from conveyor.processor.engine.lease import Lease
+from conveyor.testing.sqs import InMemorySqs, as_client
 from tests.idempotency_support import FakeClock
 from tests.unit.engine_support import QUEUE, config_for, left, sample, started, until
 
@@ -61,7 +61,7 @@ class ProcessorA:
     """One engine on the fake queue with the store behind ``failover``; its handler waits for
     ``finish``. ``wall`` is the store's clock, ``mono`` the dedupe's."""
 
-    fake: FakeSqs
+    fake: InMemorySqs
     store: SqliteStore
     failover: Failover
     wall: FakeClock
@@ -74,7 +74,7 @@ class ProcessorA:
 
 @asynccontextmanager
 async def processor_a(tmp_path: Path) -> AsyncIterator[ProcessorA]:
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE)
     fake.put(QUEUE, "copy 1", {metadata.IDEMPOTENCY_KEY: {"DataType": "String", "StringValue": KEY}})
     wall, mono = FakeClock(1_000_000.0), FakeClock(0.0)

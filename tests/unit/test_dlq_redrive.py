@@ -17,12 +17,12 @@ from conveyor.dlq.record import Filter
 from conveyor.dlq.redrive import redrive
 from conveyor.dlq.report import RedriveReport, Request
 from conveyor.sqs.queues import QueueConfig
-from tests.fakes import FakeSqs, as_client, client_error
+from conveyor.testing.sqs import InMemorySqs, as_client, client_error
 
 EVERYTHING = Request(Filter(), None, dry_run=False)
 
 
-class MoveTaskSqs(FakeSqs):
+class MoveTaskSqs(InMemorySqs):
     """The fake plus the calls redrive needs; the move task ends as ``task_status`` says (FAILED like
     LocalStack's without a destination, holding one message in flight as LocalStack does). An
     ENDLESS task moves what reaches the DLQ, one message a poll, until it is cancelled (a task that
@@ -112,7 +112,7 @@ async def run(fake: MoveTaskSqs, located: Located, request: Request = EVERYTHING
     return report, lines
 
 
-def bodies_on(fake: FakeSqs, name: str) -> list[str]:
+def bodies_on(fake: InMemorySqs, name: str) -> list[str]:
     return sorted(m.body for m in fake.queues[name].messages.values())
 
 
@@ -238,7 +238,7 @@ async def test_dead_letters_too_large_for_one_batch_are_sent_in_several(queue_by
     assert fake.queues["orders-dlq"].messages == {}
 
 
-async def rejecting_processor(fake: FakeSqs, queue_name: str, *, clock_behind_ms: int = 0) -> None:
+async def rejecting_processor(fake: InMemorySqs, queue_name: str, *, clock_behind_ms: int = 0) -> None:
     """A processor whose handler rejects every message: each one it receives is dead-lettered as the
     processor does it, a new message (a new id) on the DLQ with a fresh record, then deleted. With
     ``clock_behind_ms``, SQS stamps the copies by a clock that far behind the redrive's."""

@@ -15,18 +15,18 @@ from conveyor import BatchFailures, Message, Reject, Retry, batch_handler, metad
 from conveyor.processor.engine import Engine
 from conveyor.processor.user_code import adapt
 from conveyor.sqs.errors import SqsError
-from tests.fakes import FakeSqs, as_client, client_error
+from conveyor.testing.sqs import InMemorySqs, as_client, client_error
 from tests.unit.engine_support import DLQ, QUEUE, config_for, left, running, sample, until
 
 
 @pytest.fixture
-def fake() -> FakeSqs:
-    sqs = FakeSqs()
+def fake() -> InMemorySqs:
+    sqs = InMemorySqs()
     sqs.create(QUEUE, max_receive_count=5)
     return sqs
 
 
-async def test_every_message_is_handled_and_deleted_in_batches(fake: FakeSqs) -> None:
+async def test_every_message_is_handled_and_deleted_in_batches(fake: InMemorySqs) -> None:
     for i in range(50):
         fake.put(QUEUE, json.dumps({"i": i}))
     seen: list[int] = []
@@ -42,7 +42,7 @@ async def test_every_message_is_handled_and_deleted_in_batches(fake: FakeSqs) ->
     assert sample(engine, "conveyor_processor_succeeded_total") == 50
 
 
-async def test_concurrency_is_bounded_and_one_slow_message_blocks_nothing(fake: FakeSqs) -> None:
+async def test_concurrency_is_bounded_and_one_slow_message_blocks_nothing(fake: InMemorySqs) -> None:
     for i in range(40):
         fake.put(QUEUE, "slow" if i == 0 else "fast")
     running_now = peak = finished = 0
@@ -75,7 +75,7 @@ async def test_concurrency_is_bounded_and_one_slow_message_blocks_nothing(fake: 
     assert max(outstanding) <= engine.config.capacity == 14
 
 
-async def test_polls_wait_for_ten_free_slots(fake: FakeSqs) -> None:
+async def test_polls_wait_for_ten_free_slots(fake: InMemorySqs) -> None:
     for _ in range(60):
         fake.put(QUEUE, "x")
 
@@ -89,7 +89,7 @@ async def test_polls_wait_for_ten_free_slots(fake: FakeSqs) -> None:
     assert fake.count("ReceiveMessage") <= 8  # 60 messages: about one receive per ten
 
 
-async def test_a_failing_handler_is_retried_by_visibility_change(fake: FakeSqs) -> None:
+async def test_a_failing_handler_is_retried_by_visibility_change(fake: InMemorySqs) -> None:
     fake.put(QUEUE, "x")
     attempts: list[int] = []
 
@@ -105,7 +105,7 @@ async def test_a_failing_handler_is_retried_by_visibility_change(fake: FakeSqs) 
     assert fake.count("SendMessage") == 0
 
 
-async def test_retry_after_sets_the_delay(fake: FakeSqs) -> None:
+async def test_retry_after_sets_the_delay(fake: InMemorySqs) -> None:
     fake.put(QUEUE, "x")
     calls = 0
 
@@ -121,7 +121,7 @@ async def test_retry_after_sets_the_delay(fake: FakeSqs) -> None:
         assert kwargs["Entries"][0]["VisibilityTimeout"] == 3
 
 
-async def test_reject_goes_to_the_dlq_at_once_with_metadata(fake: FakeSqs) -> None:
+async def test_reject_goes_to_the_dlq_at_once_with_metadata(fake: InMemorySqs) -> None:
     fake.put(QUEUE, "order", {"tenant": {"DataType": "String", "StringValue": "acme"}})
 
     async def handler(message: Message) -> None:
@@ -140,7 +140,7 @@ async def test_reject_goes_to_the_dlq_at_once_with_metadata(fake: FakeSqs) -> No
     assert sample(engine, "conveyor_processor_dead_lettered_total", reason="rejected") == 1
 
 
-async def test_body_that_is_not_json_is_dead_lettered_not_looped(fake: FakeSqs) -> None:
+async def test_body_that_is_not_json_is_dead_lettered_not_looped(fake: InMemorySqs) -> None:
     fake.put(QUEUE, "{not json")
     calls = 0
 
@@ -156,7 +156,7 @@ async def test_body_that_is_not_json_is_dead_lettered_not_looped(fake: FakeSqs) 
     assert record["error_type"] == "conveyor.message.InvalidJsonError"
 
 
-async def test_exhausted_retries_dead_letter_with_the_last_error(fake: FakeSqs) -> None:
+async def test_exhausted_retries_dead_letter_with_the_last_error(fake: InMemorySqs) -> None:
     fake.create(QUEUE, max_receive_count=3)
     fake.put(QUEUE, "x")
     calls = 0
@@ -174,7 +174,7 @@ async def test_exhausted_retries_dead_letter_with_the_last_error(fake: FakeSqs) 
     assert record["retries_exhausted"] is True
 
 
-async def test_dlq_send_failure_deletes_nothing(fake: FakeSqs) -> None:
+async def test_dlq_send_failure_deletes_nothing(fake: InMemorySqs) -> None:
     fake.put(QUEUE, "x")
     fake.fail_calls["SendMessage"].append(client_error("ServiceUnavailable", "SendMessage", 503))
     calls = 0
@@ -193,7 +193,7 @@ async def test_dlq_send_failure_deletes_nothing(fake: FakeSqs) -> None:
     assert len(fake.queues[QUEUE].deleted) == 1
 
 
-async def test_a_slow_handler_is_extended_not_delivered_twice(fake: FakeSqs) -> None:
+async def test_a_slow_handler_is_extended_not_delivered_twice(fake: InMemorySqs) -> None:
     fake.put(QUEUE, "slow")
     calls = 0
 
@@ -209,7 +209,7 @@ async def test_a_slow_handler_is_extended_not_delivered_twice(fake: FakeSqs) -> 
     assert sample(engine, "conveyor_processor_visibility_extended_total") >= 2
 
 
-async def test_shutdown_releases_unstarted_messages_at_once(fake: FakeSqs) -> None:
+async def test_shutdown_releases_unstarted_messages_at_once(fake: InMemorySqs) -> None:
     for _ in range(10):
         fake.put(QUEUE, "x")
     started = asyncio.Event()
@@ -240,7 +240,7 @@ async def test_shutdown_releases_unstarted_messages_at_once(fake: FakeSqs) -> No
     assert all(m.receive_count == 1 for m in fake.queues[QUEUE].messages.values())
 
 
-async def test_messages_a_receive_brings_in_during_shutdown_are_released(fake: FakeSqs) -> None:
+async def test_messages_a_receive_brings_in_during_shutdown_are_released(fake: InMemorySqs) -> None:
     # GIVEN SQS has handed out messages but its answer is still on the way when the stop comes
     fake.receive_delay = 0.1
     for _ in range(5):
@@ -260,7 +260,7 @@ async def test_messages_a_receive_brings_in_during_shutdown_are_released(fake: F
     assert sample(engine, "conveyor_processor_released_total") == 5
 
 
-async def test_grace_period_cancels_and_releases_a_stuck_handler(fake: FakeSqs) -> None:
+async def test_grace_period_cancels_and_releases_a_stuck_handler(fake: InMemorySqs) -> None:
     fake.put(QUEUE, "x")
     started = asyncio.Event()
 
@@ -278,7 +278,7 @@ async def test_grace_period_cancels_and_releases_a_stuck_handler(fake: FakeSqs) 
     assert fake.queues[QUEUE].deleted == []
 
 
-async def test_poll_errors_back_off_and_recover(fake: FakeSqs) -> None:
+async def test_poll_errors_back_off_and_recover(fake: InMemorySqs) -> None:
     for _ in range(3):
         fake.fail_calls["ReceiveMessage"].append(client_error("ThrottlingException", "ReceiveMessage"))
     fake.put(QUEUE, "x")
@@ -305,7 +305,7 @@ async def test_poll_errors_back_off_and_recover(fake: FakeSqs) -> None:
     assert [ready for _, ready in waits] == [False, False, False]
 
 
-async def test_a_queue_that_disappears_stops_the_engine(fake: FakeSqs) -> None:
+async def test_a_queue_that_disappears_stops_the_engine(fake: InMemorySqs) -> None:
     fake.fail_calls["ReceiveMessage"].append(client_error("AWS.SimpleQueueService.NonExistentQueue", "ReceiveMessage"))
 
     async def handler(message: Message) -> None:
@@ -316,7 +316,7 @@ async def test_a_queue_that_disappears_stops_the_engine(fake: FakeSqs) -> None:
         await asyncio.wait_for(engine.run(), 5)
 
 
-async def test_refused_deletes_are_counted(fake: FakeSqs) -> None:
+async def test_refused_deletes_are_counted(fake: InMemorySqs) -> None:
     fake.put(QUEUE, "x")
     fake.fail_entries["DeleteMessageBatch"] = lambda e: {
         "Code": "ReceiptHandleIsInvalid",
@@ -331,7 +331,7 @@ async def test_refused_deletes_are_counted(fake: FakeSqs) -> None:
         assert len(engine.inflight) == 0
 
 
-async def test_plain_functions_run_in_the_thread_pool(fake: FakeSqs) -> None:
+async def test_plain_functions_run_in_the_thread_pool(fake: InMemorySqs) -> None:
     fake.put(QUEUE, "x")
     threads: list[str] = []
 
@@ -345,7 +345,7 @@ async def test_plain_functions_run_in_the_thread_pool(fake: FakeSqs) -> None:
     assert threads[0].startswith("handler")
 
 
-async def test_a_batch_handler_gets_messages_as_received_and_all_are_deleted(fake: FakeSqs) -> None:
+async def test_a_batch_handler_gets_messages_as_received_and_all_are_deleted(fake: InMemorySqs) -> None:
     for i in range(25):
         fake.put(QUEUE, str(i))
     sizes: list[int] = []
@@ -363,7 +363,7 @@ async def test_a_batch_handler_gets_messages_as_received_and_all_are_deleted(fak
     assert len(fake.queues[QUEUE].deleted) == 25
 
 
-async def test_a_batch_handler_reports_failures_per_message(fake: FakeSqs) -> None:
+async def test_a_batch_handler_reports_failures_per_message(fake: InMemorySqs) -> None:
     for body in ("ok-1", "reject", "flaky", "ok-2"):
         fake.put(QUEUE, body)
     calls: list[list[str]] = []
@@ -389,7 +389,7 @@ async def test_a_batch_handler_reports_failures_per_message(fake: FakeSqs) -> No
     assert sorted(m.body for m in fake.queues[QUEUE].deleted) == ["flaky", "ok-1", "ok-2", "reject"]
 
 
-async def test_a_batch_handler_that_raises_fails_the_whole_batch(fake: FakeSqs) -> None:
+async def test_a_batch_handler_that_raises_fails_the_whole_batch(fake: InMemorySqs) -> None:
     for i in range(3):
         fake.put(QUEUE, str(i))
     counts: list[list[int]] = []
@@ -409,7 +409,7 @@ async def test_a_batch_handler_that_raises_fails_the_whole_batch(fake: FakeSqs) 
     assert all(c == 2 for batch in counts[1:] for c in batch)
 
 
-async def test_a_malformed_batch_result_is_retried_not_acked(fake: FakeSqs) -> None:
+async def test_a_malformed_batch_result_is_retried_not_acked(fake: InMemorySqs) -> None:
     fake.put(QUEUE, "x")
     results: list[object] = [["not", "a", "mapping"], None]
 

@@ -6,7 +6,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
 from conveyor.sqs.errors import Kind, cause_of, classify
-from tests.fakes import client_error
+from conveyor.testing.sqs import client_error
 
 
 def kind_of_code(code: str, *, sender_fault: bool | None = None) -> Kind:

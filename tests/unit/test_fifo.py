@@ -1,4 +1,4 @@
-"""FIFO queues (issue 11) on the in-memory SQS, which locks a message group while one of its
+"""FIFO queues on the in-memory SQS, which locks a message group while one of its
 messages is in flight, as SQS does: order per group, groups in parallel, stop-the-group on retry."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from conveyor import BatchFailures, Message, Reject, Retry, batch_handler
 from conveyor.processor.engine import Engine
 from conveyor.processor.user_code import BatchHandler, adapt
-from tests.fakes import FakeSqs
+from conveyor.testing.sqs import InMemorySqs
 from tests.fifo_support import Timeline
 from tests.unit.engine_support import running as engine_running
 from tests.unit.engine_support import until
@@ -24,30 +24,30 @@ DLQ = "work-dlq.fifo"
 
 
 @pytest.fixture
-def fake() -> FakeSqs:
-    sqs = FakeSqs()
+def fake() -> InMemorySqs:
+    sqs = InMemorySqs()
     sqs.create(QUEUE, max_receive_count=5)
     return sqs
 
 
 def running(
-    fake: FakeSqs, handler: Callable[[Message], Awaitable[None]] | BatchHandler, **overrides: object
+    fake: InMemorySqs, handler: Callable[[Message], Awaitable[None]] | BatchHandler, **overrides: object
 ) -> AbstractAsyncContextManager[Engine]:
     return engine_running(fake, handler, queue=QUEUE, **overrides)
 
 
-def put_groups(fake: FakeSqs, groups: int, each: int) -> None:
+def put_groups(fake: InMemorySqs, groups: int, each: int) -> None:
     """Numbered messages, interleaved across groups as a producer would send them."""
     for n in range(each):
         for g in range(groups):
             fake.put(QUEUE, json.dumps({"g": f"g{g}", "n": n}), group=f"g{g}")
 
 
-def left(fake: FakeSqs, name: str = QUEUE) -> int:
+def left(fake: InMemorySqs, name: str = QUEUE) -> int:
     return len(fake.queues[name].messages)
 
 
-async def test_each_group_runs_in_order_one_at_a_time_and_groups_run_in_parallel(fake: FakeSqs) -> None:
+async def test_each_group_runs_in_order_one_at_a_time_and_groups_run_in_parallel(fake: InMemorySqs) -> None:
     put_groups(fake, groups=6, each=15)
     timeline = Timeline()
 
@@ -63,7 +63,7 @@ async def test_each_group_runs_in_order_one_at_a_time_and_groups_run_in_parallel
     assert timeline.peak == 4  # groups in parallel, up to the concurrency
 
 
-async def test_a_slow_group_does_not_hold_up_the_others(fake: FakeSqs) -> None:
+async def test_a_slow_group_does_not_hold_up_the_others(fake: InMemorySqs) -> None:
     put_groups(fake, groups=3, each=5)
     slow_started = asyncio.Event()
     release_slow = asyncio.Event()
@@ -84,7 +84,7 @@ async def test_a_slow_group_does_not_hold_up_the_others(fake: FakeSqs) -> None:
         await until(lambda: left(fake) == 0)
 
 
-async def test_a_retry_stops_its_group_and_only_its_group(fake: FakeSqs) -> None:
+async def test_a_retry_stops_its_group_and_only_its_group(fake: InMemorySqs) -> None:
     put_groups(fake, groups=2, each=6)
     calls: list[tuple[str, int]] = []
 
@@ -106,7 +106,7 @@ async def test_a_retry_stops_its_group_and_only_its_group(fake: FakeSqs) -> None
     assert calls.index(("g1", 5)) < calls.index(("g0", 5))
 
 
-async def test_a_dead_lettered_message_lets_its_group_go_on(fake: FakeSqs) -> None:
+async def test_a_dead_lettered_message_lets_its_group_go_on(fake: InMemorySqs) -> None:
     put_groups(fake, groups=1, each=4)
     seen: list[int] = []
 
@@ -124,7 +124,7 @@ async def test_a_dead_lettered_message_lets_its_group_go_on(fake: FakeSqs) -> No
     assert dead.group_id == "g0"  # a FIFO DLQ needs the group
 
 
-async def test_a_receive_whose_answer_was_lost_gets_the_same_messages_back(fake: FakeSqs) -> None:
+async def test_a_receive_whose_answer_was_lost_gets_the_same_messages_back(fake: InMemorySqs) -> None:
     # GIVEN SQS hands out a group's messages but the answer never arrives
     put_groups(fake, groups=1, each=3)
     fake.lose_receive_answers = 1
@@ -143,7 +143,7 @@ async def test_a_receive_whose_answer_was_lost_gets_the_same_messages_back(fake:
     assert seen == [0, 1, 2]
 
 
-async def test_shutdown_mid_run_then_restart_keeps_every_group_in_order(fake: FakeSqs) -> None:
+async def test_shutdown_mid_run_then_restart_keeps_every_group_in_order(fake: InMemorySqs) -> None:
     put_groups(fake, groups=4, each=10)
     timeline = Timeline()
 
@@ -160,7 +160,7 @@ async def test_shutdown_mid_run_then_restart_keeps_every_group_in_order(fake: Fa
     assert all(len(calls) == 10 for calls in timeline.calls.values())
 
 
-async def test_a_batch_handler_gets_group_order_and_a_failure_stops_the_rest_of_its_group(fake: FakeSqs) -> None:
+async def test_a_batch_handler_gets_group_order_and_a_failure_stops_the_rest_of_its_group(fake: InMemorySqs) -> None:
     put_groups(fake, groups=1, each=5)
     batches: list[list[int]] = []
 
@@ -179,7 +179,7 @@ async def test_a_batch_handler_gets_group_order_and_a_failure_stops_the_rest_of_
     assert sorted(json.loads(m.body)["n"] for m in fake.queues[QUEUE].deleted) == [0, 1, 2, 3, 4]
 
 
-async def test_standard_queues_have_no_group_fields(fake: FakeSqs) -> None:
+async def test_standard_queues_have_no_group_fields(fake: InMemorySqs) -> None:
     from tests.unit.engine_support import QUEUE as STANDARD  # noqa: PLC0415 - the other fixture's queue
     from tests.unit.engine_support import running as running_standard  # noqa: PLC0415
 

@@ -11,22 +11,22 @@ from pathlib import Path
 
 from conveyor import BatchFailures, Message, batch_handler, metadata
 from conveyor.idempotency import Claim, open_store
-from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
+from conveyor.processor.engine.dedupe import Dedupe
 from conveyor.processor.user_code import adapt
-from tests.fakes import FakeSqs, as_client
+from conveyor.testing.sqs import InMemorySqs, as_client
 from tests.unit.engine_support import config_for, sample, started, until
 
 QUEUE = "work.fifo"
 
 
-def put_keyed(fake: FakeSqs, name: str, key: str) -> None:
+def put_keyed(fake: InMemorySqs, name: str, key: str) -> None:
     attributes = {metadata.IDEMPOTENCY_KEY: {"DataType": "String", "StringValue": key}}
     fake.put(QUEUE, json.dumps({"name": name}), attributes, "g")
 
 
 async def test_a_message_reported_fine_behind_a_retried_one_completes_once(tmp_path: Path) -> None:
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE)
     put_keyed(fake, "m1", "k1")
     put_keyed(fake, "m2", "k2")

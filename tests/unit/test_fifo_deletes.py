@@ -11,34 +11,34 @@ import json
 import pytest
 
 from conveyor import Message, Retry
-from tests.fakes import FakeSqs
+from conveyor.testing.sqs import InMemorySqs
 from tests.unit.engine_support import left, running, until
 
 QUEUE = "work.fifo"
 
 
 @pytest.fixture
-def fake() -> FakeSqs:
-    sqs = FakeSqs()
+def fake() -> InMemorySqs:
+    sqs = InMemorySqs()
     sqs.create(QUEUE, max_receive_count=5)
     return sqs
 
 
-def put_run(fake: FakeSqs, each: int, group: str = "g") -> None:
+def put_run(fake: InMemorySqs, each: int, group: str = "g") -> None:
     for n in range(each):
         fake.put(QUEUE, json.dumps({"n": n}), group=group)
 
 
-def delete_calls(fake: FakeSqs) -> list[int]:
+def delete_calls(fake: InMemorySqs) -> list[int]:
     """The number of entries of each DeleteMessageBatch, in order."""
     return [len(kwargs["Entries"]) for op, kwargs in fake.calls if op == "DeleteMessageBatch"]
 
 
-def on_queue(fake: FakeSqs) -> set[int]:
+def on_queue(fake: InMemorySqs) -> set[int]:
     return {json.loads(m.body)["n"] for m in fake.queues[QUEUE].messages.values()}
 
 
-async def test_a_run_of_ten_is_deleted_in_one_call_however_far_apart_its_completions(fake: FakeSqs) -> None:
+async def test_a_run_of_ten_is_deleted_in_one_call_however_far_apart_its_completions(fake: InMemorySqs) -> None:
     put_run(fake, 10)
     handled: list[int] = []
 
@@ -52,7 +52,7 @@ async def test_a_run_of_ten_is_deleted_in_one_call_however_far_apart_its_complet
     assert delete_calls(fake) == [10]
 
 
-async def test_a_retry_that_stops_the_group_sends_the_done_messages_before_it(fake: FakeSqs) -> None:
+async def test_a_retry_that_stops_the_group_sends_the_done_messages_before_it(fake: InMemorySqs) -> None:
     put_run(fake, 6)
     calls: list[int] = []
 
@@ -68,7 +68,7 @@ async def test_a_retry_that_stops_the_group_sends_the_done_messages_before_it(fa
     assert calls == [0, 1, 2, 2, 3, 4, 5]  # nothing before the failed one handled twice
 
 
-async def test_a_stop_during_a_run_sends_its_held_deletes(fake: FakeSqs) -> None:
+async def test_a_stop_during_a_run_sends_its_held_deletes(fake: InMemorySqs) -> None:
     put_run(fake, 5)
     third_started, finish_third = asyncio.Event(), asyncio.Event()
 
@@ -84,7 +84,7 @@ async def test_a_stop_during_a_run_sends_its_held_deletes(fake: FakeSqs) -> None
     assert on_queue(fake) == {3, 4}  # 0, 1 (held) and 2 deleted; the two never started released
 
 
-async def test_a_held_delete_goes_by_half_its_visibility_while_the_group_still_runs(fake: FakeSqs) -> None:
+async def test_a_held_delete_goes_by_half_its_visibility_while_the_group_still_runs(fake: InMemorySqs) -> None:
     put_run(fake, 3)
     second_started, finish = asyncio.Event(), asyncio.Event()
 

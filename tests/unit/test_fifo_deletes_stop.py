@@ -9,22 +9,22 @@ import json
 from typing import Any
 
 from conveyor import Message
-from conveyor.processor.acker import HELD_DELETE_MAX_SECONDS, Acker
 from conveyor.processor.engine import Engine
-from conveyor.processor.lease import InFlight, Lease
+from conveyor.processor.engine.acker import HELD_DELETE_MAX_SECONDS, Acker
+from conveyor.processor.engine.lease import InFlight, Lease
 from conveyor.processor.metrics import ProcessorMetrics
-from tests.fakes import FakeSqs, as_client
+from conveyor.testing.sqs import InMemorySqs, as_client
 from tests.unit.engine_support import config_for, until
 
 QUEUE = "work.fifo"
 
 
-def on_queue(fake: FakeSqs) -> set[int]:
+def on_queue(fake: InMemorySqs) -> set[int]:
     return {json.loads(m.body)["n"] for m in fake.queues[QUEUE].messages.values()}
 
 
 async def test_a_hard_stop_after_the_first_signal_loses_no_held_delete() -> None:
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE, max_receive_count=5)
     for n in range(3):
         fake.put(QUEUE, json.dumps({"n": n}), group="g")

@@ -1,13 +1,28 @@
-"""The ack decision and the backoff schedules."""
+"""The ack decision, a batch's decisions (admission, order of settling, released behind a failure) and
+the backoff schedules."""
 
 from __future__ import annotations
 
 import pytest
 
 from conveyor import Reject, Retry
+from conveyor.idempotency import Claim
 from conveyor.message import InvalidJsonError, Message, PermanentError
-from conveyor.processor.backoff import poll_backoff, retry_delay
-from conveyor.processor.outcome import Ack, DeadLetter, RetryAfter, RetryPolicy, decide
+from conveyor.processor.engine.backoff import poll_backoff, retry_delay
+from conveyor.processor.engine.outcome import (
+    Ack,
+    DeadLetter,
+    Defer,
+    Duplicate,
+    Outcome,
+    RetryAfter,
+    RetryPolicy,
+    admission,
+    comes_back_in,
+    decide,
+    released_behind,
+    settle_order,
+)
 
 POLICY = RetryPolicy(base_seconds=1, max_seconds=300, max_receive_count=5, dead_letter_queue=True)
 
@@ -77,3 +92,45 @@ def test_message_json_raises_permanent_error() -> None:
     with pytest.raises(PermanentError):
         Message(message_id="m", body="not json").json()
     assert Message(message_id="m", body='{"a":1}').json() == {"a": 1}
+
+
+def test_the_claims_decide_duplicates_and_deferrals_before_the_handler() -> None:
+    claims = [("", Claim.CLAIMED, 1), ("", Claim.COMPLETED, 1), ("", Claim.IN_PROGRESS, 1), ("", None, 1)]
+    admitted = admission(claims, POLICY, 30, in_order=False)
+    assert admitted.decided[:2] == (None, Duplicate())
+    assert isinstance(admitted.decided[2], Defer)
+    assert admitted.decided[2].seconds >= 15  # at least a visibility timeout, with equal jitter
+    assert [admitted.runs(i) for i in range(4)] == [True, False, False, True]
+    assert admitted.behind == frozenset()
+
+
+def test_in_order_a_deferred_message_holds_back_the_later_ones_of_its_group_only() -> None:
+    claims = [("a", Claim.CLAIMED, 1), ("a", Claim.IN_PROGRESS, 1), ("b", Claim.CLAIMED, 1), ("a", Claim.CLAIMED, 1)]
+    admitted = admission(claims, POLICY, 30, in_order=True)
+    assert admitted.behind == frozenset({3})
+    assert [admitted.runs(i) for i in range(4)] == [True, False, True, False]
+    # without an order to keep, the same batch holds nothing back
+    assert admission(claims, POLICY, 30, in_order=False).behind == frozenset()
+
+
+def test_dead_letters_are_settled_last_unless_the_order_must_be_kept() -> None:
+    error = Reject("no")
+    outcomes: list[Outcome | None] = [
+        DeadLetter(error, exhausted=False),
+        Ack(),
+        RetryAfter(1, error),
+        DeadLetter(error, exhausted=True),
+    ]
+    assert settle_order(outcomes, in_order=False) == [1, 2, 0, 3]
+    assert settle_order(outcomes, in_order=True) == [0, 1, 2, 3]
+
+
+def test_a_message_is_released_behind_when_it_did_not_run_or_its_group_stopped() -> None:
+    assert released_behind(None, group_stopped=False)
+    assert released_behind(Ack(), group_stopped=True)
+    assert not released_behind(Ack(), group_stopped=False)
+
+
+def test_a_message_left_to_its_timeout_comes_back_a_second_after_its_visibility_ends() -> None:
+    assert comes_back_in(10.2, 5.0) == 7
+    assert comes_back_in(5.0, 9.0) == 1

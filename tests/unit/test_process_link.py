@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from conveyor.processor.health import Health
-from conveyor.processor.link import CHILD_ENV, ParentLink, StatusReporter, read_status
+from conveyor.processor.engine.health import Health
+from conveyor.processor.process.link import CHILD_ENV, ParentLink, StatusReporter, read_status
 from tests.unit.engine_support import until
 
 

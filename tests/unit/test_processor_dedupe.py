@@ -1,4 +1,4 @@
-"""Effectively once in the processor (issue 10): with an idempotency store (SQLite here), a handler
+"""Effectively once in the processor: with an idempotency store (SQLite here), a handler
 completes once per key, whatever SQS or producers duplicate."""
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ import pytest
 from conveyor import BatchFailures, Message, Retry, batch_handler, idempotent, metadata
 from conveyor.idempotency import Claim, IdempotencyStore, StoreUnavailableError, open_store
 from conveyor.message import idempotency_options
-from conveyor.processor.dedupe import Dedupe, KeyFunction
 from conveyor.processor.engine import Engine
+from conveyor.processor.engine.claim_keys import KeyFunction
+from conveyor.processor.engine.dedupe import Dedupe
 from conveyor.processor.user_code import adapt
-from tests.fakes import FakeSqs, as_client
+from conveyor.testing.sqs import InMemorySqs, as_client
 from tests.unit.engine_support import QUEUE, config_for, left, sample, started, until
 
 
 @pytest.fixture
-def fake() -> FakeSqs:
-    sqs = FakeSqs()
+def fake() -> InMemorySqs:
+    sqs = InMemorySqs()
     sqs.create(QUEUE, max_receive_count=5)
     return sqs
 
@@ -66,7 +67,7 @@ class CountingStore:
         await self._call("release", self.store.release(keys, owner))
 
 
-def keyed(fake: FakeSqs, key: str, copies: int, body: str | None = None) -> None:
+def keyed(fake: InMemorySqs, key: str, copies: int, body: str | None = None) -> None:
     """What a producer retrying with one idempotency key leaves on the queue: several copies."""
     for _ in range(copies):
         fake.put(QUEUE, body or key, {metadata.IDEMPOTENCY_KEY: {"DataType": "String", "StringValue": key}})
@@ -74,7 +75,7 @@ def keyed(fake: FakeSqs, key: str, copies: int, body: str | None = None) -> None
 
 @asynccontextmanager
 async def running(
-    fake: FakeSqs,
+    fake: InMemorySqs,
     store: object,
     handler: Callable[[Message], Awaitable[None]],
     key_of: KeyFunction | None = None,
@@ -88,7 +89,7 @@ async def running(
         yield engine
 
 
-async def test_copies_with_one_key_complete_the_handler_once(fake: FakeSqs, store: IdempotencyStore) -> None:
+async def test_copies_with_one_key_complete_the_handler_once(fake: InMemorySqs, store: IdempotencyStore) -> None:
     keyed(fake, "order-1", copies=3)
     keyed(fake, "order-2", copies=1)
     completed: list[str] = []
@@ -103,7 +104,7 @@ async def test_copies_with_one_key_complete_the_handler_once(fake: FakeSqs, stor
     assert len(fake.queues[QUEUE].deleted) == 4
 
 
-async def test_a_batch_of_ten_costs_one_claim_and_few_completions(fake: FakeSqs, store: IdempotencyStore) -> None:
+async def test_a_batch_of_ten_costs_one_claim_and_few_completions(fake: InMemorySqs, store: IdempotencyStore) -> None:
     for i in range(10):
         keyed(fake, f"k{i}", copies=1)
     counting = CountingStore(store)
@@ -117,7 +118,9 @@ async def test_a_batch_of_ten_costs_one_claim_and_few_completions(fake: FakeSqs,
     assert counting.calls["complete"] <= 2  # coalesced like the deletes
 
 
-async def test_a_redelivery_after_a_lost_delete_is_not_handled_again(fake: FakeSqs, store: IdempotencyStore) -> None:
+async def test_a_redelivery_after_a_lost_delete_is_not_handled_again(
+    fake: InMemorySqs, store: IdempotencyStore
+) -> None:
     fake.put(QUEUE, "x")  # no key: the message id is the key (SQS's own redelivery)
     lost = [True]
 
@@ -139,7 +142,7 @@ async def test_a_redelivery_after_a_lost_delete_is_not_handled_again(fake: FakeS
     assert sample(engine, "conveyor_processor_duplicates_skipped_total") == 1
 
 
-async def test_a_failure_releases_the_claim_so_the_retry_runs(fake: FakeSqs, store: IdempotencyStore) -> None:
+async def test_a_failure_releases_the_claim_so_the_retry_runs(fake: InMemorySqs, store: IdempotencyStore) -> None:
     keyed(fake, "k", copies=1)
     attempts: list[int] = []
 
@@ -153,7 +156,7 @@ async def test_a_failure_releases_the_claim_so_the_retry_runs(fake: FakeSqs, sto
     assert attempts == [1, 2]
 
 
-async def test_a_key_in_progress_elsewhere_is_deferred_then_skipped(fake: FakeSqs, store: IdempotencyStore) -> None:
+async def test_a_key_in_progress_elsewhere_is_deferred_then_skipped(fake: InMemorySqs, store: IdempotencyStore) -> None:
     keyed(fake, "busy", copies=1)
     await store.claim(["busy"], "another-process", 60)  # someone else is handling a copy right now
 
@@ -173,7 +176,7 @@ async def test_a_key_in_progress_elsewhere_is_deferred_then_skipped(fake: FakeSq
 
 
 async def test_while_the_store_is_down_nothing_runs_and_nothing_is_released(
-    fake: FakeSqs, store: IdempotencyStore
+    fake: InMemorySqs, store: IdempotencyStore
 ) -> None:
     keyed(fake, "k", copies=1)
     counting = CountingStore(store)
@@ -195,7 +198,7 @@ async def test_while_the_store_is_down_nothing_runs_and_nothing_is_released(
     assert fake.received_total == 1
 
 
-async def test_the_handler_can_name_its_own_key(fake: FakeSqs, store: IdempotencyStore) -> None:
+async def test_the_handler_can_name_its_own_key(fake: InMemorySqs, store: IdempotencyStore) -> None:
     for order in ("a", "b", "a"):
         fake.put(QUEUE, f'{{"order": "{order}"}}')
     completed: list[str] = []
@@ -223,7 +226,7 @@ def test_a_handler_can_opt_out() -> None:
 
 
 async def test_on_a_fifo_queue_a_deferred_message_holds_back_its_group(tmp_path: Path) -> None:
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create("work.fifo")
     for n in range(3):
         fake.put("work.fifo", str(n), {metadata.IDEMPOTENCY_KEY: {"DataType": "String", "StringValue": f"k{n}"}}, "g")
@@ -245,7 +248,7 @@ async def test_on_a_fifo_queue_a_deferred_message_holds_back_its_group(tmp_path:
 
 
 @asynccontextmanager
-async def fifo_batch_engine(fake: FakeSqs, store: IdempotencyStore, seen: list[int]) -> AsyncIterator[Engine]:
+async def fifo_batch_engine(fake: InMemorySqs, store: IdempotencyStore, seen: list[int]) -> AsyncIterator[Engine]:
     """A batch handler on ``work.fifo`` recording the ``n`` of each message it is given."""
 
     @batch_handler
@@ -261,14 +264,14 @@ async def fifo_batch_engine(fake: FakeSqs, store: IdempotencyStore, seen: list[i
             yield engine
 
 
-def put_keyed(fake: FakeSqs, n: int, key: str, group: str = "g") -> None:
+def put_keyed(fake: InMemorySqs, n: int, key: str, group: str = "g") -> None:
     attributes = {metadata.IDEMPOTENCY_KEY: {"DataType": "String", "StringValue": key}}
     fake.put("work.fifo", json.dumps({"n": n}), attributes, group)
 
 
 async def test_a_fifo_batch_handler_runs_the_messages_before_a_deferred_one(tmp_path: Path) -> None:
-    """Review 2: the message before a deferred one of its group was deleted without running."""
-    fake = FakeSqs()
+    """The message before a deferred one of its group must run (it was once deleted without running)."""
+    fake = InMemorySqs()
     fake.create("work.fifo")
     put_keyed(fake, 0, "a")
     put_keyed(fake, 1, "b")  # in progress elsewhere: deferred, and the group stops there
@@ -286,9 +289,9 @@ async def test_a_fifo_batch_handler_runs_the_messages_before_a_deferred_one(tmp_
 
 
 async def test_two_copies_of_one_key_in_a_fifo_group_are_handled_once(tmp_path: Path) -> None:
-    """Review 2: the first copy was acked unhandled (the second, held here, stopped the group), and
+    """Once, the first copy was acked unhandled (the second, held here, stopped the group), and
     the second then skipped as a duplicate: handled zero times."""
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create("work.fifo")
     put_keyed(fake, 0, "k")
     put_keyed(fake, 0, "k")

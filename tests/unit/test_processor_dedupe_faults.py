@@ -1,4 +1,4 @@
-"""Effectively once when things go wrong (review 2): a key the store cannot keep, a store call that
+"""Effectively once when things go wrong: a key the store cannot keep, a store call that
 fails once, a store that raises what it should not. Nothing runs twice, nothing is lost, the engine
 never stops."""
 
@@ -18,13 +18,13 @@ from conveyor import BatchFailures, Message, batch_handler, idempotent, metadata
 from conveyor.idempotency import Claim, IdempotencyStore, StoreUnavailableError, open_store
 from conveyor.idempotency.sqlite_store import SqliteStore
 from conveyor.message import idempotency_options
-from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
-from conveyor.processor.heartbeat import Heartbeat
-from conveyor.processor.lease import InFlight, Lease
+from conveyor.processor.engine.dedupe import Dedupe
+from conveyor.processor.engine.heartbeat import Heartbeat
+from conveyor.processor.engine.lease import InFlight, Lease
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.user_code import adapt
-from tests.fakes import FakeSqs, as_client
+from conveyor.testing.sqs import InMemorySqs, as_client
 from tests.idempotency_support import FakeClock
 from tests.unit.engine_support import DLQ, QUEUE, config_for, left, started, until
 
@@ -77,7 +77,7 @@ def test_a_key_function_may_return_a_number() -> None:
 async def test_a_key_function_returning_a_lone_surrogate_does_not_stop_the_engine(tmp_path: Path) -> None:
     """A plain producer's valid JSON {"order": "\\ud800"}: the key function returns a string no store
     can encode. It was a UnicodeEncodeError out of the poller: the engine crashed, again and again."""
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE)
     fake.put(QUEUE, '{"order": "\\ud800"}')
     fake.put(QUEUE, '{"order": "fine"}')
@@ -100,7 +100,7 @@ async def test_a_key_function_returning_a_lone_surrogate_does_not_stop_the_engin
 async def test_a_store_that_raises_an_unexpected_error_defers_the_batch_and_the_engine_goes_on(
     tmp_path: Path,
 ) -> None:
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE)
     fake.put(QUEUE, "one", keyed("k1"))
     seen: list[str] = []
@@ -139,7 +139,7 @@ async def test_a_claim_renewal_that_fails_once_is_tried_again_before_the_claim_e
     dedupe = Dedupe(flaky, visibility_timeout=300, ttl_seconds=3600, linger=0.01, clock=lambda: mono[0])  # type: ignore[arg-type]
     beat = Heartbeat(
         inflight,
-        SqsAnswersAtOnce(),  # type: ignore[arg-type]
+        SqsAnswersAtOnce(),
         ProcessorMetrics(),
         300,
         clock=lambda: mono[0],
@@ -166,7 +166,7 @@ async def test_a_completion_the_store_missed_is_recorded_later_and_a_copy_meanwh
 ) -> None:
     """One failed COMPLETE call: the message is deleted (the handler ran), the key stayed "claimed by
     us", and the next copy received here was answered CLAIMED: the handler ran twice."""
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE)
     fake.put(QUEUE, "first", keyed("order-7"))
     ran: list[str] = []
@@ -201,13 +201,14 @@ async def test_completions_the_store_missed_are_tried_once_more_at_shutdown(tmp_
         assert await real.claim(["order-8"], "another-processor", 60) == [Claim.COMPLETED]
 
 
-# Review 3: what the first fixes missed.
+# Corners of the same faults: a store bug at shutdown, a huge integer key, two leases of one message
+# in a batch, a FIFO shutdown behind an abandoned thread, a claim answer crossing a completion.
 
 
 async def test_a_store_bug_in_complete_does_not_crash_the_engine_at_shutdown(tmp_path: Path) -> None:
     """The poller now survives "a bug of ours or the store's" in claim; the same bug in complete goes
     to ``_unrecorded`` and the one last ``_record`` in ``Dedupe.__aexit__`` lets it out of Engine.run."""
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE)
     fake.put(QUEUE, "one", keyed("k1"))
     ran: list[str] = []
@@ -231,7 +232,7 @@ async def test_a_key_function_returning_a_huge_integer_does_not_defer_its_whole_
     ``_usable_key``'s ``str(value)`` raise ValueError outside the key function's fallback: admit
     raises, the poller marks the WHOLE batch in progress, and every message received with it is
     deferred at each receive until the redrive policy moves them to the DLQ, never run."""
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE, max_receive_count=3)
     fake.put(QUEUE, "huge")
     fake.put(QUEUE, "innocent")
@@ -257,7 +258,7 @@ async def test_a_message_handled_during_shutdown_is_deleted_even_if_the_store_ha
     """Worse than the crash: the error out of ``Dedupe.__aexit__`` reaches ``Acker.__aexit__``, whose
     batchers' task groups abort and cancel the flush of the deletes still pending: a message whose
     handler finished within the grace period stays on the queue and runs again."""
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE)
     fake.put(QUEUE, "slow", keyed("k1"))
     ran: list[str] = []
@@ -282,7 +283,7 @@ class DeliversOneTwice:
     """SQS standard delivers at least once: the first receive hands out its first message twice (two
     receipt handles, one message id), as when a redelivery and the original meet in one batch."""
 
-    def __init__(self, fake: FakeSqs) -> None:
+    def __init__(self, fake: InMemorySqs) -> None:
         self.fake = fake
         self.done = False
 
@@ -304,7 +305,7 @@ async def test_two_leases_of_one_message_in_one_batch_run_it_and_do_not_keep_its
     the claimed lease too. It never runs, its claim is never released, and ``Dedupe._holders`` keeps
     it: every later delivery of the message is "held here" (IN_PROGRESS), deferred until the redrive
     policy dead-letters it, never run."""
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE, max_receive_count=4)
     fake.put(QUEUE, "x", keyed("order-1"))
     seen: list[str] = []
@@ -334,7 +335,7 @@ async def test_at_a_fifo_shutdown_the_group_behind_an_abandoned_thread_comes_bac
     """Grace expired while a batch handler's thread still runs m0: m0 is left to its visibility
     timeout; m1 (deferred) and m2 (behind it) were released at once, and a server that does not lock
     the group (LocalStack) could deliver them before m0."""
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create("work.fifo")
     for n, key in enumerate(("a", "b", "c")):
         fake.put("work.fifo", json.dumps({"n": n}), keyed(key), "g")

@@ -11,9 +11,9 @@ import pytest
 
 from conveyor import Message
 from conveyor.idempotency import Claim, StoreUnavailableError
-from conveyor.processor.dedupe import Dedupe
 from conveyor.processor.engine import Engine
-from tests.fakes import FakeSqs, as_client
+from conveyor.processor.engine.dedupe import Dedupe
+from conveyor.testing.sqs import InMemorySqs, as_client
 from tests.unit.engine_support import config_for, sample, started, until
 
 VISIBILITY = 30  # what the messages would wait without the release
@@ -36,7 +36,7 @@ class DownStore:
         raise StoreUnavailableError("Redis store: ConnectionError: Connection refused")
 
 
-def visible_in(fake: FakeSqs, queue: str) -> list[float]:
+def visible_in(fake: InMemorySqs, queue: str) -> list[float]:
     """Seconds until each message on the queue is visible again (0 or less: visible now)."""
     now = asyncio.get_running_loop().time()
     return [message.visible_at - now for message in fake.queues[queue].messages.values()]
@@ -45,7 +45,7 @@ def visible_in(fake: FakeSqs, queue: str) -> list[float]:
 @pytest.mark.parametrize("queue", ["work", "work.fifo"])
 @pytest.mark.parametrize("hangs", [False, True], ids=["failing-fast", "hanging"])
 async def test_a_stop_during_admission_releases_the_batch_at_visibility_0(queue: str, hangs: bool) -> None:
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(queue)
     for n in range(3):
         fake.put(queue, f"m{n}", group="g" if queue.endswith(".fifo") else None)

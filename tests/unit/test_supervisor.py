@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import pytest
 import structlog
 
-from conveyor.processor.restarts import GiveUp, Restart, RestartPolicy, Restarts
-from conveyor.processor.supervisor import Supervisor, describe_exit
+from conveyor.processor.process.restarts import GiveUp, Restart, RestartPolicy, Restarts
+from conveyor.processor.process.supervisor import Supervisor, describe_exit
 from tests.unit.engine_support import until
 
 POLICY = RestartPolicy(stable_seconds=10, give_up_after=5, first_delay=0.5, max_delay=8)
@@ -64,7 +64,7 @@ class FakeChild:
 
 
 class Children:
-    """Spawns fake children slot by slot from scripted lives (the last one repeats)."""
+    """Spawns fake children place by place from scripted lives (the last one repeats)."""
 
     def __init__(self, clock: Clock, lives: dict[int, list[Life]]) -> None:
         self.clock = clock
@@ -173,7 +173,7 @@ async def test_stop_sends_one_sigterm_to_each_child_and_returns_the_worst_exit_c
     assert await asyncio.wait_for(run, 5) == 3
     assert [c.signals for started in children.started.values() for c in started] == [[signal.SIGTERM]] * 3
     assert not supervisor.ready
-    assert {slot.state for slot in supervisor.slots} == {"stopped"}
+    assert {place.state for place in supervisor.places} == {"stopped"}
 
 
 async def test_a_stop_during_the_backoff_starts_nothing_more() -> None:

@@ -20,7 +20,7 @@ from conveyor import BatchFailures, Message, batch_handler, metadata, tracing
 from conveyor.processor.engine import Engine
 from conveyor.processor.user_code import adapt
 from conveyor.settings import WriterSettings
-from tests.fakes import FakeSqs, as_client
+from conveyor.testing.sqs import InMemorySqs, as_client
 from tests.unit.conftest import running_writer
 from tests.unit.engine_support import QUEUE, config_for, until
 
@@ -72,7 +72,7 @@ async def test_a_processed_message_continues_the_writers_trace(
     exported: tuple[tracing.Tracing, InMemorySpanExporter],
 ) -> None:
     tracer, exporter = exported
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE)
     fake.put(QUEUE, "x", carried())
     logged: list[dict[str, object]] = []
@@ -109,7 +109,7 @@ async def test_a_batch_handlers_span_links_each_messages_context(
     exported: tuple[tracing.Tracing, InMemorySpanExporter],
 ) -> None:
     tracer, exporter = exported
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE)
     traces = [f"{n:032x}" for n in range(1, 4)]
     for trace_id in traces:
@@ -143,10 +143,10 @@ def ids(span: ReadableSpan) -> tuple[str, str]:
 
 async def through_writer_and_processor(
     tracer: tracing.NoTracing | tracing.Tracing, headers: dict[str, str]
-) -> tuple[FakeSqs, dict[str, object]]:
+) -> tuple[InMemorySqs, dict[str, object]]:
     """POST one message through the writer app, then let the processor engine handle it (same fake
     queue, same tracer); the message's attributes as SQS held them."""
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE)
     handled: list[Message] = []
 
@@ -227,7 +227,7 @@ async def test_a_batch_requests_entries_each_have_a_send_span(
     exported: tuple[tracing.Tracing, InMemorySpanExporter],
 ) -> None:
     tracer, exporter = exported
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE)
     async with running_writer(fake, WriterSettings(queue_name=QUEUE), tracer) as api:
         entries = [{"id": f"e{n}", "body": n} for n in range(3)]
@@ -253,7 +253,7 @@ async def test_the_writer_exports_its_buffered_spans_when_it_stops() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))  # exports at shutdown
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE)
     async with running_writer(fake, WriterSettings(queue_name=QUEUE), tracing.Tracing(provider)) as api:
         assert (await api.get("/healthz")).status_code == 200

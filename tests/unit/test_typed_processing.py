@@ -18,9 +18,9 @@ from pydantic import BaseModel
 import conveyor
 from conveyor import metadata
 from conveyor.message import IDEMPOTENCY_MARK, IdempotencyOptions
-from conveyor.processor.dead_letter import fitting_attributes
-from conveyor.processor.lease import Lease
-from conveyor.processor.outcome import DeadLetter
+from conveyor.processor.engine.dead_letter import fitting_attributes
+from conveyor.processor.engine.lease import Lease
+from conveyor.processor.engine.outcome import DeadLetter
 from conveyor.processor.routing import router
 from conveyor.testing import InMemoryStack, make_message, run
 from tests import typed_app

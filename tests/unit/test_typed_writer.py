@@ -16,8 +16,8 @@ from pydantic_core import core_schema
 import conveyor
 from conveyor import metadata
 from conveyor.settings import WriterSettings
+from conveyor.testing.sqs import InMemorySqs
 from tests import typed_app
-from tests.fakes import FakeSqs
 from tests.unit.conftest import QUEUE, running_writer
 
 PROBLEM = "application/problem+json"
@@ -25,16 +25,16 @@ ORDER = {"order_id": "o-1", "amount": "12.50"}
 
 
 @pytest.fixture
-async def typed(fake: FakeSqs, writer_settings: WriterSettings) -> AsyncIterator[httpx.AsyncClient]:
+async def typed(fake: InMemorySqs, writer_settings: WriterSettings) -> AsyncIterator[httpx.AsyncClient]:
     async with running_writer(fake, writer_settings, contracts=typed_app.app) as client:
         yield client
 
 
-def on_queue(fake: FakeSqs) -> list[tuple[str, dict[str, Any]]]:
+def on_queue(fake: InMemorySqs) -> list[tuple[str, dict[str, Any]]]:
     return [(m.body, m.attributes) for m in fake.queues[QUEUE].messages.values()]
 
 
-async def test_a_valid_typed_message_is_sent_with_its_type(typed: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_a_valid_typed_message_is_sent_with_its_type(typed: httpx.AsyncClient, fake: InMemorySqs) -> None:
     answer = await typed.post("/messages", json={"type": "order.created", "body": ORDER})
     assert answer.status_code == 202
     [(body, attributes)] = on_queue(fake)
@@ -43,7 +43,7 @@ async def test_a_valid_typed_message_is_sent_with_its_type(typed: httpx.AsyncCli
 
 
 async def test_an_invalid_body_is_a_422_naming_every_field_and_nothing_is_sent(
-    typed: httpx.AsyncClient, fake: FakeSqs
+    typed: httpx.AsyncClient, fake: InMemorySqs
 ) -> None:
     body = {"order_id": 5, "lines": [{"sku": "a", "quantity": 0}]}
     answer = await typed.post("/messages", json={"type": "order.created", "body": body})
@@ -67,7 +67,7 @@ async def test_an_invalid_body_is_a_422_naming_every_field_and_nothing_is_sent(
     ],
 )
 async def test_an_unknown_or_missing_type_is_a_422_naming_type(
-    typed: httpx.AsyncClient, fake: FakeSqs, message: dict[str, Any], detail: str
+    typed: httpx.AsyncClient, fake: InMemorySqs, message: dict[str, Any], detail: str
 ) -> None:
     answer = await typed.post("/messages", json=message)
     assert answer.status_code == 422
@@ -84,7 +84,7 @@ async def test_a_type_name_out_of_the_rule_is_a_422(typed: httpx.AsyncClient, na
 
 
 async def test_with_a_default_handler_a_message_may_carry_no_type(
-    fake: FakeSqs, writer_settings: WriterSettings
+    fake: InMemorySqs, writer_settings: WriterSettings
 ) -> None:
     app = conveyor.App()
 
@@ -103,7 +103,7 @@ async def test_with_a_default_handler_a_message_may_carry_no_type(
     assert metadata.TYPE not in attributes
 
 
-async def test_without_an_app_the_type_travels_unchecked(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_without_an_app_the_type_travels_unchecked(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     assert (await api.post("/messages", json={"type": "anything.goes", "body": [1]})).status_code == 202
     [(_, attributes)] = on_queue(fake)
     assert attributes[metadata.TYPE]["StringValue"] == "anything.goes"
@@ -117,7 +117,7 @@ async def test_the_type_takes_one_of_the_ten_attribute_slots(typed: httpx.AsyncC
     assert "at most 7 attributes" in answer.json()["detail"]
 
 
-async def test_each_batch_entry_is_validated_on_its_own(typed: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_each_batch_entry_is_validated_on_its_own(typed: httpx.AsyncClient, fake: InMemorySqs) -> None:
     answer = await typed.post(
         "/messages/batch",
         json={"messages": [
@@ -154,7 +154,7 @@ async def test_the_openapi_document_shows_each_type_as_a_variant_discriminated_b
     assert set(batch_items["discriminator"]["mapping"]) == {"order.created", "order.cancelled"}
 
 
-async def test_every_example_in_the_openapi_document_is_accepted(typed: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_every_example_in_the_openapi_document_is_accepted(typed: httpx.AsyncClient, fake: InMemorySqs) -> None:
     # what /docs offers to try must work as it is
     document = (await typed.get("/openapi.json")).json()
     examples = document["paths"]["/messages"]["post"]["requestBody"]["content"]["application/json"]["examples"]
@@ -178,7 +178,7 @@ def _model_named(name: str, field: str) -> type[BaseModel]:
     return pydantic.create_model(name, __module__=f"shop.{field}", **{field: (str, ...)})  # type: ignore[call-overload, no-any-return]
 
 
-async def test_models_of_one_name_or_of_the_apis_own_names_keep_apart(fake: FakeSqs) -> None:
+async def test_models_of_one_name_or_of_the_apis_own_names_keep_apart(fake: InMemorySqs) -> None:
     app = conveyor.App()
     problem, first, second = _model_named("Problem", "code"), _model_named("Order", "a"), _model_named("Order", "b")
     app.handler("problem")(_typed(problem))
@@ -226,7 +226,7 @@ def _coded_app() -> conveyor.App:
 
 
 async def test_a_validator_that_crashes_is_a_422_for_its_message_alone(
-    fake: FakeSqs, writer_settings: WriterSettings
+    fake: InMemorySqs, writer_settings: WriterSettings
 ) -> None:
     good = {"code": "EUR", "country": "FR", "quantity": 12, "price": 120}
     async with running_writer(fake, writer_settings, contracts=_coded_app()) as client:
@@ -241,7 +241,7 @@ async def test_a_validator_that_crashes_is_a_422_for_its_message_alone(
     assert [f["id"] for f in batch.json()["failed"]] == ["bad"]
 
 
-async def test_examples_keep_to_the_schemas_bounds_or_are_left_out(fake: FakeSqs) -> None:
+async def test_examples_keep_to_the_schemas_bounds_or_are_left_out(fake: InMemorySqs) -> None:
     async with running_writer(fake, WriterSettings(queue_name=QUEUE), contracts=_coded_app()) as client:
         document = (await client.get("/openapi.json")).json()
         examples = document["paths"]["/messages"]["post"]["requestBody"]["content"]["application/json"]["examples"]
@@ -251,7 +251,7 @@ async def test_examples_keep_to_the_schemas_bounds_or_are_left_out(fake: FakeSqs
             assert (await client.post("/messages", json=example["value"])).status_code == 202
 
 
-async def test_a_body_over_the_queues_limit_is_a_413_before_the_model_runs(fake: FakeSqs) -> None:
+async def test_a_body_over_the_queues_limit_is_a_413_before_the_model_runs(fake: InMemorySqs) -> None:
     fake.queues[QUEUE].attributes["MaximumMessageSize"] = "1024"
     async with running_writer(fake, WriterSettings(queue_name=QUEUE), contracts=typed_app.app) as client:
         answer = await client.post("/messages", json={"type": "order.created", "body": {"lines": [{}] * 400}})
@@ -278,7 +278,7 @@ class Priced(BaseModel):
     price: Money
 
 
-async def test_a_type_pydantic_cannot_describe_still_serves_its_documents(fake: FakeSqs) -> None:
+async def test_a_type_pydantic_cannot_describe_still_serves_its_documents(fake: InMemorySqs) -> None:
     app = conveyor.App()
     app.handler("priced")(_typed(Priced))
     app.handler("plain")(_typed(typed_app.OrderCancelled))

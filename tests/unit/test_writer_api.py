@@ -13,8 +13,8 @@ from botocore.exceptions import EndpointConnectionError
 
 from conveyor import metadata
 from conveyor.settings import WriterSettings
+from conveyor.testing.sqs import InMemorySqs, client_error
 from conveyor.writer.http.edge import RequestIds
-from tests.fakes import FakeSqs, client_error
 from tests.unit.conftest import QUEUE, running_writer
 
 PROBLEM = "application/problem+json"
@@ -26,11 +26,11 @@ def request_id_from(headers: dict[str, str]) -> str:
     return RequestIds().of(headers)
 
 
-def stored(fake: FakeSqs) -> list[tuple[str, dict[str, object]]]:
+def stored(fake: InMemorySqs) -> list[tuple[str, dict[str, object]]]:
     return [(m.body, m.attributes) for m in fake.queues[QUEUE].messages.values()]
 
 
-async def test_message_is_on_the_queue_before_202(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_message_is_on_the_queue_before_202(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     # GIVEN a message with attributes WHEN it is posted
     response = await api.post(
         "/messages",
@@ -64,7 +64,7 @@ def test_a_request_id_with_a_trailing_newline_is_replaced() -> None:
     assert request_id_from({"x-request-id": "abc\n"}) != "abc\n"
 
 
-async def test_concurrent_posts_are_coalesced(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_concurrent_posts_are_coalesced(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     responses = await asyncio.gather(*(api.post("/messages", json={"body": i}) for i in range(30)))
     assert [r.status_code for r in responses] == [202] * 30
     ids = {r.json()["message_id"] for r in responses}
@@ -79,7 +79,7 @@ async def test_malformed_json_is_400(api: httpx.AsyncClient) -> None:
     assert response.json()["title"] == "Malformed JSON"
 
 
-async def test_wrong_content_type_is_415(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_wrong_content_type_is_415(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     response = await api.post("/messages", content=b'{"body": 1}', headers={"Content-Type": "text/plain"})
     assert response.status_code == 415
     assert response.headers["content-type"] == PROBLEM
@@ -102,7 +102,7 @@ async def test_wrong_content_type_is_415(api: httpx.AsyncClient, fake: FakeSqs) 
     ],
 )
 async def test_invalid_message_is_422_naming_the_field(
-    api: httpx.AsyncClient, fake: FakeSqs, payload: dict[str, object], field: str
+    api: httpx.AsyncClient, fake: InMemorySqs, payload: dict[str, object], field: str
 ) -> None:
     response = await api.post("/messages", json=payload)
     assert response.status_code == 422, response.text
@@ -115,7 +115,7 @@ async def test_invalid_message_is_422_naming_the_field(
 
 async def test_message_over_the_queue_limit_is_413_to_the_byte(writer_settings: WriterSettings) -> None:
     # GIVEN a queue that takes at most 2,000 bytes (body + attribute names, types and values)
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE, MaximumMessageSize="2000")
     request_id = "r" * 10
     meta = len(metadata.REQUEST_ID) + len("String") + len(request_id)
@@ -134,7 +134,7 @@ async def test_message_over_the_queue_limit_is_413_to_the_byte(writer_settings: 
     assert len(stored(fake)) == 1
 
 
-async def test_request_over_the_http_limit_is_413(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_request_over_the_http_limit_is_413(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     big = json.dumps({"body": "x" * (3 * 1024 * 1024)}).encode()
     response = await api.post("/messages", content=big, headers={"Content-Type": "application/json"})
     assert response.status_code == 413
@@ -149,7 +149,7 @@ async def test_request_over_the_http_limit_is_413(api: httpx.AsyncClient, fake: 
     assert stored(fake) == []
 
 
-async def test_sqs_throttling_is_503_with_retry_after(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_sqs_throttling_is_503_with_retry_after(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     fake.fail_calls["SendMessageBatch"].append(client_error("ThrottlingException", "SendMessageBatch"))
     response = await api.post("/messages", json={"body": 1})
     assert response.status_code == 503
@@ -160,14 +160,14 @@ async def test_sqs_throttling_is_503_with_retry_after(api: httpx.AsyncClient, fa
     assert stored(fake) == []
 
 
-async def test_sqs_unreachable_is_503(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_sqs_unreachable_is_503(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     fake.fail_calls["SendMessageBatch"].append(EndpointConnectionError(endpoint_url="http://x"))
     response = await api.post("/messages", json={"body": 1})
     assert response.status_code == 503
     assert response.json()["code"] == "EndpointConnectionError"
 
 
-async def test_missing_queue_is_500_with_the_code(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_missing_queue_is_500_with_the_code(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     error = client_error("AWS.SimpleQueueService.NonExistentQueue", "SendMessageBatch")
     fake.fail_calls["SendMessageBatch"].append(error)
     response = await api.post("/messages", json={"body": 1})
@@ -192,7 +192,7 @@ async def test_missing_queue_is_500_with_the_code(api: httpx.AsyncClient, fake: 
     ],
 )
 async def test_credential_kms_and_unknown_errors_are_server_side_and_leak_nothing(
-    api: httpx.AsyncClient, fake: FakeSqs, code: str, status: int
+    api: httpx.AsyncClient, fake: InMemorySqs, code: str, status: int
 ) -> None:
     # GIVEN SQS fails every call with a text naming a key ARN and the account
     text = f"The key {KEY_ARN} of account 123456789012 cannot be used"
@@ -213,7 +213,7 @@ async def test_credential_kms_and_unknown_errors_are_server_side_and_leak_nothin
     assert any(text in event["error"] and event["request_id"] for event in failed), logs
 
 
-async def test_a_content_error_from_sqs_keeps_a_generic_detail(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_a_content_error_from_sqs_keeps_a_generic_detail(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     fake.fail_entries["SendMessageBatch"] = lambda entry: {
         "Code": "InvalidParameterValue", "SenderFault": True, "Message": f"bad value for queue {KEY_ARN}",
     }  # fmt: skip
@@ -223,7 +223,7 @@ async def test_a_content_error_from_sqs_keeps_a_generic_detail(api: httpx.AsyncC
     assert "arn:" not in response.text
 
 
-async def test_only_retryable_failed_entries_are_retried(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_only_retryable_failed_entries_are_retried(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     # GIVEN SQS fails one entry once for a server-side reason
     failures = iter([{"Code": "InternalError", "SenderFault": False, "Message": "try again"}])
     fake.fail_entries["SendMessageBatch"] = lambda entry: next(failures, None)
@@ -235,7 +235,7 @@ async def test_only_retryable_failed_entries_are_retried(api: httpx.AsyncClient,
     assert len(stored(fake)) == 1
 
 
-async def test_sender_fault_entries_are_not_retried(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_sender_fault_entries_are_not_retried(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     fake.fail_entries["SendMessageBatch"] = lambda entry: {
         "Code": "InvalidMessageContents", "SenderFault": True, "Message": "bad"
     }  # fmt: skip
@@ -245,7 +245,7 @@ async def test_sender_fault_entries_are_not_retried(api: httpx.AsyncClient, fake
     assert fake.count("SendMessageBatch") == 1
 
 
-async def test_batch_reports_each_entry(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_batch_reports_each_entry(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     entries = [{"id": f"ok{i}", "body": {"i": i}} for i in range(12)]
     entries += [{"id": "chars", "body": "\uffff"}, {"id": "big", "body": "x" * 1_100_000}]
     response = await api.post("/messages/batch", json={"messages": entries})
@@ -260,7 +260,7 @@ async def test_batch_reports_each_entry(api: httpx.AsyncClient, fake: FakeSqs) -
     assert fake.count("SendMessageBatch") == 2
 
 
-async def test_batch_with_one_shared_sqs_failure_is_503(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_batch_with_one_shared_sqs_failure_is_503(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     fake.fail_calls["SendMessageBatch"].append(client_error("ServiceUnavailable", "SendMessageBatch", 503))
     response = await api.post("/messages/batch", json={"messages": [{"id": "a", "body": 1}]})
     assert response.status_code == 503
@@ -276,14 +276,14 @@ async def test_batch_with_one_shared_sqs_failure_is_503(api: httpx.AsyncClient, 
         {"messages": [{"id": f"e{i}", "body": i} for i in range(101)]},
     ],
 )
-async def test_invalid_batch_is_422(api: httpx.AsyncClient, fake: FakeSqs, payload: dict[str, object]) -> None:
+async def test_invalid_batch_is_422(api: httpx.AsyncClient, fake: InMemorySqs, payload: dict[str, object]) -> None:
     response = await api.post("/messages/batch", json=payload)
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM
     assert stored(fake) == []
 
 
-async def test_idempotency_key_travels_as_an_attribute(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_idempotency_key_travels_as_an_attribute(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     response = await api.post("/messages", json={"body": 1}, headers={"Idempotency-Key": "k-1"})
     assert response.status_code == 202
     [(_, attributes)] = stored(fake)
@@ -299,7 +299,7 @@ async def test_unknown_route_is_problem_json(api: httpx.AsyncClient) -> None:
     assert response.headers["content-type"] == PROBLEM
 
 
-async def test_health_ready_and_metrics(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_health_ready_and_metrics(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     assert (await api.get("/healthz")).json() == {"status": "ok"}
     assert (await api.get("/readyz")).status_code == 200
     await api.post("/messages", json={"body": 1})
@@ -309,7 +309,7 @@ async def test_health_ready_and_metrics(api: httpx.AsyncClient, fake: FakeSqs) -
     assert 'conveyor_writer_messages_total{result="accepted"} 1.0' in metrics
 
 
-async def test_the_time_of_each_send_message_batch_is_measured(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_the_time_of_each_send_message_batch_is_measured(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     # GIVEN an SQS that takes 30 ms to answer a SendMessageBatch
     fake.call_delay["SendMessageBatch"] = 0.03
     # WHEN one message is sent
@@ -321,7 +321,7 @@ async def test_the_time_of_each_send_message_batch_is_measured(api: httpx.AsyncC
     assert 'conveyor_writer_batch_seconds_bucket{le="0.05"} 1.0' in metrics
 
 
-async def test_readyz_is_503_when_sqs_fails(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_readyz_is_503_when_sqs_fails(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     fake.fail_calls["GetQueueAttributes"].append(client_error("ServiceUnavailable", "GetQueueAttributes", 503))
     response = await api.get("/readyz")
     assert response.status_code == 503

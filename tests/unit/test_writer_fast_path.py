@@ -19,9 +19,9 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from conveyor.settings import WriterSettings
+from conveyor.testing.sqs import InMemorySqs, client_error
 from conveyor.writer.api.schemas import MessageIn
 from conveyor.writer.http import routes as writer_routes
-from tests.fakes import FakeSqs, client_error
 from tests.unit.conftest import QUEUE, running_writer
 
 JSON = {"content-type": "application/json"}
@@ -33,7 +33,7 @@ MAX_BYTES = 4096  # the queue's MaximumMessageSize: a small one, to reach 413 ch
 class Case:
     body: bytes
     headers: list[tuple[str, str]] = field(default_factory=lambda: list(JSON.items()))
-    fault: Callable[[FakeSqs], None] | None = None  # what SQS does to this request's send
+    fault: Callable[[InMemorySqs], None] | None = None  # what SQS does to this request's send
 
 
 def message(**fields: Any) -> bytes:
@@ -44,12 +44,12 @@ def nested(depth: int) -> bytes:
     return b'{"body":' + b"[" * depth + b"]" * depth + b"}"
 
 
-def failing(error: BaseException) -> Callable[[FakeSqs], None]:
+def failing(error: BaseException) -> Callable[[InMemorySqs], None]:
     return lambda fake: fake.fail_calls["SendMessageBatch"].append(error)
 
 
-def entry_failing(code: str, *, sender_fault: bool) -> Callable[[FakeSqs], None]:
-    def fault(fake: FakeSqs) -> None:
+def entry_failing(code: str, *, sender_fault: bool) -> Callable[[InMemorySqs], None]:
+    def fault(fake: InMemorySqs) -> None:
         answers = iter([{"Code": code, "SenderFault": sender_fault, "Message": "injected"}])
         fake.fail_entries["SendMessageBatch"] = lambda entry: next(answers, None)
 
@@ -123,12 +123,12 @@ BAD = [
 
 @dataclass
 class Writer:
-    fake: FakeSqs
+    fake: InMemorySqs
     api: httpx.AsyncClient
 
 
 async def started(stack: AsyncExitStack, *, fast_path: bool) -> Writer:
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE, MaximumMessageSize=str(MAX_BYTES))
     settings = WriterSettings(queue_name=QUEUE, batch_linger_ms=0, send_retries=2, writer_fast_path=fast_path)
     return Writer(fake, await stack.enter_async_context(running_writer(fake, settings)))

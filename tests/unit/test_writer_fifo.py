@@ -18,24 +18,24 @@ from botocore.exceptions import EndpointConnectionError
 from conveyor.idempotency import open_store
 from conveyor.settings import WriterSettings
 from conveyor.sqs.queues import QueueConfig
+from conveyor.testing.sqs import InMemorySqs
 from conveyor.writer.api.request_meta import RequestMeta
 from conveyor.writer.api.schemas import MessageIn
 from conveyor.writer.sending.outgoing import build_outgoing
-from tests.fakes import FakeSqs
 from tests.unit.conftest import running_writer
 
 FIFO = "orders.fifo"
 
 
 @pytest.fixture
-def fifo() -> FakeSqs:
-    fake = FakeSqs()
+def fifo() -> InMemorySqs:
+    fake = InMemorySqs()
     fake.create(FIFO)
     return fake
 
 
 @pytest.fixture
-async def api(fifo: FakeSqs) -> AsyncIterator[httpx.AsyncClient]:
+async def api(fifo: InMemorySqs) -> AsyncIterator[httpx.AsyncClient]:
     async with running_writer(fifo, WriterSettings(queue_name=FIFO, batch_linger_ms=5)) as client:
         yield client
 
@@ -45,7 +45,7 @@ def entry(group: str, n: int, **fields: Any) -> dict[str, Any]:
     return own | fields
 
 
-def on_queue_by_group(fake: FakeSqs) -> dict[str, list[int]]:
+def on_queue_by_group(fake: InMemorySqs) -> dict[str, list[int]]:
     """Each group's message numbers in the order the queue holds them."""
     groups: dict[str, list[int]] = defaultdict(list)
     for message in sorted(fake.queues[FIFO].messages.values(), key=lambda m: m.sequence_number):
@@ -54,7 +54,7 @@ def on_queue_by_group(fake: FakeSqs) -> dict[str, list[int]]:
     return dict(groups)
 
 
-def calls(fake: FakeSqs) -> list[list[str]]:
+def calls(fake: InMemorySqs) -> list[list[str]]:
     """The entry ids (group-n) of each SendMessageBatch, in call order."""
     return [
         [f"{json.loads(e['MessageBody'])['g']}-{json.loads(e['MessageBody'])['n']}" for e in kwargs["Entries"]]
@@ -69,7 +69,7 @@ def interleaved(groups: dict[str, int]) -> list[dict[str, Any]]:
     return [entry(g, n) for n in range(most) for g, count in groups.items() if n < count]
 
 
-async def test_each_groups_entries_reach_the_queue_in_request_order(api: httpx.AsyncClient, fifo: FakeSqs) -> None:
+async def test_each_groups_entries_reach_the_queue_in_request_order(api: httpx.AsyncClient, fifo: InMemorySqs) -> None:
     # GIVEN a batch of interleaved groups of different lengths
     response = await api.post("/messages/batch", json={"messages": interleaved({"a": 6, "b": 3, "c": 1, "d": 5})})
     # THEN every entry is accepted, in request order per group
@@ -86,13 +86,13 @@ async def test_each_groups_entries_reach_the_queue_in_request_order(api: httpx.A
     assert len(sent) == 6  # one round per entry of the longest group: the groups share the calls
 
 
-async def test_many_groups_share_calls_of_ten(api: httpx.AsyncClient, fifo: FakeSqs) -> None:
+async def test_many_groups_share_calls_of_ten(api: httpx.AsyncClient, fifo: InMemorySqs) -> None:
     response = await api.post("/messages/batch", json={"messages": [entry(f"g{i}", 0) for i in range(25)]})
     assert len(response.json()["successful"]) == 25
     assert sorted(len(call) for call in calls(fifo)) == [5, 10, 10]
 
 
-async def test_a_failed_entry_stops_its_group_and_only_its_group(api: httpx.AsyncClient, fifo: FakeSqs) -> None:
+async def test_a_failed_entry_stops_its_group_and_only_its_group(api: httpx.AsyncClient, fifo: InMemorySqs) -> None:
     # GIVEN SQS refuses one entry of group a (the second)
     def refuse_a1(e: dict[str, Any]) -> dict[str, Any] | None:
         if e["MessageGroupId"] == "a" and '"n":1' in e["MessageBody"]:
@@ -117,7 +117,7 @@ async def test_a_failed_entry_stops_its_group_and_only_its_group(api: httpx.Asyn
     assert not any(e.startswith(("a-2", "a-3")) for call in calls(fifo) for e in call)
 
 
-async def test_an_invalid_entry_stops_the_rest_of_its_group(api: httpx.AsyncClient, fifo: FakeSqs) -> None:
+async def test_an_invalid_entry_stops_the_rest_of_its_group(api: httpx.AsyncClient, fifo: InMemorySqs) -> None:
     entries = interleaved({"a": 3, "b": 2})
     entries[2]["attributes"] = {"bad name!": "x"}  # a-1: refused before anything is sent
     response = await api.post("/messages/batch", json={"messages": entries})
@@ -126,7 +126,7 @@ async def test_an_invalid_entry_stops_the_rest_of_its_group(api: httpx.AsyncClie
     assert on_queue_by_group(fifo) == {"a": [0], "b": [0, 1]}
 
 
-async def test_sqs_down_makes_the_whole_batch_503(api: httpx.AsyncClient, fifo: FakeSqs) -> None:
+async def test_sqs_down_makes_the_whole_batch_503(api: httpx.AsyncClient, fifo: InMemorySqs) -> None:
     """The entries stopped behind a failed one share its cause: nothing accepted, SQS unreachable."""
     fifo.fail_calls["SendMessageBatch"].append(EndpointConnectionError(endpoint_url="http://x"))
     response = await api.post("/messages/batch", json={"messages": interleaved({"a": 3, "b": 3})})
@@ -136,7 +136,9 @@ async def test_sqs_down_makes_the_whole_batch_503(api: httpx.AsyncClient, fifo: 
     assert fifo.queues[FIFO].messages == {}
 
 
-async def test_a_retryable_failure_is_resent_before_the_group_goes_on(api: httpx.AsyncClient, fifo: FakeSqs) -> None:
+async def test_a_retryable_failure_is_resent_before_the_group_goes_on(
+    api: httpx.AsyncClient, fifo: InMemorySqs
+) -> None:
     throttled = iter([True])
     fifo.fail_entries["SendMessageBatch"] = lambda e: (
         {"Code": "ThrottlingException", "SenderFault": False}
@@ -148,7 +150,7 @@ async def test_a_retryable_failure_is_resent_before_the_group_goes_on(api: httpx
     assert on_queue_by_group(fifo) == {"a": [0, 1, 2], "b": [0]}
 
 
-async def test_an_idempotency_key_in_flight_stops_its_group(fifo: FakeSqs, tmp_path: Path) -> None:
+async def test_an_idempotency_key_in_flight_stops_its_group(fifo: InMemorySqs, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
     async with open_store(url) as store:  # another request with a-0's key is being sent right now
         await store.begin_request("/key-a0", "its fingerprint", 30)  # the anonymous scope
@@ -170,7 +172,7 @@ async def test_an_idempotency_key_in_flight_stops_its_group(fifo: FakeSqs, tmp_p
 
 
 async def test_a_standard_queue_batch_is_not_held_to_group_order(
-    fake: FakeSqs, writer_settings: WriterSettings
+    fake: InMemorySqs, writer_settings: WriterSettings
 ) -> None:
     """On a standard queue a group id is only a label: entries are sent as fast as possible."""
     async with running_writer(fake, writer_settings) as api:
@@ -184,7 +186,7 @@ async def test_a_standard_queue_batch_is_not_held_to_group_order(
 # a message whose id it saw in the last 5 minutes, whoever sent it).
 
 
-def dedup_ids(fake: FakeSqs) -> list[str | None]:
+def dedup_ids(fake: InMemorySqs) -> list[str | None]:
     """The MessageDeduplicationId of every entry sent, in call order (None: SQS derives it)."""
     return [
         e.get("MessageDeduplicationId")
@@ -199,7 +201,7 @@ def from_client(name: str | None, **headers: str) -> dict[str, str]:
 
 
 async def test_no_client_can_choose_another_clients_deduplication_id(
-    fifo: FakeSqs, writer_settings: WriterSettings
+    fifo: InMemorySqs, writer_settings: WriterSettings
 ) -> None:
     settings = writer_settings.model_copy(update={"queue_name": FIFO})
     # GIVEN mallory posting, as her own deduplication id, what alice's key would have given before
@@ -223,7 +225,7 @@ async def test_no_client_can_choose_another_clients_deduplication_id(
 
 
 async def test_a_deduplication_id_too_long_with_its_scope_is_hashed(
-    fifo: FakeSqs, writer_settings: WriterSettings
+    fifo: InMemorySqs, writer_settings: WriterSettings
 ) -> None:
     settings = writer_settings.model_copy(update={"queue_name": FIFO})
     client, own, key = "c" * 128, "d" * 128, "k" * 255
@@ -238,7 +240,7 @@ async def test_a_deduplication_id_too_long_with_its_scope_is_hashed(
     ]
 
 
-async def test_batch_entries_get_the_ids_single_messages_get(fifo: FakeSqs) -> None:
+async def test_batch_entries_get_the_ids_single_messages_get(fifo: InMemorySqs) -> None:
     async with running_writer(fifo, WriterSettings(queue_name=FIFO, batch_linger_ms=5)) as api:
         single = await api.post(
             "/messages", json={"body": 1, "group_id": "g"}, headers=from_client("alice", **{"Idempotency-Key": "k1"})
@@ -265,7 +267,7 @@ def test_an_idempotency_key_with_a_trailing_newline_is_not_a_deduplication_id() 
 
 
 async def test_content_based_deduplication_is_scoped_by_the_client(writer_settings: WriterSettings) -> None:
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(FIFO, ContentBasedDeduplication="true")
     settings = writer_settings.model_copy(update={"queue_name": FIFO})
     # GIVEN two clients (and a caller without one) posting the same body without an id or a key

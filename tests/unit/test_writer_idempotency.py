@@ -20,11 +20,11 @@ from conveyor import metadata
 from conveyor.idempotency import IdempotencyStore, RequestClaim, RequestState, StoreUnavailableError, open_store
 from conveyor.idempotency.sqlite_store import SqliteStore
 from conveyor.settings import WriterSettings
+from conveyor.testing.sqs import InMemorySqs, as_client
 from conveyor.writer.api.schemas import MessageIn
 from conveyor.writer.app import create_app
 from conveyor.writer.replay.replay import in_flight_lease_seconds
 from conveyor.writer.state import WriterState
-from tests.fakes import FakeSqs, as_client
 from tests.unit.conftest import QUEUE
 
 PROBLEM = "application/problem+json"
@@ -32,7 +32,7 @@ PROBLEM = "application/problem+json"
 
 @asynccontextmanager
 async def writer(
-    fake: FakeSqs, store_url: str | None, **settings: Any
+    fake: InMemorySqs, store_url: str | None, **settings: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, WriterState]]:
     """The writer app over the in-memory SQS with a store (or none), and its state to look into."""
     config = WriterSettings(queue_name=QUEUE, batch_linger_ms=5, idempotency_store=store_url, **settings)
@@ -49,12 +49,12 @@ def store_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def api(fake: FakeSqs, store_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def api(fake: InMemorySqs, store_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with writer(fake, store_url) as (client, _):
         yield client
 
 
-def on_queue(fake: FakeSqs, queue: str = QUEUE) -> list[Any]:
+def on_queue(fake: InMemorySqs, queue: str = QUEUE) -> list[Any]:
     return list(fake.queues[queue].messages.values())
 
 
@@ -62,7 +62,9 @@ def keyed(key: str, **headers: str) -> dict[str, str]:
     return {"Idempotency-Key": key, **headers}
 
 
-async def test_a_repeat_gets_the_first_answer_and_nothing_is_sent_again(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_a_repeat_gets_the_first_answer_and_nothing_is_sent_again(
+    api: httpx.AsyncClient, fake: InMemorySqs
+) -> None:
     # GIVEN a message sent with a key
     first = await api.post("/messages", json={"body": {"order": 1}}, headers=keyed("k-1", **{"X-Request-ID": "r-1"}))
     # WHEN the same request is repeated with the same key
@@ -78,7 +80,9 @@ async def test_a_repeat_gets_the_first_answer_and_nothing_is_sent_again(api: htt
     assert fake.count("SendMessageBatch") == 1
 
 
-async def test_the_same_message_written_differently_is_the_same_request(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_the_same_message_written_differently_is_the_same_request(
+    api: httpx.AsyncClient, fake: InMemorySqs
+) -> None:
     first = await api.post("/messages", json={"body": {"a": 1, "b": [2]}, "attributes": {}}, headers=keyed("k"))
     reordered = b'{ "body": {"b": [2], "a": 1} ,"delay_seconds": null}'
     again = await api.post("/messages", content=reordered, headers=keyed("k", **{"Content-Type": "application/json"}))
@@ -97,7 +101,7 @@ async def test_the_same_message_written_differently_is_the_same_request(api: htt
     ],
 )
 async def test_the_same_key_with_another_request_is_422(
-    api: httpx.AsyncClient, fake: FakeSqs, second: dict[str, Any], headers: dict[str, str]
+    api: httpx.AsyncClient, fake: InMemorySqs, second: dict[str, Any], headers: dict[str, str]
 ) -> None:
     first = await api.post("/messages", json={"body": {"order": 1}}, headers=keyed("k-1"))
     headers = {"Content-Type": "application/json", **headers}
@@ -112,7 +116,7 @@ async def test_the_same_key_with_another_request_is_422(
     assert len(on_queue(fake)) == 1
 
 
-async def test_a_new_trace_context_is_still_the_same_request(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_a_new_trace_context_is_still_the_same_request(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     """A retrying client traces each attempt with its own span: traceparent is no part of the request."""
     trace = "00-" + "a" * 32 + "-{}-01"
     first = await api.post("/messages", json={"body": 1}, headers=keyed("k", traceparent=trace.format("b" * 16)))
@@ -122,7 +126,7 @@ async def test_a_new_trace_context_is_still_the_same_request(api: httpx.AsyncCli
     assert len(on_queue(fake)) == 1
 
 
-async def test_ten_concurrent_posts_with_one_key_send_one_message(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_ten_concurrent_posts_with_one_key_send_one_message(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     # GIVEN an SQS slow enough that the first request is still in flight when the others arrive
     fake.call_delay["SendMessageBatch"] = 0.1
     # WHEN ten identical requests with one key arrive at once
@@ -146,7 +150,7 @@ async def test_ten_concurrent_posts_with_one_key_send_one_message(api: httpx.Asy
     assert again.json() == sent[0].json()
 
 
-async def test_after_a_503_the_same_key_sends_the_message_once(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_after_a_503_the_same_key_sends_the_message_once(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     # GIVEN SQS cannot be reached for the first attempt
     fake.fail_calls["SendMessageBatch"].append(EndpointConnectionError(endpoint_url="http://x"))
     failed = await api.post("/messages", json={"body": 1}, headers=keyed("k"))
@@ -162,7 +166,7 @@ async def test_after_a_503_the_same_key_sends_the_message_once(api: httpx.AsyncC
     assert replay.headers["idempotent-replayed"] == "true"
 
 
-async def test_a_refusal_is_not_remembered(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_a_refusal_is_not_remembered(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     """Only successes are remembered: after SQS refused the message, the key is free for a fixed one."""
     fake.fail_entries["SendMessageBatch"] = lambda e: {"Code": "InvalidMessageContents", "SenderFault": True}
     refused = await api.post("/messages", json={"body": 1}, headers=keyed("k"))
@@ -173,7 +177,7 @@ async def test_a_refusal_is_not_remembered(api: httpx.AsyncClient, fake: FakeSqs
     assert [m.body for m in on_queue(fake)] == ["2"]
 
 
-async def test_two_clients_with_one_key_send_two_messages(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_two_clients_with_one_key_send_two_messages(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     # GIVEN two API clients, named by the gateway, that happen to pick the same key
     acme = await api.post("/messages", json={"body": 1}, headers=keyed("k", **{"X-Conveyor-Client": "acme"}))
     globex = await api.post("/messages", json={"body": 1}, headers=keyed("k", **{"X-Conveyor-Client": "globex"}))
@@ -188,7 +192,7 @@ async def test_two_clients_with_one_key_send_two_messages(api: httpx.AsyncClient
     assert again.headers["idempotent-replayed"] == "true"
 
 
-async def test_a_caller_without_a_client_never_meets_a_clients_key(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_a_caller_without_a_client_never_meets_a_clients_key(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     """Without X-Conveyor-Client (an internal service, a second ingress) the key is in the anonymous
     scope, "/<key>": "alice/order-1" there is not alice's "order-1"."""
     # GIVEN alice's request with her key
@@ -212,7 +216,7 @@ async def test_a_client_identity_that_cannot_be_a_scope_is_422(api: httpx.AsyncC
     assert response.json()["field"] == "X-Conveyor-Client"
 
 
-async def test_a_store_that_cannot_answer_is_503_and_nothing_is_sent(fake: FakeSqs, tmp_path: Path) -> None:
+async def test_a_store_that_cannot_answer_is_503_and_nothing_is_sent(fake: InMemorySqs, tmp_path: Path) -> None:
     # GIVEN a store whose directory cannot be created (a file is in the way)
     (tmp_path / "blocked").write_text("")
     async with writer(fake, f"sqlite:///{tmp_path / 'blocked' / 'store.sqlite3'}") as (api, _):
@@ -228,7 +232,7 @@ async def test_a_store_that_cannot_answer_is_503_and_nothing_is_sent(fake: FakeS
     assert 'conveyor_writer_idempotency_keys_total{result="store_unavailable"} 1.0' in metrics
 
 
-async def test_without_a_store_a_key_only_travels(fake: FakeSqs) -> None:
+async def test_without_a_store_a_key_only_travels(fake: InMemorySqs) -> None:
     async with writer(fake, None) as (api, state):
         responses = [await api.post("/messages", json={"body": 1}, headers=keyed("k")) for _ in range(2)]
     assert state.replay is None
@@ -237,7 +241,7 @@ async def test_without_a_store_a_key_only_travels(fake: FakeSqs) -> None:
     assert len(on_queue(fake)) == 2  # today's behaviour: the processor's deduplication is the only one
 
 
-async def test_a_request_costs_one_round_trip_to_begin_and_one_to_finish(fake: FakeSqs, store_url: str) -> None:
+async def test_a_request_costs_one_round_trip_to_begin_and_one_to_finish(fake: InMemorySqs, store_url: str) -> None:
     async with writer(fake, store_url) as (api, state):
         assert state.replay is not None
         store = state.replay._store
@@ -255,7 +259,9 @@ async def test_a_request_costs_one_round_trip_to_begin_and_one_to_finish(fake: F
     assert (single, batch, unkeyed) == (2, 2, 0)
 
 
-async def test_a_writer_killed_mid_request_holds_its_key_for_the_longest_send(fake: FakeSqs, store_url: str) -> None:
+async def test_a_writer_killed_mid_request_holds_its_key_for_the_longest_send(
+    fake: InMemorySqs, store_url: str
+) -> None:
     # GIVEN a first request whose writer died after it took the key (its marker is in the store)
     settings = WriterSettings(queue_name=QUEUE)
     async with open_store(store_url) as store:
@@ -274,7 +280,7 @@ async def test_a_writer_killed_mid_request_holds_its_key_for_the_longest_send(fa
 # --- POST /messages/batch ---------------------------------------------------------------------
 
 
-async def test_batch_entries_with_keys_are_replayed_one_by_one(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_batch_entries_with_keys_are_replayed_one_by_one(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     entries = [
         {"id": "a", "body": "a", "idempotency_key": "key-a"},
         {"id": "b", "body": "b", "idempotency_key": "key-b"},
@@ -297,7 +303,7 @@ async def test_batch_entries_with_keys_are_replayed_one_by_one(api: httpx.AsyncC
 
 
 async def test_batch_entries_reused_or_in_flight_fail_alone(
-    api: httpx.AsyncClient, fake: FakeSqs, store_url: str
+    api: httpx.AsyncClient, fake: InMemorySqs, store_url: str
 ) -> None:
     await api.post("/messages/batch", json={"messages": [{"id": "x", "body": "x", "idempotency_key": "used"}]})
     async with open_store(store_url) as store:  # another writer is sending "busy" right now
@@ -321,7 +327,7 @@ async def test_batch_entries_reused_or_in_flight_fail_alone(
     assert sorted(m.body for m in on_queue(fake)) == ['"f"', '"x"']
 
 
-async def test_a_batch_with_the_request_header_replays_each_entry(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_a_batch_with_the_request_header_replays_each_entry(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     """Without entry keys, the header's key made distinct per entry id: a retried batch is replayed."""
     batch = {"messages": [{"id": "1", "body": 1}, {"id": "2", "body": 2, "idempotency_key": "own"}]}
     headers = keyed("batch-7", **{"X-Conveyor-Client": "acme"})
@@ -335,7 +341,7 @@ async def test_a_batch_with_the_request_header_replays_each_entry(api: httpx.Asy
     assert keys == ["acme/batch-7.1", "acme/own"]
 
 
-async def test_a_batch_entry_key_sqs_cannot_carry_fails_that_entry(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_a_batch_entry_key_sqs_cannot_carry_fails_that_entry(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     entries = [{"id": "bad", "body": 1, "idempotency_key": "a\u0000b"}, {"id": "good", "body": 2}]
     response = await api.post("/messages/batch", json={"messages": entries})
     result = response.json()
@@ -346,7 +352,7 @@ async def test_a_batch_entry_key_sqs_cannot_carry_fails_that_entry(api: httpx.As
     assert (await api.post("/messages/batch", json={"messages": too_long})).status_code == 422  # schema
 
 
-async def test_a_failed_batch_entry_is_not_remembered(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_a_failed_batch_entry_is_not_remembered(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     fake.fail_entries["SendMessageBatch"] = lambda e: (
         {"Code": "InternalError", "SenderFault": False} if e["MessageBody"] == '"b"' else None
     )
@@ -359,7 +365,7 @@ async def test_a_failed_batch_entry_is_not_remembered(api: httpx.AsyncClient, fa
     assert sorted(m.body for m in on_queue(fake)) == ['"a"', '"b"']
 
 
-async def test_a_batch_when_the_store_cannot_answer(fake: FakeSqs, tmp_path: Path) -> None:
+async def test_a_batch_when_the_store_cannot_answer(fake: InMemorySqs, tmp_path: Path) -> None:
     (tmp_path / "blocked").write_text("")
     async with writer(fake, f"sqlite:///{tmp_path / 'blocked' / 'store.sqlite3'}") as (api, _):
         mixed = await api.post(
@@ -412,7 +418,7 @@ class AnswersLost:
 
 @pytest.mark.parametrize("route", ["/messages", "/messages/batch"])
 async def test_after_a_503_whose_begin_reached_the_store_the_retry_is_sent_not_refused(
-    fake: FakeSqs, store_url: str, route: str
+    fake: InMemorySqs, store_url: str, route: str
 ) -> None:
     """The markers a round whose answer was lost may have written are dropped: else each would hold
     its key for its lease (82 s), and the retry the 503 asked for would be a 409 "still being
@@ -430,7 +436,7 @@ async def test_after_a_503_whose_begin_reached_the_store_the_retry_is_sent_not_r
     assert len(on_queue(fake)) == 1  # the retry's, and only it
 
 
-def derived_keys(fake: FakeSqs) -> dict[str, str]:
+def derived_keys(fake: InMemorySqs) -> dict[str, str]:
     """Each message's idempotency key attribute by its body, without the client's scope."""
     attribute = metadata.IDEMPOTENCY_KEY
     return {m.body: m.attributes[attribute]["StringValue"].partition("/")[2] for m in on_queue(fake)}
@@ -439,7 +445,7 @@ def derived_keys(fake: FakeSqs) -> dict[str, str]:
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "route-only"])
 @pytest.mark.parametrize("store", [True, False], ids=["store", "no-store"])
 async def test_a_batch_entrys_key_derived_from_the_header_keeps_within_255_characters(
-    fake: FakeSqs, store_url: str, store: bool, fast_path: bool
+    fake: InMemorySqs, store_url: str, store: bool, fast_path: bool
 ) -> None:
     # GIVEN the longest header key and the longest entry id: "<key>.<id>" would be 336 characters
     header, long_id = "k" * 255, "i" * 80

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from conveyor.settings import WriterSettings
-from tests.fakes import FakeSqs, client_error
+from conveyor.testing.sqs import InMemorySqs, client_error
 from tests.unit.conftest import QUEUE, running_writer
 
 
-def patch_send(monkeypatch: pytest.MonkeyPatch, fake: FakeSqs, before: Any) -> list[list[str]]:
+def patch_send(monkeypatch: pytest.MonkeyPatch, fake: InMemorySqs, before: Any) -> list[list[str]]:
     """Run ``before(entries)`` ahead of each SendMessageBatch (to refuse or hold it); returns the
     bodies of every call."""
     original = fake.send_message_batch
@@ -30,7 +30,7 @@ def patch_send(monkeypatch: pytest.MonkeyPatch, fake: FakeSqs, before: Any) -> l
 
 
 async def test_one_bad_entry_of_a_refused_batch_is_the_only_one_refused(
-    fake: FakeSqs, monkeypatch: pytest.MonkeyPatch
+    fake: InMemorySqs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN SQS refuses a whole SendMessageBatch when one entry is bad
     async def refuse_bad(entries: list[dict[str, Any]]) -> None:
@@ -51,7 +51,7 @@ async def test_one_bad_entry_of_a_refused_batch_is_the_only_one_refused(
 
 
 async def test_one_bad_entry_of_a_refused_batch_request_fails_alone(
-    fake: FakeSqs, monkeypatch: pytest.MonkeyPatch
+    fake: InMemorySqs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def refuse_bad(entries: list[dict[str, Any]]) -> None:
         if any(e["MessageBody"] == '"bad"' for e in entries):
@@ -71,7 +71,7 @@ async def test_a_batch_call_stays_within_the_queues_own_limit(
     writer_settings: WriterSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a queue whose MaximumMessageSize is still 256 KiB (SQS caps a batch call by it too)
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create(QUEUE, MaximumMessageSize="262144")
     async with running_writer(fake, WriterSettings(queue_name=QUEUE, batch_linger_ms=50)) as api:
         # WHEN three 100 KiB messages are posted at once
@@ -86,7 +86,7 @@ async def test_a_batch_call_stays_within_the_queues_own_limit(
 
 
 async def test_an_entry_is_answered_while_another_of_its_batch_is_retried(
-    fake: FakeSqs, monkeypatch: pytest.MonkeyPatch
+    fake: InMemorySqs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN SQS fails one entry of a shared call for a retryable reason, and its resend hangs
     resend_may_answer = asyncio.Event()

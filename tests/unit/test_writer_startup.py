@@ -13,10 +13,10 @@ import structlog
 from botocore.exceptions import EndpointConnectionError
 
 from conveyor.settings import WriterSettings
+from conveyor.testing.sqs import InMemorySqs, client_error
 from conveyor.writer import startup
 from conveyor.writer.server import GRACEFUL_SHUTDOWN_SECONDS
 from conveyor.writer.startup import QueueUnusableError
-from tests.fakes import FakeSqs, client_error
 from tests.unit.conftest import QUEUE, running_writer
 
 MISSING = "AWS.SimpleQueueService.NonExistentQueue"
@@ -41,7 +41,7 @@ def unreachable() -> EndpointConnectionError:
 
 
 async def test_sqs_unreachable_at_start_means_unready_and_503_until_it_answers(
-    fake: FakeSqs, writer_settings: WriterSettings
+    fake: InMemorySqs, writer_settings: WriterSettings
 ) -> None:
     # GIVEN SQS cannot be reached when the writer starts (nor for the first retries)
     fake.fail_calls["GetQueueUrl"].extend(unreachable() for _ in range(3))
@@ -67,7 +67,7 @@ async def test_sqs_unreachable_at_start_means_unready_and_503_until_it_answers(
 
 
 async def test_a_queue_that_does_not_exist_fails_start_up_with_one_line(
-    fake: FakeSqs, writer_settings: WriterSettings
+    fake: InMemorySqs, writer_settings: WriterSettings
 ) -> None:
     fake.fail_calls["GetQueueUrl"].append(client_error(MISSING, "GetQueueUrl", message="The queue does not exist."))
     with pytest.raises(QueueUnusableError) as raised:
@@ -78,7 +78,7 @@ async def test_a_queue_that_does_not_exist_fails_start_up_with_one_line(
 
 
 async def test_a_queue_found_unusable_after_start_keeps_the_writer_unready(
-    fake: FakeSqs, writer_settings: WriterSettings
+    fake: InMemorySqs, writer_settings: WriterSettings
 ) -> None:
     # GIVEN SQS is unreachable at start, then says the queue does not exist
     fake.fail_calls["GetQueueUrl"].extend([unreachable(), client_error(MISSING, "GetQueueUrl")])

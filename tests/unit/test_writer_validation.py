@@ -12,8 +12,8 @@ import pytest
 from starlette.requests import Request
 
 from conveyor.settings import WriterSettings
+from conveyor.testing.sqs import InMemorySqs
 from conveyor.writer.api.request_meta import RequestMeta, request_meta
-from tests.fakes import FakeSqs
 from tests.unit.conftest import QUEUE, running_writer
 
 TRACEPARENT = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
@@ -31,7 +31,7 @@ TRACEPARENT = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
     ],
 )
 async def test_what_sqs_refuses_is_422_naming_the_field(
-    api: httpx.AsyncClient, fake: FakeSqs, payload: dict[str, object], field: str
+    api: httpx.AsyncClient, fake: InMemorySqs, payload: dict[str, object], field: str
 ) -> None:
     response = await api.post("/messages", json=payload)
     assert response.status_code == 422, response.text
@@ -39,7 +39,7 @@ async def test_what_sqs_refuses_is_422_naming_the_field(
     assert fake.count("SendMessageBatch") == 0
 
 
-async def test_a_batch_entry_id_with_a_trailing_newline_is_422(api: httpx.AsyncClient, fake: FakeSqs) -> None:
+async def test_a_batch_entry_id_with_a_trailing_newline_is_422(api: httpx.AsyncClient, fake: InMemorySqs) -> None:
     response = await api.post("/messages/batch", json={"messages": [{"id": "a\n", "body": 1}]})
     assert response.status_code == 422
     assert response.json()["field"] == "messages.0.id"
@@ -47,7 +47,7 @@ async def test_a_batch_entry_id_with_a_trailing_newline_is_422(api: httpx.AsyncC
 
 
 async def test_ids_with_a_trailing_newline_are_422_on_a_fifo_queue(writer_settings: WriterSettings) -> None:
-    fake = FakeSqs()
+    fake = InMemorySqs()
     fake.create("orders.fifo")
     settings = WriterSettings(queue_name="orders.fifo")
     async with running_writer(fake, settings) as api:
@@ -59,7 +59,7 @@ async def test_ids_with_a_trailing_newline_are_422_on_a_fifo_queue(writer_settin
 
 
 @pytest.mark.parametrize("value", [1e-128, 1.5e-128, 0.0, -0.0, 1e126, -1e126, 12345678901234567890, 2.5])
-async def test_numbers_sqs_takes_are_sent_as_written(api: httpx.AsyncClient, fake: FakeSqs, value: float) -> None:
+async def test_numbers_sqs_takes_are_sent_as_written(api: httpx.AsyncClient, fake: InMemorySqs, value: float) -> None:
     response = await api.post("/messages", json={"body": 1, "attributes": {"n": value}})
     assert response.status_code == 202, response.text
     [message] = fake.queues[QUEUE].messages.values()
@@ -75,7 +75,7 @@ async def test_numbers_sqs_takes_are_sent_as_written(api: httpx.AsyncClient, fak
     ],
 )
 async def test_an_integer_too_long_to_parse_is_422_naming_the_field(
-    api: httpx.AsyncClient, fake: FakeSqs, content: bytes, field: str
+    api: httpx.AsyncClient, fake: InMemorySqs, content: bytes, field: str
 ) -> None:
     response = await api.post("/messages", content=content, headers={"Content-Type": "application/json"})
     assert response.status_code == 422, response.text

@@ -34,7 +34,10 @@ class ProcessorMetrics(SqsCallMetrics):
             registry=r,
         )
         self.released = Counter(
-            "conveyor_processor_released", "Messages never started, released at visibility 0.", registry=r
+            "conveyor_processor_released",
+            "Messages given back unhandled: never started (at visibility 0), or behind a failed message of"
+            " their FIFO group (visible again with it).",
+            registry=r,
         )
         self.extended = Counter(
             "conveyor_processor_visibility_extended", "Heartbeat visibility extensions.", registry=r
@@ -68,6 +71,13 @@ class ProcessorMetrics(SqsCallMetrics):
             "conveyor_processor_duplicates_completed",
             "Handler completions of a key another process claimed or completed meanwhile (this process's"
             " claim ended while the handler ran, the store out of reach): the handler ran twice for the key.",
+            registry=r,
+        )
+        self.claim_failures = Counter(
+            "conveyor_processor_claim_failures",
+            "Received batches whose idempotency claims failed, by reason: store_unavailable (tried again"
+            " with backoff, the batch held), error (a bug of ours or the store's). Not poll failures.",
+            ["reason"],
             registry=r,
         )
         # Summed over the live processes when several run (prometheus-client's multiprocess mode).

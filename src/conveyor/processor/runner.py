@@ -2,7 +2,7 @@
 
 First SIGTERM/SIGINT: graceful stop. A second: stop at once (exit code 130).
 
-With ``CONVEYOR_PROCESSES`` above 1 this process is a supervisor (:mod:`conveyor.processor.supervisor`)
+With ``CONVEYOR_PROCESSES`` above 1 this process is a supervisor (:mod:`conveyor.processor.process.supervisor`)
 and its children run the engine here, each reporting its readiness through its link instead of
 serving an ops port.
 """
@@ -20,24 +20,24 @@ from typing import Protocol
 import structlog
 
 from conveyor import tracing
-from conveyor.canary.reply import responder_for
 from conveyor.contracts import App
 from conveyor.idempotency import IdempotencyStore, open_store
 from conveyor.message import idempotency_options
 from conveyor.processor.config import EngineConfig
-from conveyor.processor.dedupe import Dedupe, KeyFunction
 from conveyor.processor.engine import Engine
-from conveyor.processor.link import ParentLink, StatusReporter
+from conveyor.processor.engine.canary_reply import responder_for
+from conveyor.processor.engine.claim_keys import KeyFunction
+from conveyor.processor.engine.dedupe import Dedupe
 from conveyor.processor.metrics import ProcessorMetrics
-from conveyor.processor.ops import OpsServer, ops_server
-from conveyor.processor.routing import router
-from conveyor.processor.startup import (
+from conveyor.processor.process.link import ParentLink, StatusReporter
+from conveyor.processor.process.ops import OpsServer, ops_server
+from conveyor.processor.process.signals import EXIT_HARD_STOP, on_two_signals
+from conveyor.processor.process.startup import (
     EXIT_FAILURE,
-    EXIT_HARD_STOP,
     bind_ops_socket,
-    on_two_signals,
     read_queues,
 )
+from conveyor.processor.routing import router
 from conveyor.processor.user_code import THREADS, adapt, load_user_code
 from conveyor.settings import ProcessorSettings
 from conveyor.sqs.client import sqs_client
@@ -150,7 +150,7 @@ def main(settings: ProcessorSettings) -> int:
     error."""
     link = ParentLink.from_environment()
     if link is None and settings.processes > 1:
-        from conveyor.processor.supervisor import supervise  # noqa: PLC0415 - only a supervisor needs it
+        from conveyor.processor.process.supervisor import supervise  # noqa: PLC0415 - only a supervisor needs it
 
         return supervise(settings)
     if link is not None:

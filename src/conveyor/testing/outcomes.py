@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from conveyor.contracts import App
 from conveyor.message import Message
-from conveyor.processor.outcome import Ack, DeadLetter, RetryAfter, RetryPolicy, decide
+from conveyor.processor.engine.outcome import Ack, DeadLetter, RetryAfter, RetryPolicy, decide
 from conveyor.processor.routing import log_context, router
 from conveyor.processor.user_code import BatchHandler, adapt
 

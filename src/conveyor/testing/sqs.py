@@ -17,61 +17,21 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ReadTimeoutError
 
-ACCOUNT = "000000000000"
-BASE = "http://in-memory-sqs/queue/us-east-1/" + ACCOUNT + "/"
+from conveyor.testing.stored import (
+    BASE,
+    StoredMessage,
+    StoredQueue,
+    check_entries,
+    client_error,
+    entry_bytes,
+    value_bytes,
+)
 
-
-def client_error(code: str, operation: str, status: int = 400, message: str = "injected") -> ClientError:
-    response: Any = {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": status},
-    }
-    return ClientError(response, operation)
-
-
-def _entry_bytes(entry: dict[str, Any]) -> int:
-    """What SQS counts of a message: the body, and each attribute's name, type and value (UTF-8)."""
-    size = len(entry["MessageBody"].encode())
-    for name, attribute in entry.get("MessageAttributes", {}).items():
-        value = attribute.get("StringValue", attribute.get("BinaryValue", b""))
-        size += len(name.encode()) + len(attribute["DataType"].encode())
-        size += len(value if isinstance(value, bytes) else value.encode())
-    return size
-
-
-@dataclass
-class StoredMessage:
-    message_id: str
-    body: str
-    attributes: dict[str, Any]
-    sent_ms: int
-    group_id: str | None = None
-    sequence_number: int = 0
-    receive_count: int = 0
-    visible_at: float = 0.0
-    receipt_handle: str | None = None
-    received_at: float | None = None  # when the current receive handed it out (the 12 h cap counts from it)
-
-
-@dataclass
-class StoredQueue:
-    name: str
-    attributes: dict[str, str]
-    messages: dict[str, StoredMessage] = field(default_factory=dict)
-    deleted: list[StoredMessage] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return BASE + self.name
-
-    @property
-    def arn(self) -> str:
-        return f"arn:aws:sqs:us-east-1:{ACCOUNT}:{self.name}"
+__all__ = ["BASE", "InMemorySqs", "StoredMessage", "StoredQueue", "as_client", "client_error"]
 
 
 class InMemorySqs:
@@ -133,7 +93,7 @@ class InMemorySqs:
         if len(attributes) > 10:
             raise client_error("InvalidParameterValue", operation, message="more than 10 attributes")
         size = len(body.encode()) + sum(
-            len(name.encode()) + len(str(a["DataType"]).encode()) + len(_value_bytes(a))
+            len(name.encode()) + len(str(a["DataType"]).encode()) + len(value_bytes(a))
             for name, a in attributes.items()
         )
         if size > int(queue.attributes["MaximumMessageSize"]):
@@ -184,11 +144,11 @@ class InMemorySqs:
     async def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
         self._record("SendMessageBatch", {"QueueUrl": QueueUrl, "Entries": Entries})
         await self._answer_later("SendMessageBatch")
-        _check_entries(Entries, "SendMessageBatch")
+        check_entries(Entries, "SendMessageBatch")
         queue = self.queue(QueueUrl)
         # SQS caps a call's total (bodies and attributes) by 1 MiB and, on a queue whose limit is
         # lower (still 256 KiB, say), by that limit: the whole call fails.
-        size = sum(_entry_bytes(e) for e in Entries)
+        size = sum(entry_bytes(e) for e in Entries)
         if size > min(1_048_576, int(queue.attributes["MaximumMessageSize"])):
             raise client_error("AWS.SimpleQueueService.BatchRequestTooLong", "SendMessageBatch")
         successful, failed = [], []
@@ -290,7 +250,7 @@ class InMemorySqs:
     async def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
         self._record("DeleteMessageBatch", {"QueueUrl": QueueUrl, "Entries": Entries})
         await self._answer_later("DeleteMessageBatch")
-        _check_entries(Entries, "DeleteMessageBatch")
+        check_entries(Entries, "DeleteMessageBatch")
         queue = self.queue(QueueUrl)
         successful, failed = [], []
         for entry in Entries:
@@ -310,7 +270,7 @@ class InMemorySqs:
     ) -> dict[str, Any]:
         self._record("ChangeMessageVisibilityBatch", {"QueueUrl": QueueUrl, "Entries": Entries})
         await self._answer_later("ChangeMessageVisibilityBatch")
-        _check_entries(Entries, "ChangeMessageVisibilityBatch")
+        check_entries(Entries, "ChangeMessageVisibilityBatch")
         queue = self.queue(QueueUrl)
         successful, failed = [], []
         for entry in Entries:
@@ -325,19 +285,6 @@ class InMemorySqs:
             message.visible_at = self._now() + entry["VisibilityTimeout"]
             successful.append({"Id": entry["Id"]})
         return {"Successful": successful, "Failed": failed}
-
-
-def _check_entries(entries: list[dict[str, Any]], operation: str) -> None:
-    """What SQS answers to an empty batch or one of more than ten entries."""
-    if not entries:
-        raise client_error("AWS.SimpleQueueService.EmptyBatchRequest", operation)
-    if len(entries) > 10:
-        raise client_error("AWS.SimpleQueueService.TooManyEntriesInBatchRequest", operation)
-
-
-def _value_bytes(attribute: dict[str, Any]) -> bytes:
-    value = attribute.get("StringValue", attribute.get("BinaryValue", b""))
-    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def as_client(fake: InMemorySqs) -> Any:

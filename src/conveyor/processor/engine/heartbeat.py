@@ -1,7 +1,7 @@
 """One visibility loop for every message in flight.
 
 Each tick, every lease whose visibility ends within half a timeout is extended by a full timeout,
-through the coalescing acker (ChangeMessageVisibilityBatch): a slow handler is never delivered
+through the settlement's coalescing acker (ChangeMessageVisibilityBatch): a slow handler is never delivered
 twice, at about one request per ten messages per extension. Extensions stop at SQS's cap of 12 hours
 since the receive. A lease has one extension under way at a time: while SQS throttles, the heartbeat
 does not pile up more, and a failed one is sent again on a later tick. An extension that gets no
@@ -14,21 +14,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 
-from conveyor.processor.acker import Acker
-from conveyor.processor.lease import InFlight, Lease
+from conveyor.processor.engine.lease import InFlight, Lease
 from conveyor.processor.metrics import ProcessorMetrics
 
 log = structlog.get_logger("conveyor.processor")
+
+
+class Extender(Protocol):
+    """Who sends the extensions (the settlement, through its acker)."""
+
+    def extend(self, lease: Lease, seconds: int, on_ok: Callable[[], None]) -> None: ...
 
 
 class Heartbeat:
     def __init__(
         self,
         inflight: InFlight,
-        acker: Acker,
+        extender: Extender,
         metrics: ProcessorMetrics,
         visibility_timeout: float,
         *,
@@ -37,7 +43,7 @@ class Heartbeat:
     ) -> None:
         self._on_beat = on_beat  # each tick: the idempotency claims are renewed too
         self._inflight = inflight
-        self._acker = acker
+        self._extender = extender
         self._metrics = metrics
         self._timeout = visibility_timeout
         self._clock = clock
@@ -77,7 +83,7 @@ class Heartbeat:
             seconds = self.extension(lease, now)
             if seconds <= 0:
                 continue  # at the 12 h cap: SQS will make it visible again; nothing more to do
-            self._acker.extend(lease, seconds, on_ok=self._extended(lease, now, seconds))
+            self._extender.extend(lease, seconds, on_ok=self._extended(lease, now, seconds))
 
     def _extended(self, lease: Lease, sent_at: float, seconds: int) -> Callable[[], None]:
         def done() -> None:

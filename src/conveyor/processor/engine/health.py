@@ -1,4 +1,8 @@
-"""Readiness from polling: ready once a poll succeeded, until polls start failing or the stop begins."""
+"""Readiness from polling: ready once a poll succeeded, until polls start failing or the stop begins.
+
+A received batch whose idempotency claims the store cannot answer keeps readiness off too, counted on
+its own (``claim_failures_in_row``): the queue answers, the store does not, and an operator must be
+able to tell which."""
 
 from __future__ import annotations
 
@@ -13,18 +17,30 @@ class Health:
         self._clock = clock
         self.last_success: float | None = None
         self.failures_in_row = 0
+        self.claim_failures_in_row = 0
 
     def poll_succeeded(self) -> None:
         self.last_success = self._clock()
         self.failures_in_row = 0
+        self.claim_failures_in_row = 0
 
     def poll_failed(self) -> int:
         self.failures_in_row += 1
         return self.failures_in_row
 
+    def claim_succeeded(self) -> None:
+        """The store answered a batch's claims: ready again, as after a poll that worked."""
+        self.poll_succeeded()
+
+    def claim_failed(self) -> int:
+        """A batch's claims got no answer; returns the failures in a row (for the backoff)."""
+        self.claim_failures_in_row += 1
+        return self.claim_failures_in_row
+
     @property
     def ready(self) -> bool:
-        return self.last_success is not None and self.failures_in_row == 0 and not self._stopping.is_set()
+        failing = self.failures_in_row or self.claim_failures_in_row
+        return self.last_success is not None and not failing and not self._stopping.is_set()
 
     def describe(self) -> dict[str, object]:
         since = None if self.last_success is None else round(self._clock() - self.last_success, 3)
@@ -32,5 +48,6 @@ class Health:
             "ready": self.ready,
             "seconds_since_last_poll": since,
             "poll_failures_in_row": self.failures_in_row,
+            "claim_failures_in_row": self.claim_failures_in_row,
             "stopping": self._stopping.is_set(),
         }

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import structlog
 
-from conveyor.processor.lease import Lease
+from conveyor.processor.engine.lease import Lease
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.user_code import BatchHandler, Handler, StillRunningError
 
@@ -25,8 +25,15 @@ HANDLER_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, Keyboa
 
 
 class Invoker:
-    def __init__(self, handler: Handler | BatchHandler, metrics: ProcessorMetrics, stopping: asyncio.Event) -> None:
+    def __init__(
+        self,
+        handler: Handler | BatchHandler,
+        metrics: ProcessorMetrics,
+        stopping: asyncio.Event,
+        abandon: Callable[[Lease], None],
+    ) -> None:
         self.handler = handler
+        self._abandon = abandon  # the settlement's: a lease's stage changes there only
         self._metrics = metrics
         self._stopping = stopping
         self.cancelling = False  # set by the dispatcher just before it cancels its workers
@@ -67,7 +74,7 @@ class Invoker:
         they are never released; any other ``CancelledError`` is the handler's failure."""
         if isinstance(exc, StillRunningError):
             for lease in leases:
-                lease.abandon()
+                self._abandon(lease)
         cancelled_meanwhile = _cancelling() > cancels_before
         if self.cancelling or (cancelled_meanwhile and self._stopping.is_set()):
             raise exc

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Protocol
 
-from conveyor.processor.lease import Lease
+from conveyor.processor.engine.lease import Lease
 
 
 class Buffer(Protocol):
@@ -83,7 +83,7 @@ class ByGroup:
         self._busy: set[str] = set()
 
     def put(self, lease: Lease) -> None:
-        group = lease.group_id or ""
+        group = lease.group
         self._pending.setdefault(group, deque()).append(lease)
         if group not in self._busy:
             self._make_ready(group)
@@ -111,7 +111,7 @@ class ByGroup:
 
     def done(self, leases: Iterable[Lease], stopped_groups: set[str]) -> list[Lease]:
         to_release: list[Lease] = []
-        for group in dict.fromkeys(lease.group_id or "" for lease in leases):
+        for group in dict.fromkeys(lease.group for lease in leases):
             self._busy.discard(group)
             if group in stopped_groups:
                 to_release.extend(self._pending.pop(group, ()))

@@ -7,13 +7,13 @@ not waited out; a receive that is answering gets up to a second, so that message
 out are not lost to the visibility timeout); (2) release every message received but not started at
 visibility 0, so it is delivered again now rather than after the timeout; (3) let running handlers
 finish within the grace period, then cancel what remains and release those messages too
-(:meth:`Dispatcher.drain`). Pending deletes are flushed (the acker) before ``run`` returns.
+(:meth:`Dispatcher.drain`). Every message's end goes through the one :class:`Settlement`; its pending
+deletes are flushed before ``run`` returns.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -21,19 +21,19 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from conveyor.canary.reply import CanaryResponder
-from conveyor.processor.acker import Acker
-from conveyor.processor.buffer import AnyOrder, Buffer, ByGroup
 from conveyor.processor.config import EngineConfig
-from conveyor.processor.dead_letter import DeadLetterQueue
-from conveyor.processor.dedupe import Dedupe
-from conveyor.processor.dispatcher import Dispatcher
-from conveyor.processor.health import Health
-from conveyor.processor.heartbeat import Heartbeat
-from conveyor.processor.lease import InFlight
+from conveyor.processor.engine.buffer import AnyOrder, Buffer, ByGroup
+from conveyor.processor.engine.canary_reply import CanaryResponder
+from conveyor.processor.engine.dead_letter import DeadLetterQueue
+from conveyor.processor.engine.dedupe import Dedupe
+from conveyor.processor.engine.dispatcher import Dispatcher
+from conveyor.processor.engine.health import Health
+from conveyor.processor.engine.heartbeat import Heartbeat
+from conveyor.processor.engine.lease import InFlight, Lease
+from conveyor.processor.engine.poller import Poller
+from conveyor.processor.engine.settle import Settlement
+from conveyor.processor.engine.slots import Slots
 from conveyor.processor.metrics import ProcessorMetrics
-from conveyor.processor.poller import Poller
-from conveyor.processor.slots import Slots
 from conveyor.processor.user_code import BatchHandler, Handler
 from conveyor.sqs.errors import SqsError
 from conveyor.tracing import NO_TRACING, NoTracing, Tracing
@@ -83,21 +83,20 @@ class Engine:
     async def run(self) -> None:
         """Process messages until :meth:`stop`; raises the fatal SQS error if polling hit one."""
         config = self.config
-        # The dedupe's batchers close first: their answers hand deletes and releases to the acker.
-        async with Acker(
-            self.client, config.queue_url, self.inflight, self.metrics,
-            linger=config.delete_linger, entry_retries=config.entry_retries, clock=self.clock,
-        ) as acker, self.dedupe or contextlib.nullcontext():  # fmt: skip
+        async with Settlement(
+            self.client, config, inflight=self.inflight, slots=self.slots, metrics=self.metrics,
+            dedupe=self.dedupe, hold_delete=self._hold_delete, clock=self.clock,
+        ) as settlement:  # fmt: skip
             dispatcher = Dispatcher(
-                config, self.handler, stopping=self.stopping, buffer=self.buffer, slots=self.slots,
-                acker=acker, dead_letters=self._dead_letter_queue(), metrics=self.metrics, dedupe=self.dedupe,
-                canary=self.canary, tracing=self.tracing, clock=self.clock,
+                config, self.handler, stopping=self.stopping, buffer=self.buffer, settlement=settlement,
+                dead_letters=self._dead_letter_queue(), metrics=self.metrics, canary=self.canary,
+                tracing=self.tracing, clock=self.clock,
             )  # fmt: skip
             heartbeat = Heartbeat(
-                self.inflight, acker, self.metrics, config.visibility_timeout, clock=self.clock,
+                self.inflight, settlement, self.metrics, config.visibility_timeout, clock=self.clock,
                 on_beat=self.dedupe.renew if self.dedupe else None,
             )  # fmt: skip
-            pollers = [self._poller() for _ in range(config.pollers)]
+            pollers = [self._poller(settlement) for _ in range(config.pollers)]
             async with asyncio.TaskGroup() as group:
                 beat = group.create_task(heartbeat.run())
                 dispatcher.start(group)
@@ -109,6 +108,11 @@ class Engine:
                 beat.cancel()
         if self.fatal is not None:
             raise self.fatal
+
+    def _hold_delete(self, lease: Lease) -> bool:
+        """FIFO: a done message with later ones of its group still waiting here is deleted with the
+        group's last (see :meth:`Acker.delete_later`); once stopping, at once."""
+        return self.config.fifo and self.buffer.waiting(lease.group) and not self.stopping.is_set()
 
     async def _shutdown(self, pollers: list[Poller], dispatcher: Dispatcher) -> None:
         log.info("processor_stopping", in_flight=len(self.inflight))
@@ -131,10 +135,10 @@ class Engine:
             fifo=config.fifo, max_bytes=config.dlq_max_message_bytes,
         )  # fmt: skip
 
-    def _poller(self) -> Poller:
+    def _poller(self, settlement: Settlement) -> Poller:
         return Poller(
             self.client, self.config.queue_url, stopping=self.stopping,
-            slots=self.slots, buffer=self.buffer, inflight=self.inflight, health=self.health,
+            settlement=settlement, buffer=self.buffer, health=self.health,
             metrics=self.metrics, wait_time_seconds=self.config.wait_time_seconds,
             visibility_timeout=self.config.visibility_timeout,
             error_backoff_max=self.config.poll_error_backoff_max, fifo=self.config.fifo, clock=self.clock,

@@ -1,6 +1,6 @@
 """The processor's ops HTTP port: /healthz, /readyz and /metrics (Prometheus).
 
-The same app serves one engine process (its :class:`~conveyor.processor.health.Health` and its own
+The same app serves one engine process (its :class:`~conveyor.processor.engine.health.Health` and its own
 registry) and the supervisor of several (their readiness together, and a registry that adds up
 their metrics).
 """

@@ -1,5 +1,5 @@
 """An engine process started by the supervisor: the same program, ``python -P -m conveyor.processor``,
-marked as a child by its link (see :mod:`conveyor.processor.link`).
+marked as a child by its link (see :mod:`conveyor.processor.process.link`).
 
 A plain subprocess rather than ``multiprocessing``: the child is exactly what ``queue-processor``
 runs with one process (same code path, signals, exit codes and one-line errors), nothing is pickled,
@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping
 from typing import Protocol
 
-from conveyor.processor.link import CHILD_ENV, child_marker, read_status
+from conveyor.processor.process.link import CHILD_ENV, child_marker, read_status
 
 
 class Child(Protocol):

@@ -1,9 +1,9 @@
 """`queue-processor` with ``CONVEYOR_PROCESSES`` above 1: N engine processes under one supervisor.
 
 The supervisor checks what would make every child fail the same way (the handler, the ops port, the
-queue) once, then starts N children (:mod:`conveyor.processor.children`) and keeps them running:
+queue) once, then starts N children (:mod:`conveyor.processor.process.children`) and keeps them running:
 a child that ends is logged (exit code or signal, whatever its number) and started again after a
-short delay; after several fast failures in a row it gives up (:mod:`conveyor.processor.restarts`).
+short delay; after several fast failures in a row it gives up (:mod:`conveyor.processor.process.restarts`).
 The messages a dead child held come back after their visibility timeout. It serves the one ops
 port: ``/readyz`` is ready when every child is, ``/metrics`` adds up the children's metrics
 (prometheus-client's multiprocess mode, in a directory it owns and removes).
@@ -28,14 +28,13 @@ from pathlib import Path
 import structlog
 
 from conveyor import metrics_dir
-from conveyor.processor.children import Child, EngineProcess
-from conveyor.processor.ops import ops_server
-from conveyor.processor.restarts import GiveUp, RestartPolicy, Restarts
-from conveyor.processor.startup import (
+from conveyor.processor.process.children import Child, EngineProcess
+from conveyor.processor.process.ops import ops_server
+from conveyor.processor.process.restarts import GiveUp, RestartPolicy, Restarts
+from conveyor.processor.process.signals import EXIT_HARD_STOP, on_two_signals
+from conveyor.processor.process.startup import (
     EXIT_FAILURE,
-    EXIT_HARD_STOP,
     bind_ops_socket,
-    on_two_signals,
     read_queues,
 )
 from conveyor.processor.user_code import load_user_code
@@ -48,7 +47,7 @@ type Spawn = Callable[[int], Awaitable[Child]]
 
 
 @dataclass
-class Slot:
+class Place:
     """One of the N places a child runs in; its child changes when one is restarted."""
 
     index: int
@@ -85,7 +84,7 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.slots = [Slot(index) for index in range(count)]
+        self.places = [Place(index) for index in range(count)]
         self.stopping = asyncio.Event()
         self.failure: str | None = None  # why it gave up
         self._spawn = spawn
@@ -95,13 +94,13 @@ class Supervisor:
         self._sleep = sleep
 
     async def run(self) -> int:
-        """Keep every slot's child running until :meth:`stop`; the exit code."""
+        """Keep every place's child running until :meth:`stop`; the exit code."""
         async with asyncio.TaskGroup() as group:
-            for slot in self.slots:
-                group.create_task(self._keep(slot))
+            for place in self.places:
+                group.create_task(self._keep(place))
         if self.failure is not None:
             return EXIT_FAILURE
-        return max(slot.exit_code for slot in self.slots)
+        return max(place.exit_code for place in self.places)
 
     def stop(self) -> None:
         """Every child stops gracefully (one SIGTERM each); nothing is restarted any more."""
@@ -110,53 +109,53 @@ class Supervisor:
             self.signal_all(signal.SIGTERM)
 
     def signal_all(self, sig: int) -> None:
-        for slot in self.slots:
-            if slot.child is not None:
-                slot.child.signal(sig)
+        for place in self.places:
+            if place.child is not None:
+                place.child.signal(sig)
 
     @property
     def ready(self) -> bool:
-        return not self.stopping.is_set() and all(slot.ready for slot in self.slots)
+        return not self.stopping.is_set() and all(place.ready for place in self.places)
 
     def describe(self) -> dict[str, object]:
         return {
             "ready": self.ready,
             "stopping": self.stopping.is_set(),
-            "not_ready": [slot.index for slot in self.slots if not slot.ready],
-            "processes": [slot.describe() for slot in self.slots],
+            "not_ready": [place.index for place in self.places if not place.ready],
+            "processes": [place.describe() for place in self.places],
         }
 
-    async def _keep(self, slot: Slot) -> None:
+    async def _keep(self, place: Place) -> None:
         restarts = Restarts(self._policy)
         while not self.stopping.is_set():
-            code, lived = await self._run_child(slot)
+            code, lived = await self._run_child(place)
             if self.stopping.is_set():
-                slot.exit_code = _code_after_stop(code)
+                place.exit_code = _code_after_stop(code)
                 break
             decision = restarts.after_exit(lived)
             if isinstance(decision, GiveUp):
                 self.failure = (
-                    f"process {slot.index} failed {decision.failures} times in a row within "
+                    f"process {place.index} failed {decision.failures} times in a row within "
                     f"{self._policy.stable_seconds:g} s of starting (last: {describe_exit(code)}); giving up"
                 )
                 self.stop()
                 break
-            slot.state, slot.restarts = "restarting", slot.restarts + 1
-            log.warning("process_restarting", process=slot.index, in_seconds=decision.delay)
+            place.state, place.restarts = "restarting", place.restarts + 1
+            log.warning("process_restarting", process=place.index, in_seconds=decision.delay)
             await self._pause(decision.delay)
-        slot.state = "stopped"
+        place.state = "stopped"
 
-    async def _run_child(self, slot: Slot) -> tuple[int | None, float]:
+    async def _run_child(self, place: Place) -> tuple[int | None, float]:
         """Start a child and wait for its end: (its exit code, or None if it could not start; how long
         it lived)."""
         started = self._clock()
         try:
-            child = await self._spawn(slot.index)
+            child = await self._spawn(place.index)
         except OSError as exc:
-            log.error("process_start_failed", process=slot.index, error=str(exc))
+            log.error("process_start_failed", process=place.index, error=str(exc))
             return None, 0.0
-        slot.child, slot.state = child, "running"
-        log.info("process_started", process=slot.index, pid=child.pid)
+        place.child, place.state = child, "running"
+        log.info("process_started", process=place.index, pid=child.pid)
         if self.stopping.is_set():  # the stop came while it was starting
             child.signal(signal.SIGTERM)
         try:
@@ -167,14 +166,14 @@ class Supervisor:
             child.signal(signal.SIGTERM)
             raise
         finally:
-            slot.child = None
+            place.child = None
             self._on_exit(child.pid)
-        slot.exits.append(code)
+        place.exits.append(code)
         lived = self._clock() - started
         if self.stopping.is_set():
-            log.info("process_stopped", process=slot.index, pid=child.pid, exit=describe_exit(code))
+            log.info("process_stopped", process=place.index, pid=child.pid, exit=describe_exit(code))
         else:
-            log.error("process_died", process=slot.index, pid=child.pid, exit=describe_exit(code),
+            log.error("process_died", process=place.index, pid=child.pid, exit=describe_exit(code),
                       lived_seconds=round(lived, 3))  # fmt: skip
         return code, lived
 

@@ -1,7 +1,7 @@
 """The processor's side of the canary: recognise a canary, reply on the canary queue, settle it.
 
 Wired into the dispatcher with one call before the handler runs (``leases = await canary.take(leases,
-acker)``): canaries are answered here and never reach the user's handler, and they count only in
+settlement)``): canaries are answered here and never reach the user's handler, and they count only in
 ``conveyor_processor_canaries_total{result}``, never in the handler's metrics. The reply queue comes
 from configuration, never from the message. If the reply cannot be sent, the canary is not deleted:
 it comes back after a few seconds (``retry_seconds``) for another try.
@@ -20,7 +20,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from conveyor.canary.wire import Canary, Reply, recognise, reply_body
-from conveyor.processor.lease import Lease
+from conveyor.processor.engine.lease import Lease
 from conveyor.settings import ProcessorSettings
 from conveyor.sqs.errors import SQS_ERRORS, SqsError, classify
 from conveyor.sqs.queues import canary_name, canary_queue_url, queue_name_of
@@ -32,11 +32,14 @@ log = structlog.get_logger("conveyor.canary")
 
 
 class Settler(Protocol):
-    """What the responder needs of the acker: delete, or give the message back later."""
+    """What the responder needs of the settlement: start, then end an answered canary or give an
+    unanswered one back later."""
 
-    def delete(self, lease: Lease) -> object: ...
+    def start(self, lease: Lease) -> None: ...
 
-    def make_visible(self, lease: Lease, seconds: int) -> object: ...
+    def canary_answered(self, lease: Lease) -> None: ...
+
+    def canary_unanswered(self, lease: Lease, seconds: int) -> None: ...
 
 
 def default_processor_id() -> str:
@@ -85,7 +88,7 @@ class CanaryResponder:
         return rest
 
     async def _answer(self, lease: Lease, canary: Canary, settler: Settler) -> None:
-        lease.start()  # held (and released on shutdown) like a message being handled
+        settler.start(lease)  # held (and released on shutdown) like a message being handled
         handled_at = _ms(self._wall_clock())
         reply = Reply(canary.id, self._config.processor_id, lease.message_id, self._received_at(lease), handled_at)
         try:
@@ -96,13 +99,11 @@ class CanaryResponder:
             failure = classify(exc)
             log.warning("canary_reply_failed", canary_id=canary.id, code=failure.code, error=failure.message)
             self.canaries.labels("reply_failed").inc()
-            lease.settle()
-            settler.make_visible(lease, self._config.retry_seconds)
+            settler.canary_unanswered(lease, self._config.retry_seconds)
             return
         log.info("canary_answered", canary_id=canary.id, message_id=lease.message_id)
         self.canaries.labels("answered").inc()
-        lease.settle()
-        settler.delete(lease)
+        settler.canary_answered(lease)
 
     def _received_at(self, lease: Lease) -> int:
         """SQS's first-receive time (ms) when it reports it, else when this process's receive began."""

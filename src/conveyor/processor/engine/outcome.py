@@ -1,16 +1,18 @@
-"""The ack decision, made in one place: from the handler's result or exception, and from how the
-dead-letter copy went. The dispatcher only carries out what is decided here."""
+"""The ack decision, made in one place: from the handler's result or exception, from the idempotency
+claim, from how the dead-letter copy went, and for a batch the order of settling and the messages
+released behind a failure of their FIFO group. The dispatcher only carries out what is decided here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
 
 from conveyor.idempotency import Claim
 from conveyor.message import PermanentError, Retry, is_delay
-from conveyor.processor.backoff import retry_delay
+from conveyor.processor.engine.backoff import retry_delay
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
 
 MAX_ERROR_MESSAGE_CHARS = 1024
@@ -126,3 +128,62 @@ def _decide(error: BaseException | None, receive_count: int, policy: RetryPolicy
     if isinstance(error, Retry) and is_delay(error.after):
         return RetryAfter(round(min(error.after, MAX_VISIBILITY_SECONDS)), error)
     return RetryAfter(retry_delay(receive_count, policy.base_seconds, policy.max_seconds), error)
+
+
+# --- a batch's decisions beyond each message's own ---------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a batch's idempotency claims decided before the handler, by position in the batch:
+    ``decided`` an outcome without the handler (a duplicate, a deferral) or None (the handler runs
+    it); ``behind`` the FIFO messages after a deferred one of their group: they must not run before it
+    (those before it do), and go back with it."""
+
+    decided: tuple[Outcome | None, ...]
+    behind: frozenset[int]
+
+    def runs(self, position: int) -> bool:
+        return self.decided[position] is None and position not in self.behind
+
+
+def admission(
+    claims: Sequence[tuple[str, Claim | None, int]], policy: RetryPolicy, visibility: float, *, in_order: bool
+) -> Admission:
+    """``claims``: each message's (group, claim, receive count), in batch order. ``in_order`` (FIFO):
+    a deferred message holds back the later ones of its group."""
+    decided: list[Outcome | None] = []
+    behind: set[int] = set()
+    deferred: set[str] = set()  # groups with a deferred message so far, in batch order
+    for position, (group, claim, receive_count) in enumerate(claims):
+        if in_order and group in deferred:
+            decided.append(None)
+            behind.add(position)
+            continue
+        outcome = before_handler(claim, receive_count, policy, visibility)
+        decided.append(outcome)
+        if in_order and isinstance(outcome, Defer):
+            deferred.add(group)
+    return Admission(tuple(decided), frozenset(behind))
+
+
+def settle_order(outcomes: Sequence[Outcome | None], *, in_order: bool) -> list[int]:
+    """The positions in the order their messages are settled. On a standard queue the deletes and
+    retries go first and the dead-letter copies (an SQS call each, awaited) last, so that a stop
+    during a copy never hands back messages whose handler succeeded; otherwise the batch's order. On
+    a FIFO queue (``in_order``) the batch's order: a message going back stops its group."""
+    positions = list(range(len(outcomes)))
+    if not in_order:
+        positions.sort(key=lambda i: isinstance(outcomes[i], DeadLetter))  # stable: otherwise in order
+    return positions
+
+
+def released_behind(outcome: Outcome | None, *, group_stopped: bool) -> bool:
+    """Released with its group instead of settled: a message that did not run (behind a deferred one
+    of its group), or one after a message of its group that goes back to the queue (FIFO: the group is
+    delivered again from the failed one, what Lambda does with FIFO batches). Never decided from the
+    handler's errors."""
+    return outcome is None or group_stopped
+
+
+def comes_back_in(visible_until: float, now: float) -> int:
+    """Seconds until a message left to its visibility timeout is visible again (and a second)."""
+    return max(0, math.ceil(visible_until - now)) + 1

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor import metadata
 from conveyor.contracts import InvalidMessageError
-from conveyor.processor.lease import Lease
-from conveyor.processor.outcome import DeadLetter
+from conveyor.processor.engine.lease import Lease
+from conveyor.processor.engine.outcome import DeadLetter
 from conveyor.sqs import limits
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from conveyor.processor.health import Health
+from conveyor.processor.engine.health import Health
 
 CHILD_ENV = "_CONVEYOR_CHILD"  # "<index>:<fd>"; internal, set by the supervisor only
 REPORT_INTERVAL_SECONDS = 0.1

@@ -1,8 +1,6 @@
 """Effectively once: a handler completion happens once per key (with an idempotency store).
 
-A message's key is its ``conveyor.idempotency_key`` attribute (the writer sets it from the client's
-``Idempotency-Key``), else its SQS message id (which covers SQS's own redeliveries), or what the
-handler's own key function (:func:`conveyor.idempotent`) says. Before the handler runs, the keys of a
+A message's key: see :mod:`conveyor.processor.engine.claim_keys`. Before the handler runs, the keys of a
 received batch are claimed in ONE store round trip (:meth:`Dedupe.admit`):
 
 - claimed: ours; the handler runs. Success records the completion (batched: one round trip for the
@@ -27,11 +25,7 @@ that process's run stands: this one's completion is a duplicate, counted and log
 from __future__ import annotations
 
 import asyncio
-import math
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
@@ -39,21 +33,13 @@ from typing import Self
 import structlog
 
 from conveyor.idempotency import Claim, IdempotencyStore, StoreUnavailableError
-from conveyor.message import Message
-from conveyor.metadata import IDEMPOTENCY_KEY
-from conveyor.processor.lease import Lease
+from conveyor.processor.engine.claim_keys import KeyFunction, default_owner, message_key
+from conveyor.processor.engine.claim_memory import CompletedHere, Unrecorded
+from conveyor.processor.engine.lease import Lease
 from conveyor.sqs.batcher import Batcher
 
 log = structlog.get_logger("conveyor.processor")
 CLAIM_MARGIN_SECONDS = 5.0  # a claim outlives the message's visibility by this much
-MAX_KEPT_KEYS = 100_000  # bound of each set of keys kept here (unrecorded, recently completed)
-
-type KeyFunction = Callable[[Message], str | int]
-
-
-def default_owner() -> str:
-    """This process, as the store's claims name it."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class Dedupe:
@@ -81,17 +67,11 @@ class Dedupe:
         # (a redelivery to us), so a second copy held here at the same time is told apart locally.
         self._holders: dict[str, Lease] = {}
         self._claimed_until: dict[str, float] = {}  # key -> when (by ``clock``) its claim ends unless renewed
-        # Handler completions the store failed to record (in order, each with what to call should the
-        # store then find the key another owner's): recorded again each tick, and meanwhile a copy
-        # received here is a duplicate whatever the store says.
-        self._unrecorded: dict[str, Callable[[], None]] = {}
+        self._unrecorded = Unrecorded()  # completions the store missed (see claim_memory)
         # Keys whose lapsed claim is being taken back (key -> released meanwhile): a release sent
         # during the re-take may land before it, and the re-take would then write the claim again.
         self._retaking: dict[str, bool] = {}
-        # Keys completed here within a lease (key -> until when, by ``clock``): a claim answered
-        # CLAIMED to us for one of them was made before the completion landed (answers of pooled
-        # connections can cross): a duplicate, not a new claim.
-        self._completed_here: dict[str, float] = {}
+        self._completed_here = CompletedHere(self._lease, clock)  # for a lease (see claim_memory)
 
     async def __aenter__(self) -> Self:
         await self._completions.__aenter__()
@@ -111,23 +91,8 @@ class Dedupe:
                 await self._record(list(self._unrecorded))
 
     def key(self, lease: Lease) -> str:
-        """The message's key: the handler's key function, the writer's idempotency key, or its id.
-        A key the store cannot keep (not a string, empty, not encodable as UTF-8, such as a lone
-        surrogate a key function read from a JSON body) falls back to the message id."""
-        if self._key_of is None:
-            attribute = lease.attributes.get(IDEMPOTENCY_KEY, {})
-            candidate: object = attribute.get("StringValue") or lease.message_id
-        else:
-            try:
-                candidate = self._key_of(lease.message())
-            except Exception as exc:  # noqa: BLE001 - a broken key function falls back to the id
-                log.warning("idempotency_key_function_failed", message_id=lease.message_id, error=type(exc).__name__)
-                return lease.message_id
-        key = _usable_key(candidate)
-        if key is None:
-            log.warning("idempotency_key_invalid", message_id=lease.message_id)
-            return lease.message_id
-        return key
+        """The message's key (see :func:`message_key`)."""
+        return message_key(lease, self._key_of)
 
     async def admit(self, leases: Sequence[Lease]) -> None:
         """Claim the keys of a received batch (one round trip); each lease learns its claim."""
@@ -144,7 +109,7 @@ class Dedupe:
     def _as_seen_here(self, key: str, claim: Claim) -> Claim:
         if key in self._unrecorded:  # completed here; the store does not know it yet
             return Claim.COMPLETED
-        if claim is Claim.CLAIMED and self._completed_here.get(key, -math.inf) > self._clock():
+        if claim is Claim.CLAIMED and key in self._completed_here:
             return Claim.COMPLETED
         if claim is Claim.CLAIMED and key in self._holders:  # another copy is held here right now
             return Claim.IN_PROGRESS
@@ -268,10 +233,10 @@ class Dedupe:
 
         def done(f: asyncio.Future[bool]) -> None:
             if _log_failure(f, "idempotency_complete_failed"):
-                self._remember_unrecorded(key, duplicate)
+                self._unrecorded.remember(key, duplicate)
             elif not f.result():  # another process claimed the key after this one's claim ended
                 duplicate()
-            self._remember_completed(key)
+            self._completed_here.remember(key)
             self._let_go(key)
             then()
 
@@ -308,42 +273,12 @@ class Dedupe:
     def _let_go(self, key: str) -> None:
         self._holders.pop(key, None)
 
-    def _remember_completed(self, key: str) -> None:
-        now = self._clock()
-        while self._completed_here:  # in order of expiry: drop the expired from the front
-            oldest, until = next(iter(self._completed_here.items()))
-            if until > now and len(self._completed_here) < MAX_KEPT_KEYS:
-                break
-            del self._completed_here[oldest]
-        self._completed_here.pop(key, None)
-        self._completed_here[key] = now + self._lease
-
-    def _remember_unrecorded(self, key: str, duplicate: Callable[[], None]) -> None:
-        self._unrecorded[key] = duplicate
-        if len(self._unrecorded) > MAX_KEPT_KEYS:  # the store has been down for long: forget the oldest
-            oldest = next(iter(self._unrecorded))
-            del self._unrecorded[oldest]
-            log.error("idempotency_completion_forgotten", key=oldest)
-
     async def _complete(self, keys: Sequence[str]) -> list[bool]:
         return await self._store.complete(keys, self.owner, self._ttl)
 
     async def _release(self, keys: Sequence[str]) -> list[None]:
         await self._store.release(keys, self.owner)
         return [None] * len(keys)
-
-
-def _usable_key(value: object) -> str | None:
-    """``value`` as a store key, or None when it cannot be one."""
-    try:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)  # (ValueError past Python's 4,300 digits)
-        if not isinstance(value, str) or not value:
-            return None
-        value.encode("utf-8")
-    except (ValueError, UnicodeEncodeError):
-        return None
-    return value
 
 
 def _log_failure(future: asyncio.Future[bool] | asyncio.Future[None], event: str) -> bool:

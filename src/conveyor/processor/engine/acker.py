@@ -9,7 +9,7 @@ Callers do not wait: they hand over a lease and the outcome is settled when the 
 - ``extend``: the heartbeat keeps a message invisible. One extension per lease at a time; a failed
   one is tried again on the next tick, unless SQS says the message is no longer held.
 - ``make_visible``: the message goes back to the queue after some seconds (a retry, or a message
-  never started); the lease leaves the in-flight set.
+  never started); its holder (the settlement) is told once SQS answered.
 - ``delete_later`` / ``send_held`` (FIFO): a done message whose group still has later messages here
   is deleted with the group's last one, in the same call. SQS delivers nothing more of a group while
   any of its messages is in flight, so this delays nothing, and a run of ten costs one
@@ -29,11 +29,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import structlog
 
-from conveyor.processor.lease import InFlight, Lease
+from conveyor.processor.engine.lease import Lease
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.sqs.batch_call import EntryResult, call_batch
 from conveyor.sqs.batcher import Batcher
@@ -51,12 +51,19 @@ HELD_DELETE_MAX_SECONDS = 2.0  # FIFO: the longest a done message's delete waits
 type Entry = Mapping[str, Any]
 
 
+class Holder(Protocol):
+    """Who holds the leases (the settlement): told when SQS is done with one."""
+
+    def discard(self, lease: Lease) -> None:
+        """Deleted, visible again, or no longer ours: not held any more."""
+
+
 class Acker:
     def __init__(
         self,
         client: SQSClient,
         queue_url: str,
-        inflight: InFlight,
+        holder: Holder,
         metrics: ProcessorMetrics,
         *,
         linger: float,
@@ -65,7 +72,7 @@ class Acker:
     ) -> None:
         self._client = client
         self._queue_url = queue_url
-        self._inflight = inflight
+        self._holder = holder
         self._metrics = metrics
         self._retries = entry_retries
         self._clock = clock
@@ -119,7 +126,7 @@ class Acker:
     def delete_later(self, lease: Lease) -> None:
         """FIFO: delete the message together with the next :meth:`send_held` of its group (at the
         latest halfway to its visibility deadline: the heartbeat no longer extends a done message)."""
-        group = lease.group_id or ""
+        group = lease.group
         held = self._held.setdefault(group, [])
         held.append(lease)
         if len(held) >= MAX_BATCH_ENTRIES:
@@ -154,7 +161,7 @@ class Acker:
                 self._again.create_task(self._delete_again(lease, attempt + 1, delay))
                 return
             self._lost(lease, "delete", error)
-        self._inflight.discard(lease)
+        self._holder.discard(lease)
 
     def _may_delete_again(self, lease: Lease, error: SqsError, delay: float) -> bool:
         """Worth another try: a failure that can heal, before SQS gives the message to someone else."""
@@ -183,7 +190,7 @@ class Acker:
             on_ok()
         elif receipt_gone(error.failure):
             self._lost(lease, "change_visibility", error)
-            self._inflight.discard(lease)
+            self._holder.discard(lease)
         else:  # throttling, a timeout: the next heartbeat tick tries again
             log.warning("extension_failed", message_id=lease.message_id, code=error.failure.code)
 
@@ -196,15 +203,11 @@ class Acker:
         error = _error_of(future)
         if error is not None:
             self._lost(lease, "change_visibility", error)
-        self._inflight.discard(lease)
+        self._holder.discard(lease)
 
     def _change(self, lease: Lease, seconds: int) -> asyncio.Future[EntryResult]:
         seconds = max(0, min(seconds, lease.visibility_cap(self._clock())))
         return self._changes.submit_nowait({"ReceiptHandle": lease.receipt_handle, "VisibilityTimeout": seconds})
-
-    def forget(self, lease: Lease) -> None:
-        """Stop holding the message without telling SQS: it comes back when its visibility ends."""
-        self._inflight.discard(lease)
 
     def _lost(self, lease: Lease, operation: str, error: SqsError) -> None:
         self._metrics.lost.labels(operation).inc()

@@ -90,6 +90,12 @@ class Lease:
         """The FIFO MessageGroupId (None on standard queues)."""
         return self.system.get("MessageGroupId")
 
+    @property
+    def group(self) -> str:
+        """The FIFO group, as the buffer, the batch and the held deletes key it ("" on standard queues:
+        all of its messages in one group that never orders anything)."""
+        return self.group_id or ""
+
     def visibility_cap(self, now: float) -> int:
         """The longest visibility timeout SQS accepts for it now: 12 hours from the receive, less
         what has passed (and a margin)."""

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 import structlog
 
 from conveyor.idempotency import Claim, StoreUnavailableError
-from conveyor.processor.backoff import poll_backoff
-from conveyor.processor.buffer import Buffer
-from conveyor.processor.health import Health
-from conveyor.processor.lease import InFlight, Lease
+from conveyor.processor.engine.backoff import poll_backoff
+from conveyor.processor.engine.buffer import Buffer
+from conveyor.processor.engine.health import Health
+from conveyor.processor.engine.lease import Lease
+from conveyor.processor.engine.settle import Settlement
 from conveyor.processor.metrics import ProcessorMetrics
-from conveyor.processor.slots import Slots
 from conveyor.sqs.errors import Kind, SqsError, classify
 from conveyor.sqs.limits import MAX_BATCH_ENTRIES
 
@@ -41,9 +41,8 @@ class Poller:
         queue_url: str,
         *,
         stopping: asyncio.Event,
-        slots: Slots,
+        settlement: Settlement,
         buffer: Buffer,
-        inflight: InFlight,
         health: Health,
         metrics: ProcessorMetrics,
         wait_time_seconds: int,
@@ -59,9 +58,8 @@ class Poller:
         self._client = client
         self._queue_url = queue_url
         self._stopping = stopping
-        self._slots = slots
+        self._settlement = settlement
         self._buffer = buffer
-        self._inflight = inflight
         self._health = health
         self._metrics = metrics
         self._wait = wait_time_seconds
@@ -105,13 +103,13 @@ class Poller:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
-            want = min(MAX_BATCH_ENTRIES, self._slots.capacity)
-            await self._slots.reserve(want)
+            want = min(MAX_BATCH_ENTRIES, self._settlement.capacity)
+            await self._settlement.reserve(want)
             self._kept = 0
             try:
                 await self._poll_once(want)
             finally:  # (even cancelled: the messages held keep their slots until released)
-                await self._slots.give_back(want - self._kept)
+                await self._settlement.give_back(want - self._kept)
 
     async def _poll_once(self, want: int) -> None:
         if self._stopping.is_set():  # slots freed by the shutdown's releases: not for a new receive
@@ -131,12 +129,11 @@ class Poller:
         leases = [Lease.from_sqs(raw, started, self._visibility) for raw in response.get("Messages", [])]
         self._kept = len(leases)
         for lease in leases:
-            self._inflight.add(lease)  # held (and extended by the heartbeat) from now on
-            self._observe(lease)
+            self._settlement.received(lease)  # held (and extended by the heartbeat) from now on
         try:
             if leases and self._admit is not None:
                 self._admitting = True
-                await self._admitted(leases)
+                await self._claim(leases)
         finally:
             # Even when the stop cancelled the wait: received and not started, they are released at
             # visibility 0 from the buffer like the others (unclaimed: handled as in progress
@@ -147,25 +144,28 @@ class Poller:
             for lease in leases:
                 self._buffer.put(lease)
 
-    async def _admitted(self, leases: list[Lease]) -> None:
+    async def _claim(self, leases: list[Lease]) -> None:
         """Claim the batch's keys. While the store cannot answer, the messages stay held (the
         heartbeat keeps them invisible) and the claim is tried again with backoff, readiness off:
-        nothing runs without its claim, and no receive is burnt. A stop ends the wait."""
+        nothing runs without its claim, and no receive is burnt. A stop ends the wait. Store
+        failures are counted as such (:meth:`Health.claim_failed`), not as failed polls."""
         assert self._admit is not None  # noqa: S101 - only called with a store
         while not self._stopping.is_set():
             try:
                 await self._admit(leases)
             except StoreUnavailableError as exc:
-                delay = poll_backoff(self._health.poll_failed(), self._backoff_max, self._rand)
+                self._metrics.claim_failures.labels("store_unavailable").inc()
+                delay = poll_backoff(self._health.claim_failed(), self._backoff_max, self._rand)
                 error = str(exc.__cause__ or exc)[:200]
                 log.warning("idempotency_store_unavailable", error=error, retry_in=round(delay, 2))
                 await self._pause(delay)
             except Exception:  # a bug of ours or the store's must not stop the engine
                 log.exception("idempotency_admit_failed", messages=len(leases))
-                self._health.poll_failed()  # not ready until a claim works again
+                self._metrics.claim_failures.labels("error").inc()
+                self._health.claim_failed()  # not ready until a claim works again
                 return
             else:
-                self._health.poll_succeeded()
+                self._health.claim_succeeded()
                 return
 
     async def _pause(self, seconds: float) -> None:
@@ -206,12 +206,6 @@ class Poller:
         delay = poll_backoff(failures, self._backoff_max, self._rand)
         log.warning("poll_failed", code=failure.code, error=failure.message, retry_in=round(delay, 2))
         await self._sleep(delay)
-
-    def _observe(self, lease: Lease) -> None:
-        self._metrics.received.inc()
-        if lease.sent_at is not None:
-            lag = time.time() - lease.sent_at.timestamp()
-            self._metrics.lag_seconds.observe(max(lag, 0.0))
 
 
 def _unadmitted(leases: list[Lease]) -> None:
