@@ -7,7 +7,7 @@ import pytest
 
 from conveyor import Reject, Retry
 from conveyor.idempotency import Claim
-from conveyor.message import InvalidJsonError, Message, PermanentError
+from conveyor.message import InvalidJsonError, Message, NotRun, PermanentError
 from conveyor.processor.engine.backoff import poll_backoff, retry_delay
 from conveyor.processor.engine.outcome import (
     Ack,
@@ -20,6 +20,7 @@ from conveyor.processor.engine.outcome import (
     admission,
     comes_back_in,
     decide,
+    decided_from,
     released_behind,
     settle_order,
 )
@@ -134,3 +135,9 @@ def test_a_message_is_released_behind_when_it_did_not_run_or_its_group_stopped()
 def test_a_message_left_to_its_timeout_comes_back_a_second_after_its_visibility_ends() -> None:
     assert comes_back_in(10.2, 5.0) == 7
     assert comes_back_in(5.0, 9.0) == 1
+
+
+def test_a_message_the_handler_says_it_did_not_run_is_released_not_decided() -> None:
+    policy = RetryPolicy(base_seconds=1, max_seconds=10, max_receive_count=3, dead_letter_queue=True)
+    assert decided_from(NotRun(), receive_count=3, policy=policy) is None  # not even on its last receive
+    assert decided_from(None, receive_count=1, policy=policy) == Ack()

@@ -285,3 +285,37 @@ async def test_a_handler_raising_cancelled_error_is_a_retry_in_the_test_kit_too(
         raise asyncio.CancelledError
 
     assert (await run(handler, make_message(1))).action == "retry"
+
+
+class Step(BaseModel):
+    n: int
+
+
+@pytest.mark.parametrize("with_a_batch_type", [False, True])
+async def test_a_fifo_group_runs_in_order_and_once_past_a_failure(with_a_batch_type: bool) -> None:
+    # an app with a batch type routes whole batches: its plain handlers keep the group's order too
+    calls: list[tuple[str, int]] = []
+    app = conveyor.App()
+
+    @app.handler("step")
+    async def on_step(step: Step) -> None:
+        calls.append(("step", step.n))
+        if step.n == 1 and calls.count(("step", 1)) == 1:
+            raise RuntimeError("transient")
+
+    if with_a_batch_type:
+
+        @app.handler("audit")
+        @conveyor.batch_handler
+        async def on_audit(steps: list[Step]) -> None:
+            calls.extend(("audit", step.n) for step in steps)
+
+    stack = InMemoryStack(app, queue_name="steps.fifo", retry_seconds=0)
+    kinds = ["step", "step", "audit", "step"] if with_a_batch_type else ["step"] * 4
+    for n, kind in enumerate(kinds):  # on the queue before the processor starts: one receive, one group
+        stack.sqs.put("steps.fifo", json.dumps({"n": n}), {metadata.TYPE: text(kind)}, group="g")
+    async with stack:
+        await stack.drain()
+        assert stack.dead_letters == []
+    # the failed message again, then the rest: each of them once, in order
+    assert calls == [("step", 0), ("step", 1), ("step", 1), (kinds[2], 2), ("step", 3)]

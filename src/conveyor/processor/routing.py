@@ -26,6 +26,7 @@ from conveyor.message import (
     BatchFailures,
     IdempotencyOptions,
     Message,
+    NotRun,
     PermanentError,
     idempotency_options,
 )
@@ -109,14 +110,15 @@ def _batch_route(app: App, calls: Mapping[str | None, Call]) -> Callable[[list[M
                 runs[-1][1].append((message, payload))
             else:
                 runs.append((message_type, [(message, payload)]))
-        # A FIFO batch's order is kept: runs of one type, one after the other, in the order received.
-        ordered = any(message.group_id for message in messages)
+        if any(message.group_id for message in messages):
+            await _run_in_order(runs, calls, failures)
+            return failures or None
         for message_type, items in runs:
             call = calls[message_type.name]
             if message_type.batch:
                 failures |= await _run_batch(message_type, call, items)
             else:
-                failures |= await _run_singles(message_type, call, items, ordered=ordered)
+                failures |= await _run_singles(message_type, call, items)
         return failures or None
 
     setattr(route, BATCH_MARK, True)
@@ -142,8 +144,46 @@ async def _run_batch(
     return {message.message_id: error for message in messages}
 
 
+async def _run_in_order(
+    runs: list[tuple[MessageType, list[tuple[Message, Any]]]],
+    calls: Mapping[str | None, Call],
+    failures: dict[str, BaseException],
+) -> None:
+    """A FIFO batch: runs of one type one after the other, each message in the order received, and
+    nothing more of a group once one of its messages failed for a retry. Those are not run: they go
+    back with their group (:class:`~conveyor.message.NotRun`), which is delivered again from the
+    failed one. (A permanent failure does not stop its group: it is dead-lettered, the group goes on.)"""
+    stopped: set[str] = set()
+    for message_type, items in runs:
+        call = calls[message_type.name]
+        for position, (message, payload) in enumerate(items):
+            if _group(message) in stopped:
+                failures[message.message_id] = NotRun()
+                continue
+            if message_type.batch:  # the rest of the run of its groups still going, in one call
+                rest = [item for item in items[position:] if _group(item[0]) not in stopped]
+                skipped = {m.message_id for m, _ in items[position:]} - {m.message_id for m, _ in rest}
+                failures |= dict.fromkeys(skipped, NotRun())
+                failures |= await _run_batch(message_type, call, rest)
+                stopped |= {_group(m) for m, _ in rest if _stops(failures.get(m.message_id))}
+                break
+            found = await _run_singles(message_type, call, [(message, payload)])
+            failures |= found
+            if _stops(found.get(message.message_id)):
+                stopped.add(_group(message))
+
+
+def _group(message: Message) -> str:
+    return message.group_id or ""
+
+
+def _stops(error: BaseException | None) -> bool:
+    """A failure that sends its message back to the queue, and so holds its group back."""
+    return error is not None and not isinstance(error, PermanentError | NotRun)
+
+
 async def _run_singles(
-    message_type: MessageType, call: Call, items: Sequence[tuple[Message, Any]], *, ordered: bool
+    message_type: MessageType, call: Call, items: Sequence[tuple[Message, Any]]
 ) -> dict[str, BaseException]:
     async def one(message: Message, payload: Any) -> BaseException | None:
         with log_context(message, message_type):
@@ -157,10 +197,7 @@ async def _run_singles(
                 return exc  # the handler raised it itself: its failure, not its siblings'
         return None
 
-    if ordered:
-        outcomes = [await one(message, payload) for message, payload in items]
-    else:
-        outcomes = list(await asyncio.gather(*(one(message, payload) for message, payload in items)))
+    outcomes = list(await asyncio.gather(*(one(message, payload) for message, payload in items)))
     return {message.message_id: error for (message, _), error in zip(items, outcomes, strict=True) if error}
 
 

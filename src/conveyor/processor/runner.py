@@ -38,7 +38,7 @@ from conveyor.processor.process.startup import (
     read_queues,
 )
 from conveyor.processor.routing import router
-from conveyor.processor.user_code import THREADS, adapt, load_user_code
+from conveyor.processor.user_code import THREADS, adapt, load_user_code, log_loaded
 from conveyor.settings import ProcessorSettings
 from conveyor.sqs.client import sqs_client
 
@@ -96,6 +96,7 @@ async def run(settings: ProcessorSettings, link: ParentLink | None = None) -> in
                     if isinstance(port, ParentLink)
                     else OpsSidecar(ops_server(engine.health, metrics.registry), port)
                 )
+                log_loaded(code, settings.app, settings.handler)
                 return await _serve(engine, side)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

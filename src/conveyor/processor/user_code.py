@@ -106,11 +106,15 @@ def as_async(func: Callable[..., Any], executor: ThreadPoolExecutor) -> Callable
 
 def load_user_code(app: str | None, handler: str) -> Callable[..., Any] | App:
     """What the processor runs: ``CONVEYOR_APP``'s app, else ``CONVEYOR_HANDLER``'s function (the
-    settings refuse both set). Logged, so that a start shows which code it runs."""
-    if app:
-        loaded = import_app(app)
-        log.info("app_loaded", service="queue-processor", app=app, handlers=loaded.describe())
-        return loaded
-    func = import_handler(handler)
-    log.info("handler_loaded", handler=handler, batch=bool(getattr(func, BATCH_MARK, False)))
-    return func
+    settings refuse both set)."""
+    return import_app(app) if app else import_handler(handler)
+
+
+def log_loaded(code: Callable[..., Any] | App, app: str | None, handler: str) -> None:
+    """Which code this processor runs, once it is about to run it (a start that fails says only why)."""
+    if isinstance(code, App):
+        log.info("app_loaded", service="queue-processor", app=app, handlers=code.describe())
+    else:
+        log.info(
+            "handler_loaded", service="queue-processor", handler=handler, batch=bool(getattr(code, BATCH_MARK, False))
+        )

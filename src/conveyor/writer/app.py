@@ -39,7 +39,6 @@ def create_app(
     types (else ``CONVEYOR_APP``'s, if set)."""
     if contracts is None and settings.app:
         contracts = import_app(settings.app)
-        log.info("app_loaded", service="queue-writer", app=settings.app, handlers=contracts.describe())
     metrics = WriterMetrics()
     tracer = tracing.ACTIVE if tracer is None else tracer
     fast_path = FastPath() if settings.writer_fast_path else None

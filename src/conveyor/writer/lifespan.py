@@ -79,6 +79,9 @@ async def _know_the_queue(stack: AsyncExitStack, state: WriterState, first: Queu
     if isinstance(first, QueueConfig):
         state.attach(first)
         log.info("writer_started", queue=first.url, max_message_bytes=first.max_message_bytes)
+        if state.contracts is not None:
+            handlers = state.contracts.describe()
+            log.info("app_loaded", service="queue-writer", app=state.settings.app, handlers=handlers)
         return
     state.failure = first
     group = await stack.enter_async_context(asyncio.TaskGroup())

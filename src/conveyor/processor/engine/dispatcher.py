@@ -36,7 +36,7 @@ from conveyor.processor.engine.outcome import (
     RetryAfter,
     RetryPolicy,
     comes_back_in,
-    decide,
+    decided_from,
     describe,
     released_behind,
     settle_order,
@@ -221,7 +221,7 @@ class Dispatcher:
             return None
         lease = batch.leases[position]
         before = batch.admission.decided[position]
-        return before or decide(errors.get(lease.message_id), lease.receive_count, self._policy)
+        return before or decided_from(errors.get(lease.message_id), lease.receive_count, self._policy)
 
     async def _settle(self, lease: Lease, outcome: Outcome) -> int | None:
         """Act on one message's outcome; returns the seconds until it is visible again when it goes

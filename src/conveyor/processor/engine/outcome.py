@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import structlog
 
 from conveyor.idempotency import Claim
-from conveyor.message import PermanentError, Retry, is_delay
+from conveyor.message import NotRun, PermanentError, Retry, is_delay
 from conveyor.processor.engine.backoff import retry_delay
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
 
@@ -174,6 +174,12 @@ def settle_order(outcomes: Sequence[Outcome | None], *, in_order: bool) -> list[
     if not in_order:
         positions.sort(key=lambda i: isinstance(outcomes[i], DeadLetter))  # stable: otherwise in order
     return positions
+
+
+def decided_from(error: BaseException | None, receive_count: int, policy: RetryPolicy) -> Outcome | None:
+    """A message's outcome from what the handler reported; None for one it says it did not run
+    (:class:`~conveyor.message.NotRun`): it is released like one behind a deferred message."""
+    return None if isinstance(error, NotRun) else decide(error, receive_count, policy)
 
 
 def released_behind(outcome: Outcome | None, *, group_stopped: bool) -> bool:
