@@ -9,8 +9,8 @@ them). Returning means success, raising
 backoff until the queue's redrive policy gives up.
 """
 
-from conveyor.contracts import App, InvalidMessageError, UnknownMessageTypeError
-from conveyor.logs import get_logger
+from typing import TYPE_CHECKING, Any
+
 from conveyor.message import (
     BatchFailures,
     InvalidJsonError,
@@ -37,3 +37,24 @@ __all__ = [
     "idempotent",
 ]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from conveyor.contracts import App, InvalidMessageError, UnknownMessageTypeError
+    from conveyor.logs import get_logger
+
+# Imported when first asked for: `import conveyor` stays standard-library only (the LocalStack
+# installer runs from src/ on a bare Python, before any dependency is installed).
+_LAZY = {
+    "App": "conveyor.contracts",
+    "InvalidMessageError": "conveyor.contracts",
+    "UnknownMessageTypeError": "conveyor.contracts",
+    "get_logger": "conveyor.logs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib  # noqa: PLC0415 - only when a lazy name is asked for
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'conveyor' has no attribute {name!r}")

@@ -32,22 +32,36 @@ CanarySecret = Annotated[SecretStr, AfterValidator(_long_enough)]
 class SqsSettings(BaseSettings):
     """Where the queue is and how the SQS client behaves."""
 
-    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CONVEYOR_", extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
     queue_name: Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_-]+(\.fifo)?$")] = (
         "conveyor-messages"
     )
+    """the queue (its DLQ is `<name>-dlq`, its canary queue `<name>-canary`)"""
     queue_url: AnyHttpUrl | None = None
+    """the queue by URL (wins over the name)"""
     sqs_endpoint_url: AnyHttpUrl | None = None
+    """a local SQS such as LocalStack; unset: real AWS"""
     aws_region: str | None = None
+    """the region; unset: `AWS_REGION` or the profile's (`us-east-1` with an endpoint)"""
     max_receive_count: Annotated[int, Field(ge=1, le=1000)] = 5
+    """the redrive policy's `maxReceiveCount`, for `conveyor queues create` and `conveyor dev`"""
     sqs_max_pool_connections: Annotated[int, Field(ge=1, le=1000)] = 64
+    """aiobotocore connection pool (its default of 10 caps concurrency)"""
     sqs_retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
+    """botocore retry mode"""
     sqs_max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    """botocore attempts per call"""
     sqs_connect_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 3.0
+    """connect timeout"""
     sqs_read_timeout_seconds: Annotated[float, Field(gt=0, le=120)] | None = None
+    """read timeout per SQS call; unset: the client's 30 s (the processor's must exceed the long poll)"""
     log_format: Literal["auto", "json", "console"] = "auto"
+    """`json`, `console`, or `auto` (console on a terminal)"""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """`debug`, `info`, `warning`, `error`"""
 
     @property
     def endpoint(self) -> str | None:
@@ -60,10 +74,15 @@ class IdempotencySettings(BaseSettings):
 
     # The store URL may carry a password: pydantic would repeat it in a validation error's text (the
     # input of a field that failed) and in the settings' repr.
-    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore", frozen=True, hide_input_in_errors=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CONVEYOR_", extra="ignore", frozen=True, hide_input_in_errors=True, use_attribute_docstrings=True
+    )
 
     idempotency_store: str | None = Field(default=None, repr=False)
+    """the idempotency store: `sqlite:///path/to/file` (one host) or `redis://host:port/db` (many hosts); unset: off
+    ([Effectively once](idempotency.md))"""
     idempotency_ttl_seconds: Annotated[int, Field(ge=1, le=30 * 86_400)] = 86_400
+    """how long a completed key and a remembered response are kept (1 s to 30 days)"""
 
     @field_validator("idempotency_store")
     @classmethod
@@ -76,49 +95,86 @@ class IdempotencySettings(BaseSettings):
 class AppSettings(BaseSettings):
     """The user's message types (a ``conveyor.App``), loaded by both services."""
 
-    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CONVEYOR_", extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
     app: Annotated[str, Field(min_length=1)] | None = None  # package.module:app, imported from the current folder
+    """your `conveyor.App` of typed handlers, `package.module:app`, imported from the current folder: the writer
+    validates each body against its type's model, the processor routes by type (not with `CONVEYOR_HANDLER`)"""
 
 
 class WriterSettings(SqsSettings, IdempotencySettings, AppSettings):
     """queue-writer: the HTTP API that puts messages on the queue."""
 
     sqs_read_timeout_seconds: Annotated[float, Field(gt=0, le=120)] | None = 5.0
+    """read timeout per SQS call; unset: the client's 30 s (the processor's must exceed the long poll)"""
 
     writer_host: str = "127.0.0.1"
+    """the address the writer's API listens on"""
     writer_port: Port = 8000
+    """the port the writer's API listens on"""
     writer_workers: Annotated[int, Field(ge=1, le=64)] = 1
+    """uvicorn worker processes (one `/metrics` for all)"""
     max_request_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 2 * 1024 * 1024
+    """HTTP body limit (413 above)"""
     batch_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 5.0
+    """the shortest stall guard: while other calls are in flight a message waits for ten or for their end, at most
+    twice the usual call time, never less than this nor more than 1 s unless this is longer (with none in flight a
+    message goes at once)"""
     writer_fast_path: bool = True  # the valid POST /messages answered by the edge (writer/http/fast_path.py)
+    """answer a valid `POST /messages` without FastAPI's routing (same answers, less CPU; `false` sends every request
+    through the FastAPI route)"""
     send_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    """resends of entries SQS failed for a retryable reason"""
     ready_cache_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
+    """how long a good `/readyz` check is reused"""
     retry_after_seconds: Annotated[int, Field(ge=1, le=3600)] = 2
+    """`Retry-After` on 503"""
 
 
 class ProcessorSettings(SqsSettings, IdempotencySettings, AppSettings):
     """queue-processor: the consumer that runs the handler on every message."""
 
     handler: str = "conveyor.handlers:demo"
+    """one untyped handler, `package.module:function`, imported from the current folder"""
     concurrency: Annotated[int, Field(ge=1, le=10_000)] = 50
+    """handlers running at once"""
     prefetch: Annotated[int, Field(ge=10, le=10_000)] = 10
+    """messages held beyond the concurrency (at least 10)"""
     pollers: Annotated[int, Field(ge=1, le=64)] = 2
+    """concurrent long polls"""
     wait_time_seconds: Annotated[int, Field(ge=0, le=MAX_WAIT_SECONDS)] = 20
+    """long poll wait (0 to 20)"""
     visibility_timeout_seconds: Annotated[int, Field(ge=5, le=MAX_VISIBILITY_SECONDS)] = 30
+    """visibility per receive; the heartbeat extends it"""
     retry_base_seconds: Annotated[float, Field(ge=0, le=3600)] = 1.0
+    """backoff after a handler's failure: this x 2^(receives-1), capped by CONVEYOR_RETRY_MAX_SECONDS, with equal
+    jitter"""
     retry_max_seconds: Annotated[float, Field(ge=0, le=MAX_VISIBILITY_SECONDS)] = 300.0
+    """the backoff's cap"""
     delete_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 20.0
+    """longest wait before a DeleteMessageBatch / ChangeMessageVisibilityBatch"""
     # With the 1 s poll drain and the final flush, a stop ends within about grace + 5 s: inside the
     # 30 s that Kubernetes (terminationGracePeriodSeconds) and ECS (stopTimeout) give by default.
     shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 20.0
+    """time running handlers get on SIGTERM (a stop then ends within about grace + 5 s: inside the usual 30 s of
+    Kubernetes and ECS)"""
     poll_error_backoff_max_seconds: Annotated[float, Field(gt=0, le=300)] = 20.0
+    """cap of the backoff after failed polls"""
     processor_host: str = "127.0.0.1"
+    """the address of the processor's ops HTTP port (/healthz, /readyz, /metrics)"""
     processor_port: Port = 8001
+    """the processor's ops HTTP port (/healthz, /readyz, /metrics)"""
     processes: Annotated[int, Field(ge=1, le=64)] = 1
+    """engine processes under one supervisor (for CPU-bound handlers; see [Deploying](deployment.md))"""
     demo_work_seconds: Annotated[float, Field(ge=0, le=3600)] = 0.1
+    """the demo handler's simulated work per message"""
     canary_secret: CanarySecret | None = None  # set: answer canaries (see docs/canary.md)
+    """shared secret (16+ characters) of canary signatures; set on the processor, it answers canaries ([the
+    canary](canary.md)); never logged"""
     processor_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # default hostname:pid
+    """the name a canary reply carries; unset: `hostname:pid`"""
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
@@ -136,22 +192,38 @@ class CanarySettings(SqsSettings):
     """`conveyor canary`: where to post (flags win over these) and the secret the processors share."""
 
     canary_secret: CanarySecret | None = None
+    """shared secret (16+ characters) of canary signatures; set on the processor, it answers canaries ([the
+    canary](canary.md)); never logged"""
     canary_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8000")
+    """the public API's base URL when `--url` is not given"""
     canary_api_key: SecretStr | None = None
+    """sent as `X-Api-Key` when `--api-key` is not given"""
 
 
 class DevSettings(SqsSettings):
     """`conveyor dev` and the LocalStack wrapper."""
 
     localstack_port: Port = 4566
+    """LocalStack's port"""
     localstack_python: Path | None = None  # unset: installed under CONVEYOR_HOME on first use
+    """LocalStack's interpreter; unset, `conveyor dev` installs the embedded LocalStack under `CONVEYOR_HOME` on its
+    first run (a few minutes, with a progress line) and reuses it; `make run` and the tests set
+    `.venv-localstack/bin/python`"""
     home: Path | None = None  # unset: $XDG_CACHE_HOME/conveyor or ~/.cache/conveyor
+    """where `conveyor dev` keeps what it installs: `$XDG_CACHE_HOME/conveyor`, else `~/.cache/conveyor`"""
     localstack_gateway_server: Literal["hypercorn", "twisted"] = "hypercorn"
+    """`hypercorn` keeps to 127.0.0.1; `twisted` is faster but listens on 0.0.0.0"""
     state_dir: Path = Path(".conveyor")
+    """`conveyor dev`'s state: LocalStack's files and log, and its SQLite idempotency store"""
     writer_host: str = "127.0.0.1"
+    """the address the writer's API listens on"""
     writer_port: Port = 8000
+    """the port the writer's API listens on"""
     processor_port: Port = 8001
+    """the processor's ops HTTP port (/healthz, /readyz, /metrics)"""
     canary_secret: CanarySecret | None = None  # unset: `conveyor dev` makes one up for its children
+    """shared secret (16+ characters) of canary signatures; set on the processor, it answers canaries ([the
+    canary](canary.md)); never logged"""
 
 
 def describe_errors(error: ValidationError) -> list[str]:

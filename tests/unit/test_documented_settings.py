@@ -1,5 +1,5 @@
-"""The configuration table of the docs (docs/configuration.md) is the contract: every row names real
-settings with the defaults they really have, and every setting is in the table."""
+"""The configuration page's table is made from the settings classes (conveyor/settings_table.py):
+every setting of every command is in it once, with its real default and the docstring it has."""
 
 from __future__ import annotations
 
@@ -7,77 +7,49 @@ import re
 from pathlib import Path
 
 import pytest
-from pydantic import AnyUrl
 from pydantic_settings import BaseSettings
 
-from conveyor.settings import CanarySettings, DevSettings, ProcessorSettings, WriterSettings
-from conveyor.sqs.client import READ_TIMEOUT_SECONDS
+from conveyor.settings import CanarySettings, DevSettings, ProcessorSettings, SqsSettings, WriterSettings
+from conveyor.settings_table import MARKER, READERS, markdown_table, rows, with_table
 
-CONFIGURATION = Path(__file__).parents[2] / "docs" / "configuration.md"
-SERVICES: dict[str, type[BaseSettings]] = {
-    "writer": WriterSettings,
-    "processor": ProcessorSettings,
-    "dev": DevSettings,
-    "canary": CanarySettings,
-}
-ROW = re.compile(r"^\| (`CONVEYOR_[A-Z_]+`(?: / `CONVEYOR_[A-Z_]+`)*) \| ([^|]+) \|")
-NOT_A_VALUE = {"unset", "unset (real AWS)", "AWS chain", "hostname:pid"}  # no default: absent or computed
+PAGE = Path(__file__).parents[2] / "docs" / "configuration.md"
+CLASSES: list[type[BaseSettings]] = [WriterSettings, ProcessorSettings, DevSettings, CanarySettings]
 
 
-def documented() -> dict[str, str]:
-    """Variable -> the default the docs give it."""
-    rows: dict[str, str] = {}
-    for line in CONFIGURATION.read_text().splitlines():
-        match = ROW.match(line)
-        if match is None:
-            continue
-        names = re.findall(r"CONVEYOR_[A-Z_]+", match.group(1))
-        defaults = [d.strip().strip("`") for d in match.group(2).split(" / ")]
-        if len(defaults) == 1:
-            defaults *= len(names)
-        rows.update(zip(names, defaults, strict=True))
-    return rows
+def test_the_page_has_the_table_made_at_build_time() -> None:
+    page = PAGE.read_text()
+    assert page.count(MARKER) == 1
+    built = with_table(page)
+    assert MARKER not in built
+    assert markdown_table() in built
 
 
-def actual(service: type[BaseSettings], variable: str) -> object:
-    field = variable.removeprefix("CONVEYOR_").lower()
-    return service.model_fields[field].default
+@pytest.mark.parametrize("settings", CLASSES, ids=lambda c: c.__name__)
+def test_every_setting_has_a_docstring_the_table_shows(settings: type[BaseSettings]) -> None:
+    undocumented = [name for name, field in settings.model_fields.items() if not (field.description or "").strip()]
+    assert undocumented == []
 
 
-def same(text: str, value: object) -> bool:
-    if text in NOT_A_VALUE:
-        return value is None
-    if isinstance(value, AnyUrl):
-        return text.rstrip("/") == str(value).rstrip("/")
-    if isinstance(value, bool):
-        return text.lower() == str(value).lower()  # an environment variable says true or false
-    if isinstance(value, str | Path) or value is None:
-        return text == str(value)
-    return float(text) == float(value)  # type: ignore[arg-type]  # an int or float setting
+def test_every_setting_is_in_the_table_once() -> None:
+    variables = [variable.strip("`") for variable, *_ in rows()]
+    assert len(variables) == len(set(variables))
+    expected = {f"CONVEYOR_{name.upper()}" for settings in CLASSES for name in settings.model_fields}
+    assert set(variables) == expected
+    assert set(READERS.values()) == set(CLASSES)
 
 
-def test_every_setting_is_documented() -> None:
-    rows = documented()
-    missing = {
-        f"CONVEYOR_{field.upper()}"
-        for service in SERVICES.values()
-        for field in service.model_fields
-        if f"CONVEYOR_{field.upper()}" not in rows
-    }
-    assert missing == set()
+def test_the_defaults_are_the_real_ones() -> None:
+    shown = {variable.strip("`"): (default, readers) for variable, default, readers, _ in rows()}
+    assert shown["CONVEYOR_CONCURRENCY"] == (str(ProcessorSettings().concurrency), "processor")
+    assert shown["CONVEYOR_QUEUE_NAME"] == (f"`{SqsSettings().queue_name}`", "all")
+    assert shown["CONVEYOR_WRITER_FAST_PATH"][0] == "`true`"
+    assert shown["CONVEYOR_DEMO_WORK_SECONDS"][0] == "0.1"
+    assert shown["CONVEYOR_CANARY_SECRET"][0] == "unset"  # a secret's default is never shown
+    # a default that differs by command is given for each
+    assert shown["CONVEYOR_SQS_READ_TIMEOUT_SECONDS"][0].startswith("writer 5, processor unset")
+    assert shown["CONVEYOR_WRITER_PORT"] == ("8000", "writer, `conveyor dev`")
 
 
-@pytest.mark.parametrize("variable", sorted(documented()))
-def test_each_documented_default_is_the_real_one(variable: str) -> None:
-    text = documented()[variable]
-    owners = [s for s in SERVICES.values() if variable.removeprefix("CONVEYOR_").lower() in s.model_fields]
-    assert owners, f"{variable} is documented but no setting reads it"
-    if variable == "CONVEYOR_SQS_READ_TIMEOUT_SECONDS":  # "writer 5, processor 30"
-        per_service = dict(part.split() for part in text.split(", "))
-        assert float(per_service["writer"]) == actual(WriterSettings, variable)
-        assert actual(ProcessorSettings, variable) is None  # None: the client's own default
-        assert float(per_service["processor"]) == READ_TIMEOUT_SECONDS
-        return
-    for service in owners:
-        value = actual(service, variable)
-        assert same(text, value), f"{variable}: docs/configuration.md says {text!r}, {service.__name__} has {value!r}"
+def test_a_meaning_cannot_break_the_table() -> None:
+    for line in markdown_table().splitlines()[2:]:
+        assert len(re.findall(r"(?<!\\)\|", line)) == 5, line  # four cells: no stray pipe, no line break

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +54,7 @@ FORBIDDEN = {
     "conveyor.loading": (*SERVICES, "conveyor.testing"),
     "conveyor.schemas_of": (*SERVICES, "conveyor.testing", "conveyor.asyncapi"),
     "conveyor.asyncapi": (*SERVICES, "conveyor.testing"),
+    "conveyor.settings_table": (*SERVICES, "conveyor.testing"),  # the docs' table, read by the site's build
     "conveyor.asyncapi_command": ("conveyor.writer", "conveyor.processor", "conveyor.dev", "conveyor.testing"),
     # the test kit runs both services in process: over them, under the entry points
     "conveyor.testing": ("conveyor.cli", "conveyor.dev"),
@@ -239,3 +242,15 @@ def test_only_the_test_kit_imports_the_test_kit() -> None:
     # the services never depend on what tests use; the kit may use everything under it
     importers = {m for m, targets in GRAPH.items() if any(t.startswith("conveyor.testing") for t in targets)}
     assert importers <= {m for m in MODULES if m.startswith("conveyor.testing")}
+
+
+def test_the_package_itself_imports_only_the_standard_library() -> None:
+    # the LocalStack installer runs as `python -m conveyor.localstack_install` on a bare Python
+    # (make install, before the venvs exist): importing the package must need nothing installed
+    code = (
+        "import sys, conveyor, conveyor.localstack_install; "
+        "third = sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'structlog', 'botocore', 'fastapi'}); "
+        "assert not third, third; conveyor.App; assert 'pydantic' in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
