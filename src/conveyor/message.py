@@ -47,12 +47,6 @@ def is_delay(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
-class NotRun(Exception):  # noqa: N818 - what happened to the message, as Retry and Reject say
-    """A batch handler's answer for a message it did not run (on a FIFO queue, one behind a failure of
-    its group): it goes back to the queue with its group, decided on from nothing, counted as no
-    failure (no backoff, and never dead-lettered for it)."""
-
-
 class InvalidJsonError(Reject):
     """The body is not JSON; permanent, since it will never parse."""
 

@@ -105,13 +105,13 @@ def layered(package: str, layers: tuple[tuple[str, ...], ...]) -> dict[str, tupl
 
 
 # The processor's parts, bottom up: what the engine and the process share (its configuration, its
-# metrics, the user's handler); an app routed as one handler; the engine (receive to settle, in one
-# task group); the process around it (signals, start-up checks, ops port, supervisor and children);
+# metrics, the user's handler); the engine (receive to settle, in one task group); an app routed as
+# one handler; the process around it (signals, start-up checks, ops port, supervisor and children);
 # the entry point.
 PROCESSOR_LAYERS = (
     ("config", "metrics", "user_code"),
-    ("routing",),  # an app as one handler: over the handler's loading, known to the entry point only
     ("engine",),
+    ("routing",),  # an app as one handler, under the engine's own decisions: known to the entry point only
     ("process",),
     ("runner",),
 )

@@ -7,13 +7,14 @@ import pytest
 
 from conveyor import Reject, Retry
 from conveyor.idempotency import Claim
-from conveyor.message import InvalidJsonError, Message, NotRun, PermanentError
+from conveyor.message import InvalidJsonError, Message, PermanentError
 from conveyor.processor.engine.backoff import poll_backoff, retry_delay
 from conveyor.processor.engine.outcome import (
     Ack,
     DeadLetter,
     Defer,
     Duplicate,
+    NotRun,
     Outcome,
     RetryAfter,
     RetryPolicy,
@@ -21,6 +22,7 @@ from conveyor.processor.engine.outcome import (
     comes_back_in,
     decide,
     decided_from,
+    goes_back,
     released_behind,
     settle_order,
 )
@@ -141,3 +143,14 @@ def test_a_message_the_handler_says_it_did_not_run_is_released_not_decided() -> 
     policy = RetryPolicy(base_seconds=1, max_seconds=10, max_receive_count=3, dead_letter_queue=True)
     assert decided_from(NotRun(), receive_count=3, policy=policy) is None  # not even on its last receive
     assert decided_from(None, receive_count=1, policy=policy) == Ack()
+
+
+def test_what_goes_back_holds_a_fifo_group_and_what_ends_does_not() -> None:
+    policy = RetryPolicy(base_seconds=1, max_seconds=10, max_receive_count=3, dead_letter_queue=True)
+    assert goes_back(RuntimeError(), receive_count=1, policy=policy)
+    assert not goes_back(RuntimeError(), receive_count=3, policy=policy)  # its last receive: dead-lettered
+    assert not goes_back(Reject("no"), receive_count=1, policy=policy)
+    assert not goes_back(None, receive_count=1, policy=policy)
+    assert not goes_back(NotRun(), receive_count=1, policy=policy)
+    parked = RetryPolicy(base_seconds=1, max_seconds=10, max_receive_count=3, dead_letter_queue=False)
+    assert goes_back(Reject("no"), receive_count=1, policy=parked)  # no DLQ: parked on the queue

@@ -20,7 +20,7 @@ from conveyor import metadata
 from conveyor.message import IDEMPOTENCY_MARK, IdempotencyOptions
 from conveyor.processor.engine.dead_letter import fitting_attributes
 from conveyor.processor.engine.lease import Lease
-from conveyor.processor.engine.outcome import DeadLetter
+from conveyor.processor.engine.outcome import DeadLetter, RetryPolicy
 from conveyor.processor.routing import router
 from conveyor.testing import InMemoryStack, make_message, run
 from tests import typed_app
@@ -33,6 +33,7 @@ def _no_calls_yet() -> Iterator[None]:
     typed_app.CALLS.clear()
 
 
+POLICY = RetryPolicy(base_seconds=1, max_seconds=10, max_receive_count=5, dead_letter_queue=True)
 ORDER = {"order_id": "o-1", "amount": "12.50", "lines": [{"sku": "a", "quantity": 2}]}
 
 
@@ -191,7 +192,7 @@ def test_each_types_idempotency_options_make_one_key_function() -> None:
     async def plain(message: conveyor.Message) -> None: ...
 
     with ThreadPoolExecutor(1) as pool:
-        options: IdempotencyOptions = getattr(router(app, pool), IDEMPOTENCY_MARK)
+        options: IdempotencyOptions = getattr(router(app, pool, POLICY), IDEMPOTENCY_MARK)
     assert options.enabled
     assert options.key is not None
     assert options.key(make_message({"order_id": "o-9"}, type="by-order")) == "by-order\x1fo-9"
@@ -206,7 +207,7 @@ def test_each_types_idempotency_options_make_one_key_function() -> None:
 
 def test_an_app_with_default_idempotency_keeps_the_writers_key() -> None:
     with ThreadPoolExecutor(1) as pool:
-        options: IdempotencyOptions = getattr(router(typed_app.app, pool), IDEMPOTENCY_MARK)
+        options: IdempotencyOptions = getattr(router(typed_app.app, pool, POLICY), IDEMPOTENCY_MARK)
     assert options == IdempotencyOptions()
 
 
@@ -214,7 +215,7 @@ def test_an_app_that_turns_idempotency_off_everywhere_opens_no_store() -> None:
     app = conveyor.App()
     app.handler("x")(conveyor.idempotent(enabled=False)(lambda message: None))
     with ThreadPoolExecutor(1) as pool:
-        options: IdempotencyOptions = getattr(router(app, pool), IDEMPOTENCY_MARK)
+        options: IdempotencyOptions = getattr(router(app, pool, POLICY), IDEMPOTENCY_MARK)
     assert not options.enabled
 
 
@@ -319,3 +320,29 @@ async def test_a_fifo_group_runs_in_order_and_once_past_a_failure(with_a_batch_t
         assert stack.dead_letters == []
     # the failed message again, then the rest: each of them once, in order
     assert calls == [("step", 0), ("step", 1), ("step", 1), (kinds[2], 2), ("step", 3)]
+
+
+async def test_a_fifo_message_behind_one_on_its_last_receive_runs_and_is_not_redriven_unrun() -> None:
+    # the failing message is dead-lettered on its last receive (its group goes on): the one behind it
+    # must run then, not be released again until SQS's redrive policy moves it, never run, to the DLQ
+    calls: list[int] = []
+    app = conveyor.App()
+
+    @app.handler("step")
+    async def on_step(step: Step) -> None:
+        calls.append(step.n)
+        if step.n == 0:
+            raise RuntimeError("always transient")
+
+    @app.handler("audit")
+    @conveyor.batch_handler
+    async def on_audit(steps: list[Step]) -> None: ...
+
+    stack = InMemoryStack(app, queue_name="steps.fifo", retry_seconds=0, max_receive_count=3)
+    for n in (0, 1):
+        stack.sqs.put("steps.fifo", json.dumps({"n": n}), {metadata.TYPE: text("step")}, group="g")
+    async with stack:
+        await stack.drain()
+        dead = stack.dead_letters
+    assert calls == [0, 0, 0, 1]
+    assert [(json.loads(d.body), d.error_type) for d in dead] == [({"n": 0}, "builtins.RuntimeError")]

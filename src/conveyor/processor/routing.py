@@ -26,11 +26,11 @@ from conveyor.message import (
     BatchFailures,
     IdempotencyOptions,
     Message,
-    NotRun,
     PermanentError,
     idempotency_options,
 )
 from conveyor.metadata import IDEMPOTENCY_KEY, TYPE
+from conveyor.processor.engine.outcome import NotRun, RetryPolicy, goes_back
 from conveyor.processor.user_code import as_async
 
 type Call = Callable[[tuple[Any, ...]], Awaitable[Any]]
@@ -42,11 +42,13 @@ def type_of(message: Message) -> str | None:
     return message.attributes.get(TYPE) or None
 
 
-def router(app: App, executor: ThreadPoolExecutor) -> Callable[..., Any]:
-    """The app as one handler; plain-function handlers run in ``executor``."""
+def router(app: App, executor: ThreadPoolExecutor, policy: RetryPolicy) -> Callable[..., Any]:
+    """The app as one handler; plain-function handlers run in ``executor``. ``policy`` is the
+    engine's: on a FIFO queue, what sends a message back to the queue holds its group back."""
     calls = {message_type.name: _caller(message_type, executor) for message_type in app.all_types()}
-    route = _batch_route(app, calls) if any(t.batch for t in app.all_types()) else _single_route(app, calls)
-    setattr(route, IDEMPOTENCY_MARK, _idempotency(app))
+    batch = any(t.batch for t in app.all_types())
+    route = _batch_route(app, calls, policy) if batch else _single_route(app, calls)
+    setattr(route, IDEMPOTENCY_MARK, idempotency_of(app))
     return route
 
 
@@ -95,7 +97,9 @@ def _single_route(app: App, calls: Mapping[str | None, Call]) -> Callable[[Messa
     return route
 
 
-def _batch_route(app: App, calls: Mapping[str | None, Call]) -> Callable[[list[Message]], Awaitable[BatchFailures]]:
+def _batch_route(
+    app: App, calls: Mapping[str | None, Call], policy: RetryPolicy
+) -> Callable[[list[Message]], Awaitable[BatchFailures]]:
     async def route(messages: list[Message]) -> BatchFailures:
         failures: dict[str, BaseException] = {}
         runs: list[tuple[MessageType, list[tuple[Message, Any]]]] = []
@@ -111,7 +115,7 @@ def _batch_route(app: App, calls: Mapping[str | None, Call]) -> Callable[[list[M
             else:
                 runs.append((message_type, [(message, payload)]))
         if any(message.group_id for message in messages):
-            await _run_in_order(runs, calls, failures)
+            await _run_in_order(runs, calls, failures, policy)
             return failures or None
         for message_type, items in runs:
             call = calls[message_type.name]
@@ -148,11 +152,13 @@ async def _run_in_order(
     runs: list[tuple[MessageType, list[tuple[Message, Any]]]],
     calls: Mapping[str | None, Call],
     failures: dict[str, BaseException],
+    policy: RetryPolicy,
 ) -> None:
     """A FIFO batch: runs of one type one after the other, each message in the order received, and
     nothing more of a group once one of its messages failed for a retry. Those are not run: they go
-    back with their group (:class:`~conveyor.message.NotRun`), which is delivered again from the
-    failed one. (A permanent failure does not stop its group: it is dead-lettered, the group goes on.)"""
+    back with their group (:class:`~conveyor.processor.engine.outcome.NotRun`), which is delivered
+    again from the failed one. A failure that ends its message (dead-lettered: permanent, or on its
+    last receive) does not stop its group, as in the engine: the group goes on."""
     stopped: set[str] = set()
     for message_type, items in runs:
         call = calls[message_type.name]
@@ -165,21 +171,18 @@ async def _run_in_order(
                 skipped = {m.message_id for m, _ in items[position:]} - {m.message_id for m, _ in rest}
                 failures |= dict.fromkeys(skipped, NotRun())
                 failures |= await _run_batch(message_type, call, rest)
-                stopped |= {_group(m) for m, _ in rest if _stops(failures.get(m.message_id))}
+                stopped |= {
+                    _group(m) for m, _ in rest if goes_back(failures.get(m.message_id), m.receive_count, policy)
+                }
                 break
             found = await _run_singles(message_type, call, [(message, payload)])
             failures |= found
-            if _stops(found.get(message.message_id)):
+            if goes_back(found.get(message.message_id), message.receive_count, policy):
                 stopped.add(_group(message))
 
 
 def _group(message: Message) -> str:
     return message.group_id or ""
-
-
-def _stops(error: BaseException | None) -> bool:
-    """A failure that sends its message back to the queue, and so holds its group back."""
-    return error is not None and not isinstance(error, PermanentError | NotRun)
 
 
 async def _run_singles(
@@ -206,7 +209,7 @@ def _cancelled_from_outside() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def _idempotency(app: App) -> IdempotencyOptions:
+def idempotency_of(app: App) -> IdempotencyOptions:
     """One set of options for the whole app, from each type's :func:`conveyor.idempotent`: the store
     is used when any type wants it; each message's key is its type's (its own key function's,
     prefixed with the type's name; a type that turned it off gets a key of its own delivery, so no

@@ -14,8 +14,9 @@ import contextlib
 import os
 import socket
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -28,6 +29,7 @@ from conveyor.processor.engine import Engine
 from conveyor.processor.engine.canary_reply import responder_for
 from conveyor.processor.engine.claim_keys import KeyFunction
 from conveyor.processor.engine.dedupe import Dedupe
+from conveyor.processor.engine.outcome import RetryPolicy
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.process.link import ParentLink, StatusReporter
 from conveyor.processor.process.ops import OpsServer, ops_server
@@ -37,7 +39,7 @@ from conveyor.processor.process.startup import (
     bind_ops_socket,
     read_queues,
 )
-from conveyor.processor.routing import router
+from conveyor.processor.routing import idempotency_of, router
 from conveyor.processor.user_code import THREADS, adapt, load_user_code, log_loaded
 from conveyor.settings import ProcessorSettings
 from conveyor.sqs.client import sqs_client
@@ -74,8 +76,7 @@ async def run(settings: ProcessorSettings, link: ParentLink | None = None) -> in
     # Plain-function handlers run here. The pool is shut down without waiting: a thread cannot be
     # stopped, and waiting for one would block the event loop (and a second signal with it).
     pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="handler")
-    func = router(code, pool) if isinstance(code, App) else code
-    options = idempotency_options(func)
+    options = idempotency_of(code) if isinstance(code, App) else idempotency_options(code)
     store = open_store(settings.idempotency_store) if settings.idempotency_store and options.enabled else None
     try:
         with port if isinstance(port, socket.socket) else contextlib.nullcontext():
@@ -87,8 +88,8 @@ async def run(settings: ProcessorSettings, link: ParentLink | None = None) -> in
                 dedupe = _dedupe(store, config, settings, options.key)
                 canary = await responder_for(client, settings, metrics.registry)
                 engine = Engine(
-                    client, config, adapt(func, pool), metrics=metrics, dedupe=dedupe, canary=canary,
-                    tracing=tracing.ACTIVE,
+                    client, config, adapt(_handler(code, pool, config), pool), metrics=metrics, dedupe=dedupe,
+                    canary=canary, tracing=tracing.ACTIVE,
                 )  # fmt: skip
                 engine.health.poll_succeeded()  # the queue answered: ready until polls say otherwise
                 side: Sidecar = (
@@ -100,6 +101,18 @@ async def run(settings: ProcessorSettings, link: ParentLink | None = None) -> in
                 return await _serve(engine, side)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _handler(code: Callable[..., Any] | App, pool: ThreadPoolExecutor, config: EngineConfig) -> Callable[..., Any]:
+    """The handler the engine runs: the user's function, or the app routed by type under the engine's
+    own retry policy (a FIFO batch holds back a group exactly where the engine will)."""
+    if not isinstance(code, App):
+        return code
+    policy = RetryPolicy(
+        config.retry_base_seconds, config.retry_max_seconds, config.max_receive_count,
+        dead_letter_queue=config.dlq_url is not None,
+    )  # fmt: skip
+    return router(code, pool, policy)
 
 
 def _dedupe(

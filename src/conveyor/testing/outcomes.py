@@ -42,7 +42,7 @@ async def run(target: App | Callable[..., Any], message: Message, *, max_receive
     allows is dead-lettered)."""
     policy = RetryPolicy(DEFAULT_POLICY.base_seconds, DEFAULT_POLICY.max_seconds, max_receive_count, True)
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="handler") as executor:
-        func = router(target, executor) if isinstance(target, App) else target
+        func = router(target, executor, policy) if isinstance(target, App) else target
         with log_context(message):
             error = await _error_of(adapt(func, executor), message)
     decided = decide(error, message.receive_count, policy)

@@ -25,6 +25,7 @@ from conveyor import metadata
 from conveyor.contracts import App
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.engine import Engine
+from conveyor.processor.engine.outcome import RetryPolicy
 from conveyor.processor.routing import router
 from conveyor.processor.user_code import adapt
 from conveyor.settings import WriterSettings
@@ -83,13 +84,14 @@ class InMemoryStack:
         self._dlq = self.sqs.queues[queue_name.removesuffix(".fifo") + "-dlq" + (".fifo" if fifo else "")]
         self._target = target
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="handler")
-        func = router(target, self._executor) if isinstance(target, App) else target
         config = EngineConfig(
             queue_url=self._queue.url, dlq_url=self._dlq.url, fifo=fifo, concurrency=concurrency, prefetch=10,
             pollers=1, wait_time_seconds=1, visibility_timeout=30, max_receive_count=max_receive_count,
             retry_base_seconds=retry_seconds, retry_max_seconds=max(retry_seconds, 1.0), delete_linger=0.005,
             shutdown_grace=5, poll_error_backoff_max=0.05, poll_drain_seconds=0.2,
         )  # fmt: skip
+        policy = RetryPolicy(config.retry_base_seconds, config.retry_max_seconds, max_receive_count, True)
+        func = router(target, self._executor, policy) if isinstance(target, App) else target
         self.engine = Engine(as_client(self.sqs), config, adapt(func, self._executor))
         self._settings = WriterSettings(queue_name=queue_name, aws_region="us-east-1", writer_fast_path=True)
         self._exit = contextlib.AsyncExitStack()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import structlog
 
 from conveyor.idempotency import Claim
-from conveyor.message import NotRun, PermanentError, Retry, is_delay
+from conveyor.message import PermanentError, Retry, is_delay
 from conveyor.processor.engine.backoff import retry_delay
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
 
@@ -174,6 +174,21 @@ def settle_order(outcomes: Sequence[Outcome | None], *, in_order: bool) -> list[
     if not in_order:
         positions.sort(key=lambda i: isinstance(outcomes[i], DeadLetter))  # stable: otherwise in order
     return positions
+
+
+class NotRun(Exception):  # noqa: N818 - what happened to the message
+    """What the app's router answers, in a FIFO batch, for a message it did not run (behind a message
+    of its group that goes back to the queue): released with its group, decided from nothing."""
+
+
+def goes_back(error: BaseException | None, receive_count: int, policy: RetryPolicy) -> bool:
+    """The message goes back to the queue after this error (a retry, a deferral, a park), rather than
+    done (deleted, dead-lettered): on a FIFO queue it holds its group back."""
+    return (
+        error is not None
+        and not isinstance(error, NotRun)
+        and isinstance(decide(error, receive_count, policy), RetryAfter)
+    )
 
 
 def decided_from(error: BaseException | None, receive_count: int, policy: RetryPolicy) -> Outcome | None:
