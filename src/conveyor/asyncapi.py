@@ -7,17 +7,15 @@ writes JSON Schema 2020-12: :func:`draft07` rewrites what the two read different
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from conveyor import __version__, metadata
 from conveyor.contracts import App, MessageType
-from conveyor.schemas_of import example_body, payload_schemas, unique
+from conveyor.schemas_of import COMPONENT_KEY, example_body, payload_schemas, unique
 
 VERSION = "3.0.0"
 REF = "#/components/schemas/"
 HEADERS = "ConveyorHeaders"
-_KEY = re.compile(r"[^A-Za-z0-9._-]")  # what AsyncAPI allows in a component's key
 
 
 def document(app: App | None, queue_name: str) -> dict[str, Any]:
@@ -81,7 +79,7 @@ def _keys(types: list[MessageType]) -> list[str]:
 
 
 def _key(message_type: MessageType) -> str:
-    return _KEY.sub("_", message_type.name) if message_type.name else "default"
+    return COMPONENT_KEY.sub("_", message_type.name) if message_type.name else "default"
 
 
 def _message(message_type: MessageType, payload_key: str | None, example: Any, headers: str) -> dict[str, Any]:

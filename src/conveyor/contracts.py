@@ -115,9 +115,6 @@ class MessageType:
         payload = self.signature.payload
         return getattr(payload, "__name__", None) or re.sub(r"\W+", "_", str(payload)).strip("_")
 
-    def json_schema(self) -> dict[str, Any]:
-        return self.adapter.json_schema() if self.typed else {}
-
     def decode(self, body: str) -> Any:
         """The payload from the body's JSON text; raises :class:`InvalidMessageError`.
 

@@ -14,7 +14,7 @@ from pydantic.json_schema import JsonSchemaMode
 from conveyor.contracts import App, InvalidMessageError, MessageType
 
 MAX_EXAMPLE_DEPTH = 6
-_KEY = re.compile(r"[^A-Za-z0-9._-]")  # what both documents allow in a component's key
+COMPONENT_KEY = re.compile(r"[^A-Za-z0-9._-]")  # what both documents refuse in a component's key
 
 
 def payload_schemas(app: App, ref_prefix: str) -> tuple[dict[str, dict[str, Any]], dict[str | None, str]]:
@@ -41,7 +41,7 @@ def payload_schemas(app: App, ref_prefix: str) -> tuple[dict[str, dict[str, Any]
         if ref.startswith(ref_prefix):
             key = ref.removeprefix(ref_prefix)
         else:
-            key = unique(_KEY.sub("_", message_type.schema_name), found)
+            key = unique(COMPONENT_KEY.sub("_", message_type.schema_name), found)
             found[key] = schema
         keys[message_type.name] = key
     return found, keys

@@ -30,11 +30,11 @@ from conveyor.message import (
     idempotency_options,
 )
 from conveyor.metadata import IDEMPOTENCY_KEY, TYPE
+from conveyor.processor.engine.invoke import HANDLER_ERRORS
 from conveyor.processor.engine.outcome import NotRun, RetryPolicy, goes_back
 from conveyor.processor.user_code import as_async
 
 type Call = Callable[[tuple[Any, ...]], Awaitable[Any]]
-HANDLER_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, KeyboardInterrupt)
 KEY_SEPARATOR = "\x1f"  # between a type's name and its own key function's key: in neither of them
 
 
@@ -91,7 +91,8 @@ def _single_route(app: App, calls: Mapping[str | None, Call]) -> Callable[[Messa
     async def route(message: Message) -> None:
         message_type = app.resolve(type_of(message))
         payload = payload_of(message_type, message)
-        with log_context(message, message_type):
+        # (the message's ids are bound by the engine's invoker for a single handler: the type only)
+        with structlog.contextvars.bound_contextvars(message_type=message_type.name):
             await calls[message_type.name](arguments(message_type, payload, message))
 
     return route

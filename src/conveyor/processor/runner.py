@@ -108,11 +108,7 @@ def _handler(code: Callable[..., Any] | App, pool: ThreadPoolExecutor, config: E
     own retry policy (a FIFO batch holds back a group exactly where the engine will)."""
     if not isinstance(code, App):
         return code
-    policy = RetryPolicy(
-        config.retry_base_seconds, config.retry_max_seconds, config.max_receive_count,
-        dead_letter_queue=config.dlq_url is not None,
-    )  # fmt: skip
-    return router(code, pool, policy)
+    return router(code, pool, RetryPolicy.of(config))
 
 
 def _dedupe(

@@ -4,19 +4,21 @@ happen to the message (deleted, retried after how long, dead-lettered) and why."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from conveyor.contracts import App
 from conveyor.message import Message
+from conveyor.processor.engine.invoke import HANDLER_ERRORS, failures_of
 from conveyor.processor.engine.outcome import Ack, DeadLetter, RetryAfter, RetryPolicy, decide
 from conveyor.processor.routing import log_context, router
 from conveyor.processor.user_code import BatchHandler, adapt
 
 # A handler that raises CancelledError itself fails (as in the engine): nothing cancels a run() here.
-HANDLER_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, KeyboardInterrupt, asyncio.CancelledError)
+RUN_ERRORS: tuple[type[BaseException], ...] = (*HANDLER_ERRORS, asyncio.CancelledError)
 DEFAULT_POLICY = RetryPolicy(base_seconds=1.0, max_seconds=300.0, max_receive_count=5, dead_letter_queue=True)
 
 
@@ -40,7 +42,7 @@ async def run(target: App | Callable[..., Any], message: Message, *, max_receive
     """Run ``target`` (an app, or one handler function, sync or async, batch or not) on ``message``;
     ``max_receive_count`` is the queue's redrive policy (a retryable error on the last receive it
     allows is dead-lettered)."""
-    policy = RetryPolicy(DEFAULT_POLICY.base_seconds, DEFAULT_POLICY.max_seconds, max_receive_count, True)
+    policy = dataclasses.replace(DEFAULT_POLICY, max_receive_count=max_receive_count)
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="handler") as executor:
         func = router(target, executor, policy) if isinstance(target, App) else target
         with log_context(message):
@@ -59,20 +61,8 @@ async def _error_of(handler: Any, message: Message) -> BaseException | None:
     try:
         if isinstance(handler, BatchHandler):
             failures = await handler.call([message])
-            return _batch_error(failures, message)
+            return failures_of(failures, [message.message_id]).get(message.message_id)  # the engine's check
         await handler(message)
-    except HANDLER_ERRORS as exc:
+    except RUN_ERRORS as exc:
         return exc
     return None
-
-
-def _batch_error(failures: object, message: Message) -> BaseException | None:
-    if failures is None:
-        return None
-    if not isinstance(failures, Mapping) or not all(isinstance(e, BaseException) for e in failures.values()):
-        return TypeError("a batch handler must return a mapping of message id to exception, or None")
-    unknown = [key for key in failures if key != message.message_id]
-    if unknown:
-        return TypeError(f"a batch handler must return ids of its batch's messages; these are not: {unknown}")
-    error = failures.get(message.message_id)
-    return error if isinstance(error, BaseException) else None

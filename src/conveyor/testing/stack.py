@@ -90,8 +90,7 @@ class InMemoryStack:
             retry_base_seconds=retry_seconds, retry_max_seconds=max(retry_seconds, 1.0), delete_linger=0.005,
             shutdown_grace=5, poll_error_backoff_max=0.05, poll_drain_seconds=0.2,
         )  # fmt: skip
-        policy = RetryPolicy(config.retry_base_seconds, config.retry_max_seconds, max_receive_count, True)
-        func = router(target, self._executor, policy) if isinstance(target, App) else target
+        func = router(target, self._executor, RetryPolicy.of(config)) if isinstance(target, App) else target
         self.engine = Engine(as_client(self.sqs), config, adapt(func, self._executor))
         self._settings = WriterSettings(queue_name=queue_name, aws_region="us-east-1", writer_fast_path=True)
         self._exit = contextlib.AsyncExitStack()

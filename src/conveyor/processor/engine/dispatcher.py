@@ -80,12 +80,7 @@ class Dispatcher:
         self._batch: type[Batch] = GroupBatch if config.fifo else Batch
         self._dead_letters = dead_letters
         self._workers: list[asyncio.Task[None]] = []
-        self._policy = RetryPolicy(
-            config.retry_base_seconds,
-            config.retry_max_seconds,
-            config.max_receive_count,
-            dead_letter_queue=dead_letters is not None,
-        )
+        self._policy = RetryPolicy.of(config)  # (dead_letters is there exactly when config names a DLQ)
 
     def start(self, group: asyncio.TaskGroup) -> None:
         """Run ``concurrency`` workers in ``group``."""

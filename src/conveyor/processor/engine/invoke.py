@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
@@ -63,7 +63,7 @@ class Invoker:
     async def _call(self, leases: list[Lease]) -> Mapping[str, BaseException]:
         if isinstance(self.handler, BatchHandler):
             failures = await self.handler.call([lease.message() for lease in leases])
-            return failures_of(failures, leases)
+            return failures_of(failures, [lease.message_id for lease in leases])
         [lease] = leases
         with lease.log_context():  # the handler's own log lines carry the ids too
             await self.handler(lease.message())
@@ -93,7 +93,7 @@ def _forget_cancel_requests(down_to: int) -> None:
         task.uncancel()
 
 
-def failures_of(failures: object, leases: list[Lease]) -> dict[str, BaseException]:
+def failures_of(failures: object, ids: Sequence[str]) -> dict[str, BaseException]:
     """Check what a batch handler returned; a malformed answer fails the whole batch (retried).
 
     Naming an id that is not a message id of this batch (the user's own ids, say) is malformed:
@@ -101,15 +101,15 @@ def failures_of(failures: object, leases: list[Lease]) -> dict[str, BaseExceptio
     if failures is None:
         return {}
     if not isinstance(failures, Mapping) or not all(isinstance(e, BaseException) for e in failures.values()):
-        return _malformed(leases, f"a mapping of message id to exception or None, not {type(failures).__name__}")
-    ids = {lease.message_id for lease in leases}
-    unknown = [str(key) for key in failures if key not in ids]
+        return _malformed(ids, f"a mapping of message id to exception or None, not {type(failures).__name__}")
+    known = set(ids)
+    unknown = [str(key) for key in failures if key not in known]
     if unknown:
-        return _malformed(leases, f"ids of this batch's messages; these are not: {', '.join(unknown[:10])}")
+        return _malformed(ids, f"ids of this batch's messages; these are not: {', '.join(unknown[:10])}")
     return dict(failures)
 
 
-def _malformed(leases: list[Lease], expected: str) -> dict[str, BaseException]:
+def _malformed(ids: Sequence[str], expected: str) -> dict[str, BaseException]:
     error = TypeError(f"a batch handler must return {expected}")
     log.error("batch_handler_bad_result", error=str(error)[:300])
-    return {lease.message_id: error for lease in leases}
+    return dict.fromkeys(ids, error)

@@ -12,6 +12,7 @@ import structlog
 
 from conveyor.idempotency import Claim
 from conveyor.message import PermanentError, Retry, is_delay
+from conveyor.processor.config import EngineConfig
 from conveyor.processor.engine.backoff import retry_delay
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
 
@@ -80,6 +81,14 @@ class RetryPolicy:
     max_seconds: float
     max_receive_count: int | None  # from the queue's redrive policy; None: SQS never moves it
     dead_letter_queue: bool  # a DLQ to copy to: without one nothing is ever deleted unprocessed
+
+    @classmethod
+    def of(cls, config: EngineConfig) -> RetryPolicy:
+        """The engine's policy: its retry settings and its queue's redrive policy and DLQ."""
+        return cls(
+            config.retry_base_seconds, config.retry_max_seconds, config.max_receive_count,
+            dead_letter_queue=config.dlq_url is not None,
+        )  # fmt: skip
 
     def after_failed_copy(self, error: BaseException, *, too_large: bool) -> RetryAfter:
         """The dead-letter copy failed: nothing is deleted. A copy that can never fit waits the
