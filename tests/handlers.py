@@ -72,3 +72,11 @@ async def fail_by_type(message: Message) -> None:
     if kind == "BadAmountError":
         raise BadAmountError("amount below zero")
     record(message)
+
+
+async def down_while_marked(message: Message) -> None:
+    """A downstream that is down while the file CONVEYOR_TEST_DOWN_FILE exists (every call fails), else
+    like ``work``."""
+    if os.path.exists(os.environ["CONVEYOR_TEST_DOWN_FILE"]):  # noqa: ASYNC240 - one stat, the test's switch
+        raise ConnectionError("downstream refused the connection")
+    await work(message)

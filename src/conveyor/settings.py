@@ -194,7 +194,8 @@ class ProcessorSettings(SqsSettings, IdempotencySettings, AppSettings):
     """stop taking messages while most handler calls fail (a downstream down), probe, and resume once probes
     succeed; `false`: never"""
     breaker_min_calls: Annotated[int, Field(ge=1, le=100_000)] = 20
-    """calls in the window before the breaker may open"""
+    """calls in the window before the breaker may open (and at least `CONVEYOR_CONCURRENCY`: the first results of a
+    round are its fast failures, its successes come later)"""
     breaker_failure_ratio: Annotated[float, Field(gt=0, le=1)] = 0.5
     """the share of failed calls in the window that opens the breaker"""
     breaker_window_seconds: Annotated[int, Field(ge=1, le=3600)] = 10

@@ -255,3 +255,27 @@ def test_a_rate_store_password_is_never_repeated() -> None:
     assert "hunter2" not in " ".join(describe_errors(caught.value))  # type: ignore[arg-type]
     settings = ProcessorSettings(rate_limit_store="redis://:hunter2-secret@127.0.0.1:6379/0", rate_limit_per_second=5)
     assert "hunter2" not in repr(settings)
+
+
+async def test_a_fifth_of_calls_failing_fast_does_not_open_the_breaker_at_the_start() -> None:
+    # the first results of a round are its fast failures: with a minimum below the concurrency they
+    # would open the breaker before the round's successes come in
+    fake = InMemorySqs()
+    fake.create(QUEUE, max_receive_count=None)
+    for i in range(200):
+        fake.put(QUEUE, str(i))
+    failed: set[str] = set()
+    handled: set[str] = set()
+
+    async def handler(message: Message) -> None:
+        if int(message.body) % 5 == 0 and message.body not in failed:
+            failed.add(message.body)
+            raise RuntimeError("fails fast, once")
+        await asyncio.sleep(0.05)
+        handled.add(message.body)
+
+    settings = ProcessorSettings(concurrency=50, breaker_min_calls=20)
+    flow = FlowConfig.build(settings, QUEUE)
+    async with running(fake, handler, concurrency=50, retry_base_seconds=0, retry_max_seconds=0, flow=flow) as engine:
+        await until(lambda: len(handled) == 200, 20, "all handled")
+        assert sample(engine, "conveyor_processor_breaker_transitions_total", to="open") == 0

@@ -40,8 +40,11 @@ class FlowConfig:
 
     @classmethod
     def build(cls, settings: ProcessorSettings, queue_name: str) -> FlowConfig:
+        # At least one round of calls: the first results of a round are the fast ones, and fast
+        # failures would open it while the round's slower successes are still running.
         breaker = BreakerPolicy(
-            min_calls=settings.breaker_min_calls, failure_ratio=settings.breaker_failure_ratio,
+            min_calls=max(settings.breaker_min_calls, settings.concurrency),
+            failure_ratio=settings.breaker_failure_ratio,
             window=settings.breaker_window_seconds, pause=settings.breaker_pause_seconds,
             probes=settings.breaker_probes, retry_seconds=settings.breaker_retry_seconds,
         )  # fmt: skip
