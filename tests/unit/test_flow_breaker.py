@@ -56,7 +56,7 @@ def test_after_the_pause_it_lets_the_probes_through_and_closes_when_they_succeed
     assert breaker.allow(10, 105.0) == 2  # half-open: the probes only
     assert breaker.state is State.HALF_OPEN
     assert breaker.allow(10, 105.0) == 0
-    assert breaker.wait(105.0) is None  # until their results
+    assert breaker.wait(105.0) == pytest.approx(5.0)  # until their results, or another pause
     assert breaker.record(False, 105.0, 105.2) is None
     assert breaker.record(False, 105.0, 105.3) is State.CLOSED
     assert breaker.allow(10, 105.4) == 10
@@ -117,3 +117,13 @@ def test_a_failure_while_open_comes_back_no_sooner_than_the_breaker_says() -> No
     assert while_breaker_open(Ack(), 60) == Ack()
     parked = RetryAfter(300, error, parked=True)
     assert while_breaker_open(parked, 60) is parked
+
+
+def test_probes_that_never_give_a_verdict_are_followed_by_new_ones_a_pause_later() -> None:
+    breaker = opened(100.0)
+    assert breaker.allow(10, 105.0) == 2  # say, two canaries: answered, never handled
+    assert breaker.allow(10, 109.9) == 0
+    assert breaker.allow(10, 110.0) == 2
+    assert breaker.record(False, 105.0, 110.1) is None  # a verdict of the old round: says nothing now
+    assert breaker.record(False, 110.0, 110.2) is None
+    assert breaker.record(False, 110.0, 110.3) is State.CLOSED

@@ -6,7 +6,8 @@ Closed: calls are counted in a sliding window of ``window`` seconds (one bucket 
 least ``min_calls`` calls and a failure ratio of ``failure_ratio`` or more, it opens. Open: nothing is
 received for ``pause`` seconds. Half-open: ``probes`` messages are let through; the first probe that
 fails opens it again, and once the probes succeed (or the queue had fewer to give and those succeeded)
-it closes, with a fresh window.
+it closes, with a fresh window. A probe round that has no verdict after another pause (a probe may
+never give one: a canary, a duplicate) lets new probes through.
 
 What counts as a failure is the classifier's business (:func:`~conveyor.processor.engine.flow.gate.verdict`):
 a throttle is not one, and neither is a message the handler rejects (it speaks of the message, not of
@@ -50,13 +51,13 @@ class Breaker:
         self._probes_out += granted
         return granted
 
-    def wait(self, now: float) -> float | None:
-        """Seconds until :meth:`allow` may grant something (None: until a probe's result)."""
+    def wait(self, now: float) -> float:
+        """Seconds until :meth:`allow` may grant something (sooner if a probe's result comes)."""
         self._half_open_if_due(now)
         if self.state is State.OPEN:
             return max(0.0, self.opened_at + self.policy.pause - now)
         if self.state is State.HALF_OPEN:
-            return None
+            return max(0.0, self.half_opened_at + self.policy.pause - now)
         return 0.0
 
     def unused(self, n: int, now: float) -> State | None:
@@ -98,7 +99,10 @@ class Breaker:
         return None
 
     def _half_open_if_due(self, now: float) -> None:
-        if self.state is State.OPEN and now >= self.opened_at + self.policy.pause:
+        # A probe round with no verdict after a pause starts again: a probe may never give one (a
+        # canary, a duplicate its claim skipped, a message released behind its FIFO group).
+        stale = self.state is State.HALF_OPEN and now >= self.half_opened_at + self.policy.pause
+        if stale or (self.state is State.OPEN and now >= self.opened_at + self.policy.pause):
             self.state = State.HALF_OPEN
             self.half_opened_at = now
             self._probes_out = 0

@@ -123,7 +123,7 @@ class Flow:
             self._transition(self.breaker.state)
         return granted
 
-    def _breaker_wait(self) -> float | None:
+    def _breaker_wait(self) -> float:
         assert self.breaker is not None  # noqa: S101 - only asked when the breaker granted nothing
         return self.breaker.wait(self._clock())
 
