@@ -279,3 +279,25 @@ async def test_a_fifth_of_calls_failing_fast_does_not_open_the_breaker_at_the_st
     async with running(fake, handler, concurrency=50, retry_base_seconds=0, retry_max_seconds=0, flow=flow) as engine:
         await until(lambda: len(handled) == 200, 20, "all handled")
         assert sample(engine, "conveyor_processor_breaker_transitions_total", to="open") == 0
+
+
+async def test_a_limit_no_load_reaches_does_not_grow_back() -> None:
+    # one message at a time: a limit of 10 after a throttle is never reached, so nothing is learnt
+    # about the downstream and the limit stays where the throttle put it
+    fake = InMemorySqs()
+    fake.create(QUEUE)
+    fake.put(QUEUE, "throttled")
+    handled: list[str] = []
+
+    async def handler(message: Message) -> None:
+        if message.body == "throttled" and message.receive_count == 1:
+            raise Throttle(after=0)
+        handled.append(message.body)
+
+    async with running(fake, handler, concurrency=20, flow=FlowConfig(adaptive=True)) as engine:
+        await until(lambda: handled == ["throttled"], 5, "handled")
+        for i in range(30):  # a trickle, one at a time, over three seconds
+            fake.put(QUEUE, str(i))
+            await until(lambda i=i: str(i) in handled, 5, "handled")  # type: ignore[misc]
+            await asyncio.sleep(0.1)
+        assert sample(engine, "conveyor_processor_concurrency_limit") == 10

@@ -70,3 +70,10 @@ def test_a_quiet_stretch_closes_its_windows_without_changing_the_limit() -> None
     limit.throttled(started=0.0, now=0.1)
     assert not limit.tick(100.0)
     assert limit.current == 4
+
+
+def test_the_jitter_of_a_fast_handler_is_no_rise_in_latency() -> None:
+    limit = AdaptiveLimit(50, now=0.0, tolerance=2.0)
+    now = steady(limit, 0.0, 3, latency=0.001)
+    steady(limit, now, 3, latency=0.006)  # six times the baseline, but 5 ms: a busy machine
+    assert limit.current == 50

@@ -197,7 +197,8 @@ class Dispatcher:
             return {}
         started = self._clock()
         errors = await self._invoker.errors(runnable)
-        if await self._flow.observe(started, [errors.get(lease.message_id) for lease in runnable]):
+        calls = self._invoker.calls + 1  # under way when this one ended, itself included
+        if await self._flow.observe(started, [errors.get(lease.message_id) for lease in runnable], calls):
             await self.release_waiting()  # the breaker opened
         return errors
 

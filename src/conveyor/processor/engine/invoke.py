@@ -37,6 +37,7 @@ class Invoker:
         self._metrics = metrics
         self._stopping = stopping
         self.cancelling = False  # set by the dispatcher just before it cancels its workers
+        self.calls = 0  # handler calls under way (a batch is one)
 
     @property
     def batch(self) -> bool:
@@ -46,6 +47,7 @@ class Invoker:
         """Run the handler on ``leases``; each message's error, by message id (absent: success)."""
         started = time.perf_counter()
         self._metrics.running.inc(len(leases))
+        self.calls += 1
         cancels_before = _cancelling()
         try:
             return await self._call(leases)
@@ -57,6 +59,7 @@ class Invoker:
                 log.error("handler_raised_exit", error=type(exc).__name__)
             return {lease.message_id: exc for lease in leases}
         finally:
+            self.calls -= 1
             self._metrics.running.dec(len(leases))
             self._metrics.handler_seconds.observe(time.perf_counter() - started)
 

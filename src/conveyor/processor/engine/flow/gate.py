@@ -155,10 +155,10 @@ class Flow:
             self._changed.notify_all()
 
     # --- what the handlers said -----------------------------------------------------------------------
-    async def observe(self, started: float, errors: Sequence[BaseException | None]) -> bool:
+    async def observe(self, started: float, errors: Sequence[BaseException | None], calls: int = 1) -> bool:
         """One handler call (a message, or a batch) that began at ``started`` ended with ``errors``
-        (one per message; None: success). True if it opened the (closed) breaker: the messages held
-        and not started are then to be released."""
+        (one per message; None: success), with ``calls`` under way (itself included). True if it
+        opened the (closed) breaker: the messages held and not started are then to be released."""
         now = self._clock()
         verdicts = [verdict(error) for error in errors]
         throttles = [error for error in errors if isinstance(error, Throttle)]
@@ -166,7 +166,8 @@ class Flow:
             self._metrics.throttled.inc(len(throttles))
             after = min(max(error.after for error in throttles), MAX_VISIBILITY_SECONDS)
             self._paused_until = max(self._paused_until, now + after)
-        changed = self._adapt(started, now, throttled=bool(throttles), succeeded=all(v == "success" for v in verdicts))
+        succeeded = all(v == "success" for v in verdicts)
+        changed = self._adapt(started, now, calls, throttled=bool(throttles), succeeded=succeeded)
         opened = False
         if self.breaker is not None:
             for seen in verdicts:
@@ -188,13 +189,13 @@ class Flow:
             changed = self.limit.tick(self._clock()) if self.limit else False
             await self._notify(resize=changed)
 
-    def _adapt(self, started: float, now: float, *, throttled: bool, succeeded: bool) -> bool:
+    def _adapt(self, started: float, now: float, calls: int, *, throttled: bool, succeeded: bool) -> bool:
         if self.limit is None:
             return False
         if throttled:
             return self.limit.throttled(started, now)
-        if succeeded:
-            return self.limit.succeeded(started, now, self._running)
+        if succeeded:  # (the workers holding a permit may be waiting for a message: not calls)
+            return self.limit.succeeded(started, now, calls)
         return self.limit.tick(now)
 
     async def _notify(self, *, resize: bool) -> None:

@@ -25,6 +25,9 @@ LATENCY_BACKOFF = 0.9
 WINDOW_SECONDS = 1.0
 BASELINE_WINDOWS = 30  # the lowest mean latency of the last 30 windows is the no-load latency
 MIN_SAMPLES = 5  # a window with fewer successes says nothing about latency
+# A rise of less than this is the event loop's and the scheduler's jitter, not the downstream: a 1 ms
+# handler taking 3 ms on a busy machine has not found a saturated downstream.
+LATENCY_SLACK_SECONDS = 0.01
 
 
 @dataclass(slots=True)
@@ -104,7 +107,11 @@ class AdaptiveLimit:
             self._means.append(mean)
         if window.dropped:
             return False
-        if mean is not None and baseline is not None and mean > self.tolerance * baseline:
+        if (
+            mean is not None
+            and baseline is not None
+            and mean > max(self.tolerance * baseline, baseline + LATENCY_SLACK_SECONDS)
+        ):
             before = self.limit
             self._drop(window.started, now, LATENCY_BACKOFF)
             return before != self.limit
