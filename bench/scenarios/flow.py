@@ -160,8 +160,11 @@ class Consumer:
     ready_at: float = 0.0  # epoch seconds
     settled_at: float | None = None  # epoch seconds the queue was first seen empty
     samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    dead_letters: list[tuple[float, int]] = field(default_factory=list)  # (epoch, messages on the DLQ)
+    down_until: float = 0.0  # the outage's end for this variant's handler (epoch seconds)
 
     def sample(self) -> None:
+        self.dead_letters.append((time.time(), self.queue.dead_lettered()))
         if self.variant.naive:
             return
         merged: dict[str, float] = {}
@@ -178,6 +181,9 @@ class Consumer:
         if self.settled_at is None and self.queue.counts() == 0:
             self.settled_at = time.time()
         return self.settled_at is not None
+
+    def dead_lettered_by(self, at: float) -> int:
+        return max((count for t, count in self.dead_letters if t <= at), default=0)
 
     def metric_at(self, name: str, at: float) -> float | None:
         """``name``'s value at epoch ``at``, interpolated between the polls around it."""
@@ -277,13 +283,16 @@ def limit_summary(consumer: Consumer, until: float | None = None) -> str:
 def outage(endpoint: str, directory: Path, quick: bool) -> tuple[list[Row], list[str]]:
     messages, down, cap = (100, 20.0, 60.0) if quick else (200, 40.0, 150.0)
     consumers = [Consumer(v, make_queue(endpoint, directory, messages), messages) for v in (FLOW, TODAY, NAIVE)]
-    down_until = time.time() + down
     with ExitStack() as stack:
         for consumer in consumers:
-            launch(stack, consumer, "outage", {"CONVEYOR_BENCH_DOWN_UNTIL": repr(down_until)})
-        watch(consumers, down_until + cap, lambda c: time.time() > down_until and c.check_settled())
+            # each its own outage from its own start (the processes start one after another)
+            consumer.down_until = time.time() + down
+            launch(stack, consumer, "outage", {"CONVEYOR_BENCH_DOWN_UNTIL": repr(consumer.down_until)})
+        last_heal = max(c.down_until for c in consumers)
+        watch(consumers, last_heal + cap, lambda c: time.time() > c.down_until and c.check_settled())
     rows, notes = [], []
     for consumer in consumers:
+        down_until = consumer.down_until
         calls = consumer.queue.calls()
         ok = handled(calls)
         during = [c for c in calls if c.started < down_until]
@@ -294,6 +303,7 @@ def outage(endpoint: str, directory: Path, quick: bool) -> tuple[list[Row], list
             "messages": messages,
             "outage_s": round(down_until - min((c.started for c in calls), default=down_until), 1),
             "dead_lettered": consumer.queue.dead_lettered(),
+            "dead_lettered_in_outage": consumer.dead_lettered_by(down_until),
             "handled": len(ok),
             "left_on_queue": consumer.queue.counts(),
             "calls_in_outage": len(during),
