@@ -59,6 +59,7 @@ RECEIVED = "conveyor_processor_received_total"
 BREAKER = "conveyor_processor_breaker_state"
 LIMIT = "conveyor_processor_concurrency_limit"
 BREAKER_STATES = {0: "closed", 1: "open", 2: "half-open"}
+SOURCE = {"src": REPO / "src"}  # the conveyor package measured (--src)
 
 type Row = dict[str, Any]
 
@@ -207,8 +208,8 @@ def processor_env(
     env = service_env(
         endpoint, CONVEYOR_QUEUE_NAME=queue.name, CONVEYOR_QUEUE_URL=queue.url, CONVEYOR_PROCESSOR_PORT=str(port),
         CONVEYOR_CONCURRENCY=str(CONCURRENCY), CONVEYOR_BENCH_CALLS_FILE=str(queue.calls_file),
-        # this checkout's package, not whatever the editable install of .venv points at
-        PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]),
+        # this checkout's package (or --src), not whatever the editable install of .venv points at
+        PYTHONPATH=os.pathsep.join([str(SOURCE["src"]), str(REPO)]),
     )  # fmt: skip
     env |= dict(variant.env) | extra
     if variant.naive:
@@ -270,6 +271,23 @@ def breaker_story(consumer: Consumer) -> str:
     return " ".join(story) or "no breaker metric"
 
 
+FLOW_COUNTERS = ("breaker_transitions", "throttled", "rate_limit", "retried", "dead_lettered")
+
+
+def flow_counters(consumer: Consumer) -> str:
+    """The processor's own flow-control counters at the end of the run (summed over its processes)."""
+    if not consumer.samples:
+        return "no /metrics sample"
+    last = consumer.samples[-1][1]
+    prefix = "conveyor_processor_"
+    found = [
+        f"{key.removeprefix(prefix)}={value:g}"
+        for key, value in sorted(last.items())
+        if key.startswith(prefix) and any(word in key for word in FLOW_COUNTERS)
+    ]
+    return " ".join(found) or "no flow-control counters"
+
+
 def limit_summary(consumer: Consumer, until: float | None = None) -> str:
     values = [v for at, v in consumer.series(LIMIT) if until is None or at <= until]
     if not values:
@@ -309,6 +327,7 @@ def outage(endpoint: str, directory: Path, quick: bool) -> tuple[list[Row], list
             "calls_in_outage": len(during),
             "received_in_outage": None if received is None else round(received),
             "all_handled_after_heal_s": None if everything is None else round(everything, 1),
+            "last_success_after_heal_s": round(max(ok.values()) - down_until, 1) if ok else None,
             "settled_after_heal_s": None if consumer.settled_at is None else round(consumer.settled_at - down_until, 1),
             "calls_total": len(calls),
         })  # fmt: skip
@@ -319,6 +338,7 @@ def outage(endpoint: str, directory: Path, quick: bool) -> tuple[list[Row], list
                 f"{consumer.variant.name}: concurrency limit during the outage {limit_summary(consumer, heal)};"
                 f" overall {limit_summary(consumer)}"
             )
+            notes.append(f"{consumer.variant.name}: {flow_counters(consumer)}")
     return rows, notes
 
 
@@ -373,7 +393,7 @@ def rate_run(
     extra: dict[str, str],
     processes: int,
     label: str,
-) -> Row:
+) -> tuple[Row, str]:
     consumer = Consumer(variant, make_queue(endpoint, directory, messages), messages)
     limit = float(extra.get("CONVEYOR_RATE_LIMIT_PER_SECOND", "0")) or None
     budget = 30 + (3 * messages / limit if limit else 60)
@@ -387,35 +407,23 @@ def rate_run(
     pids = sorted({c.pid for c in calls})
     if len(pids) > 1:
         row["per_process_mean"] = [per_second([c.started for c in calls if c.pid == pid])["mean"] for pid in pids]
-    return row
+    return row, f"{variant.name} ({label}): {flow_counters(consumer)}"
 
 
 def rate(endpoint: str, directory: Path, quick: bool) -> tuple[list[Row], list[str]]:
-    messages = 300 if quick else 1000
+    messages = 200 if quick else 1000
     limited = {"CONVEYOR_RATE_LIMIT_PER_SECOND": "20"}
-    rows = [
-        rate_run(
-            endpoint,
-            directory,
-            variant=FLOW,
-            messages=messages,
-            extra=limited,
-            processes=1,
-            label="1 process, limit 20/s",
-        )
-    ]
+    results = [rate_run(endpoint, directory, variant=FLOW, messages=messages, extra=limited, processes=1,
+                        label="1 process, limit 20/s")]  # fmt: skip
     with redis_server() as redis:
         shared = limited | {"CONVEYOR_RATE_LIMIT_STORE": redis.url}
-        label = "2 processes, limit 20/s in redis"
-        rows.append(
-            rate_run(endpoint, directory, variant=FLOW, messages=messages, extra=shared, processes=2, label=label)
-        )
+        results.append(rate_run(endpoint, directory, variant=FLOW, messages=messages, extra=shared, processes=2,
+                                label="2 processes, limit 20/s in redis"))  # fmt: skip
+    # for contrast: what the same backlog runs at without a limit
     for variant in (TODAY, NAIVE):
-        label = "1 process, no limit"
-        rows.append(
-            rate_run(endpoint, directory, variant=variant, messages=messages, extra={}, processes=1, label=label)
-        )
-    return rows, []
+        results.append(rate_run(endpoint, directory, variant=variant, messages=messages, extra={}, processes=1,
+                                label="1 process, no limit"))  # fmt: skip
+    return [row for row, _ in results], [note for row, note in results if row["variant"] == FLOW.name]
 
 
 def rate_targets(rows: list[Row]) -> list[str]:
@@ -465,11 +473,12 @@ def throttle_row(consumer: Consumer, after: str) -> tuple[Row, list[str]]:
         notes.append(f"{consumer.variant.name} after={after}: concurrency limit {limit_summary(consumer)}")
         received = consumer.samples[-1][1].get(RECEIVED) if consumer.samples else None
         notes.append(f"{consumer.variant.name} after={after}: received {received}; breaker {breaker_story(consumer)}")
+        notes.append(f"{consumer.variant.name} after={after}: {flow_counters(consumer)}")
     return row, notes
 
 
 def throttle(endpoint: str, directory: Path, quick: bool) -> tuple[list[Row], list[str]]:
-    messages = 300 if quick else 600
+    messages = 200 if quick else 600
     budget = 240.0
     rows, notes = [], []
     # (a) alone, so that its goodput is its own; then (b) and (c) together (the naive consumer waits
@@ -543,8 +552,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer messages, a shorter outage (under 4 minutes)")
     parser.add_argument("--json", type=Path, help="write the summary here instead of stdout's last line")
     parser.add_argument("--gateway-server", default="twisted", choices=["twisted", "hypercorn"])
+    parser.add_argument("--src", type=Path, default=REPO / "src", help="the directory of the conveyor package to run")
     args = parser.parse_args(argv)
-    summary: dict[str, Any] = {"quick": args.quick, "cores": os.cpu_count(), "scenarios": {}}
+    SOURCE["src"] = args.src.resolve()
+    summary: dict[str, Any] = {"quick": args.quick, "cores": os.cpu_count(), "src": str(SOURCE["src"]), "scenarios": {}}
     began = time.monotonic()
     with localstack(args.gateway_server) as stack, tempfile.TemporaryDirectory(prefix="conveyor-flow-") as tmp:
         print(f"# LocalStack ready in {time.monotonic() - began:.1f} s", flush=True)
