@@ -5,7 +5,8 @@ parameter's annotation is the type's model (validated at the writer and again be
 runs); a plain handler receives a :class:`Message` (or, marked with :func:`batch_handler`, a list of
 them). Returning means success, raising
 :class:`Retry` asks for another delivery later, raising :class:`Reject` (or any
-:class:`PermanentError`) dead-letters the message at once, and any other exception is retried with
+:class:`PermanentError`) dead-letters the message at once, raising :class:`Throttle` says the downstream
+is saturated (retried later, and the processor slows down), and any other exception is retried with
 backoff until the queue's redrive policy gives up.
 """
 
@@ -18,6 +19,7 @@ from conveyor.message import (
     PermanentError,
     Reject,
     Retry,
+    Throttle,
     batch_handler,
     idempotent,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "PermanentError",
     "Reject",
     "Retry",
+    "Throttle",
     "UnknownMessageTypeError",
     "batch_handler",
     "get_logger",

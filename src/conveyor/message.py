@@ -42,6 +42,19 @@ class Retry(Exception):  # noqa: N818 - the handler API's verb, as in "retry thi
         self.after = after
 
 
+class Throttle(Retry):
+    """Raise when the downstream says it is saturated (an HTTP 429, a quota): the message comes back
+    after ``after`` seconds like a :class:`Retry`, and the processor slows down. It starts fewer
+    handlers at once (its adaptive concurrency shrinks) and receives no new message for ``after``
+    seconds. A throttle is not a failure: it never opens the breaker.
+
+    ``after`` is what the downstream asked for (its ``Retry-After``), or a guess: 1 s by default.
+    """
+
+    def __init__(self, after: float = 1.0, reason: str = "") -> None:
+        super().__init__(after, reason or f"throttled: retry after {after} s")
+
+
 def is_delay(value: object) -> bool:
     """A usable number of seconds: an int or float (not a bool), finite, not negative."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0

@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from conveyor.idempotency.url import parse_store_url
+from conveyor.idempotency.url import RedisLocation, parse_store_url
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -175,6 +175,44 @@ class ProcessorSettings(SqsSettings, IdempotencySettings, AppSettings):
     canary](canary.md)); never logged"""
     processor_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # default hostname:pid
     """the name a canary reply carries; unset: `hostname:pid`"""
+    rate_limit_per_second: Annotated[float, Field(gt=0, le=100_000)] | None = None
+    """at most this many handler starts per second per process (a burst of at most one second's worth); it gates
+    the receive, so no message waits for its turn once received; unset: no limit ([Flow control](flow-control.md))"""
+    rate_limit_store: str | None = Field(default=None, repr=False)
+    """`redis://host:port/db`: one rate limit shared by every processor naming the same key (while Redis is out of
+    reach, each process applies the limit alone); unset: per process"""
+    rate_limit_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    """the shared limit's name in the store; unset: the queue's name (processors of other queues that share a
+    downstream may name the same key)"""
+    adaptive_concurrency: bool = True
+    """follow the downstream: between 1 and `CONVEYOR_CONCURRENCY`, fewer handlers run at once after a `Throttle`
+    or a rise in handler latency, more while calls succeed at a steady latency; `false`: always the concurrency"""
+    adaptive_latency_tolerance: Annotated[float, Field(ge=1.1, le=100)] = 2.0
+    """a second whose mean handler latency exceeds this many times the lowest of the last 30 s shrinks the
+    concurrency"""
+    breaker: bool = True
+    """stop taking messages while most handler calls fail (a downstream down), probe, and resume once probes
+    succeed; `false`: never"""
+    breaker_min_calls: Annotated[int, Field(ge=1, le=100_000)] = 20
+    """calls in the window before the breaker may open"""
+    breaker_failure_ratio: Annotated[float, Field(gt=0, le=1)] = 0.5
+    """the share of failed calls in the window that opens the breaker"""
+    breaker_window_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
+    """the breaker's sliding window"""
+    breaker_pause_seconds: Annotated[float, Field(ge=0.1, le=3600)] = 5.0
+    """how long the open breaker takes no message before it lets probes through"""
+    breaker_probes: Annotated[int, Field(ge=1, le=10)] = 2
+    """messages let through to test the downstream after each pause"""
+    breaker_retry_seconds: Annotated[int, Field(ge=0, le=MAX_VISIBILITY_SECONDS)] = 60
+    """while the breaker is open, a message whose handler failed comes back no sooner than this, so that the
+    probes do not spend the same messages' receives again and again"""
+
+    @field_validator("rate_limit_store")
+    @classmethod
+    def _rate_store_url(cls, url: str | None) -> str | None:
+        if url is not None and not isinstance(parse_store_url(url), RedisLocation):
+            raise ValueError("the rate limit's store is redis://host:port/db (or rediss://)")
+        return url
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
@@ -183,6 +221,8 @@ class ProcessorSettings(SqsSettings, IdempotencySettings, AppSettings):
             raise ValueError("CONVEYOR_SQS_READ_TIMEOUT_SECONDS must exceed CONVEYOR_WAIT_TIME_SECONDS")
         if self.retry_base_seconds > self.retry_max_seconds:
             raise ValueError("CONVEYOR_RETRY_BASE_SECONDS must not exceed CONVEYOR_RETRY_MAX_SECONDS")
+        if self.rate_limit_store is not None and self.rate_limit_per_second is None:
+            raise ValueError("CONVEYOR_RATE_LIMIT_STORE needs CONVEYOR_RATE_LIMIT_PER_SECOND (the limit to share)")
         if self.app is not None and "handler" in self.model_fields_set:
             raise ValueError("set CONVEYOR_APP (an app of typed handlers) or CONVEYOR_HANDLER (one handler), not both")
         return self

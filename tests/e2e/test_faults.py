@@ -116,9 +116,11 @@ def test_a_handler_that_always_fails_dead_letters_everything(localstack: LocalSt
     record = Record(tmp_path / "record.sqlite")
     with writer(queues, tmp_path) as api:
         posted = post_messages(api.url, 100)
+    # Without the breaker: with it, a queue of nothing but failures drains at the probes' pace (its
+    # own test, tests/e2e/test_flow_control.py); this one is about what dead-lettering records.
     with stopped_at_the_end(start_processor(
         queues, tmp_path, record.path, "tests.handlers:always_fail",
-        CONVEYOR_RETRY_BASE_SECONDS="0", CONVEYOR_RETRY_MAX_SECONDS="0",
+        CONVEYOR_RETRY_BASE_SECONDS="0", CONVEYOR_RETRY_MAX_SECONDS="0", CONVEYOR_BREAKER="false",
     )):  # fmt: skip
         dead = drain(sqs, queues.dlq_url, 100, timeout=90)
         wait_for(lambda: count(sqs, queues.url) == (0, 0), 30, "queue empty")

@@ -3,9 +3,9 @@
 Layers, from the bottom: the handler API (``message``, ``metadata``) and ``sqs/``; the idempotency
 store; the settings; then the services (``writer/``, ``processor/``), which never import each other;
 then the entry points (``cli``, ``dev``). Inside the writer and the processor, their parts are layered
-too (:data:`WRITER_LAYERS`, :data:`PROCESSOR_LAYERS`, :data:`ENGINE_LAYERS`). Every module of the package
-falls under at least one rule, so that none passes vacuously. Imports made only for type checking count
-too: a circle there is still a circle for a reader.
+too (:data:`WRITER_LAYERS`, :data:`PROCESSOR_LAYERS`, :data:`ENGINE_LAYERS`, :data:`FLOW_LAYERS`).
+Every module of the package falls under at least one rule, so that none passes vacuously. Imports
+made only for type checking count too: a circle there is still a circle for a reader.
 """
 
 from __future__ import annotations
@@ -122,12 +122,14 @@ PROCESSOR_LAYERS = (
 ENGINE_LAYERS = (
     ("lease", "slots", "backoff", "health", "claim_memory"),
     ("outcome", "buffer", "claim_keys", "canary_reply"),
-    ("acker", "heartbeat", "invoke", "dead_letter", "batch", "dedupe"),
+    ("acker", "heartbeat", "invoke", "dead_letter", "batch", "dedupe", "flow"),
     ("settle",),
     ("poller", "dispatcher"),
 )
 FORBIDDEN |= layered("conveyor.processor", PROCESSOR_LAYERS)
+FLOW_LAYERS = (("rate", "limit", "breaker"), ("gate",))  # the gate combines the three
 FORBIDDEN |= layered("conveyor.processor.engine", ENGINE_LAYERS)
+FORBIDDEN |= layered("conveyor.processor.engine.flow", FLOW_LAYERS)
 
 
 def module_name(path: Path) -> str:
@@ -207,6 +209,8 @@ def test_every_processor_module_is_in_one_of_its_layers() -> None:
     assert parts - {"__main__"} == {part for row in PROCESSOR_LAYERS for part in row}
     engine = {module.split(".")[3] for module in MODULES if module.startswith("conveyor.processor.engine.")}
     assert engine == {part for row in ENGINE_LAYERS for part in row}
+    flow = {module.split(".")[4] for module in MODULES if module.startswith("conveyor.processor.engine.flow.")}
+    assert flow == {part for row in FLOW_LAYERS for part in row}
 
 
 def test_only_the_settlement_changes_a_lease_s_stage_its_slots_or_the_in_flight_set() -> None:

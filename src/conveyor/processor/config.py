@@ -8,11 +8,51 @@ facts read from the queue.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from conveyor.settings import ProcessorSettings
 from conveyor.sqs.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES
 from conveyor.sqs.queues import QueueConfig
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """When the breaker opens (see :mod:`conveyor.processor.engine.flow.breaker`)."""
+
+    min_calls: int = 20
+    failure_ratio: float = 0.5
+    window: float = 10.0
+    pause: float = 5.0
+    probes: int = 2
+    retry_seconds: int = 60  # a message failing while it is open comes back no sooner than this
+
+
+@dataclass(frozen=True, slots=True)
+class FlowConfig:
+    """Flow control (see :mod:`conveyor.processor.engine.flow`); all off unless built from settings."""
+
+    rate_per_second: float | None = None
+    rate_store: str | None = field(default=None, repr=False)  # a redis URL: may carry a password
+    rate_key: str = ""
+    adaptive: bool = False
+    latency_tolerance: float = 2.0
+    breaker: BreakerPolicy | None = None
+
+    @classmethod
+    def build(cls, settings: ProcessorSettings, queue_name: str) -> FlowConfig:
+        breaker = BreakerPolicy(
+            min_calls=settings.breaker_min_calls, failure_ratio=settings.breaker_failure_ratio,
+            window=settings.breaker_window_seconds, pause=settings.breaker_pause_seconds,
+            probes=settings.breaker_probes, retry_seconds=settings.breaker_retry_seconds,
+        )  # fmt: skip
+        return cls(
+            rate_per_second=settings.rate_limit_per_second,
+            rate_store=settings.rate_limit_store,
+            rate_key=settings.rate_limit_key or queue_name,
+            adaptive=settings.adaptive_concurrency,
+            latency_tolerance=settings.adaptive_latency_tolerance,
+            breaker=breaker if settings.breaker else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +74,7 @@ class EngineConfig:
     dlq_max_message_bytes: int = MAX_MESSAGE_BYTES  # the dead-letter queue's own MaximumMessageSize
     poll_drain_seconds: float = 1.0  # on shutdown, how long a receive under way may take to answer
     entry_retries: int = 2  # resends of batch entries SQS failed for a retryable reason
+    flow: FlowConfig = FlowConfig()  # rate limit, adaptive concurrency, breaker: off unless set
 
     @property
     def capacity(self) -> int:
@@ -44,6 +85,11 @@ class EngineConfig:
         if self.fifo:
             return self.concurrency * MAX_BATCH_ENTRIES + self.prefetch
         return self.concurrency + self.prefetch
+
+    def capacity_at(self, concurrency: int) -> int:
+        """:attr:`capacity` while adaptive concurrency lets ``concurrency`` handlers run."""
+        per_worker = MAX_BATCH_ENTRIES if self.fifo else 1
+        return concurrency * per_worker + self.prefetch
 
     @classmethod
     def build(cls, settings: ProcessorSettings, queue: QueueConfig, dlq: QueueConfig | None) -> EngineConfig:
@@ -63,4 +109,5 @@ class EngineConfig:
             max_receive_count=queue.max_receive_count,
             fifo=queue.is_fifo,
             dlq_max_message_bytes=dlq.max_message_bytes if dlq else MAX_MESSAGE_BYTES,
+            flow=FlowConfig.build(settings, queue.name),
         )

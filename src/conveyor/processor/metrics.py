@@ -80,9 +80,50 @@ class ProcessorMetrics(SqsCallMetrics):
             ["reason"],
             registry=r,
         )
+        self.throttled = Counter(
+            "conveyor_processor_throttled",
+            "Handler calls that raised Throttle (the downstream is saturated): retried later, the processor"
+            " slowed down.",
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            "conveyor_processor_breaker_transitions",
+            "Breaker state changes, by the state entered: open, half_open, closed.",
+            ["to"],
+            registry=r,
+        )
+        self.rate_limit_wait = Counter(
+            "conveyor_processor_rate_limit_wait_seconds",
+            "Seconds the pollers waited for rate-limit tokens before a receive.",
+            registry=r,
+        )
+        self.rate_limit_store_failures = Counter(
+            "conveyor_processor_rate_limit_store_failures",
+            "Rate-limit store calls that failed (the limit was applied in the process instead).",
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "conveyor_processor_breaker_state",
+            "The breaker: 0 closed, 1 open (taking no message), 2 half-open (probing); the most over the"
+            " live processes.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.rate_limit = Gauge(
+            "conveyor_processor_rate_limit_per_second",
+            "CONVEYOR_RATE_LIMIT_PER_SECOND (0: no limit).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         # Summed over the live processes when several run (prometheus-client's multiprocess mode).
         self.in_flight = Gauge(
             "conveyor_processor_in_flight", "Messages held now.", registry=r, multiprocess_mode="livesum"
+        )
+        self.concurrency_limit = Gauge(
+            "conveyor_processor_concurrency_limit",
+            "Handlers allowed to run at once now (adaptive concurrency: between 1 and CONVEYOR_CONCURRENCY).",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.running = Gauge(
             "conveyor_processor_running", "Handlers running now.", registry=r, multiprocess_mode="livesum"

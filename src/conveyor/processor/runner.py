@@ -29,6 +29,7 @@ from conveyor.processor.engine import Engine
 from conveyor.processor.engine.canary_reply import responder_for
 from conveyor.processor.engine.claim_keys import KeyFunction
 from conveyor.processor.engine.dedupe import Dedupe
+from conveyor.processor.engine.flow.rate import RedisBucket
 from conveyor.processor.engine.outcome import RetryPolicy
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.processor.process.link import ParentLink, StatusReporter
@@ -87,9 +88,10 @@ async def run(settings: ProcessorSettings, link: ParentLink | None = None) -> in
                 config = EngineConfig.build(settings, queue, dlq)
                 dedupe = _dedupe(store, config, settings, options.key)
                 canary = await responder_for(client, settings, metrics.registry)
+                bucket = _shared_bucket(config, metrics)
                 engine = Engine(
                     client, config, adapt(_handler(code, pool, config), pool), metrics=metrics, dedupe=dedupe,
-                    canary=canary, tracing=tracing.ACTIVE,
+                    canary=canary, tracing=tracing.ACTIVE, bucket=bucket,
                 )  # fmt: skip
                 engine.health.poll_succeeded()  # the queue answered: ready until polls say otherwise
                 side: Sidecar = (
@@ -98,7 +100,11 @@ async def run(settings: ProcessorSettings, link: ParentLink | None = None) -> in
                     else OpsSidecar(ops_server(engine.health, metrics.registry), port)
                 )
                 log_loaded(code, settings.app, settings.handler)
-                return await _serve(engine, side)
+                try:
+                    return await _serve(engine, side)
+                finally:
+                    if bucket is not None:
+                        await bucket.aclose()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -109,6 +115,21 @@ def _handler(code: Callable[..., Any] | App, pool: ThreadPoolExecutor, config: E
     if not isinstance(code, App):
         return code
     return router(code, pool, RetryPolicy.of(config))
+
+
+def _shared_bucket(config: EngineConfig, metrics: ProcessorMetrics) -> RedisBucket | None:
+    """With CONVEYOR_RATE_LIMIT_STORE: the rate limit's bucket on Redis (else the engine keeps its own)."""
+    flow = config.flow
+    if flow.rate_store is None or flow.rate_per_second is None:
+        return None
+    # redis-py imports OpenTelemetry's SDK when it is installed: only with a store that needs it
+    from conveyor.idempotency.redis_store import redis_client  # noqa: PLC0415
+
+    log.info("rate_limit_shared", per_second=flow.rate_per_second, key=flow.rate_key)
+    return RedisBucket(
+        redis_client(flow.rate_store), flow.rate_per_second, flow.rate_key,
+        on_failure=metrics.rate_limit_store_failures.inc,
+    )  # fmt: skip
 
 
 def _dedupe(

@@ -27,6 +27,8 @@ from conveyor.processor.engine.canary_reply import CanaryResponder
 from conveyor.processor.engine.dead_letter import DeadLetterQueue
 from conveyor.processor.engine.dedupe import Dedupe
 from conveyor.processor.engine.dispatcher import Dispatcher
+from conveyor.processor.engine.flow.gate import Flow
+from conveyor.processor.engine.flow.rate import Bucket, LocalBucket
 from conveyor.processor.engine.health import Health
 from conveyor.processor.engine.heartbeat import Heartbeat
 from conveyor.processor.engine.lease import InFlight, Lease
@@ -55,6 +57,7 @@ class Engine:
         dedupe: Dedupe | None = None,
         canary: CanaryResponder | None = None,
         tracing: NoTracing | Tracing = NO_TRACING,
+        bucket: Bucket | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
@@ -75,6 +78,15 @@ class Engine:
         self.slots = Slots(config.capacity)
         self.buffer: Buffer = ByGroup() if config.fifo else AnyOrder()
         self.fatal: SqsError | None = None
+        rate = config.flow.rate_per_second
+        self.flow = Flow(
+            config.flow, config.concurrency, metrics=self.metrics, health=self.health, stopping=self.stopping,
+            bucket=bucket or (LocalBucket(rate, clock) if rate else None), resize=self._resize, clock=clock,
+        )  # fmt: skip
+
+    async def _resize(self, concurrency: int) -> None:
+        """Hold what the handlers allowed to run can start soon: the limit plus the prefetch."""
+        await self.slots.resize(self.config.capacity_at(concurrency))
 
     def stop(self) -> None:
         """Begin the graceful shutdown (idempotent, safe from a signal handler)."""
@@ -90,7 +102,7 @@ class Engine:
             dispatcher = Dispatcher(
                 config, self.handler, stopping=self.stopping, buffer=self.buffer, settlement=settlement,
                 dead_letters=self._dead_letter_queue(), metrics=self.metrics, canary=self.canary,
-                tracing=self.tracing, clock=self.clock,
+                tracing=self.tracing, flow=self.flow, clock=self.clock,
             )  # fmt: skip
             heartbeat = Heartbeat(
                 self.inflight, settlement, self.metrics, config.visibility_timeout, clock=self.clock,
@@ -99,6 +111,7 @@ class Engine:
             pollers = [self._poller(settlement) for _ in range(config.pollers)]
             async with asyncio.TaskGroup() as group:
                 beat = group.create_task(heartbeat.run())
+                group.create_task(self.flow.tick())
                 dispatcher.start(group)
                 for poller in pollers:
                     poller.start(group, self._fatal)
@@ -143,4 +156,5 @@ class Engine:
             visibility_timeout=self.config.visibility_timeout,
             error_backoff_max=self.config.poll_error_backoff_max, fifo=self.config.fifo, clock=self.clock,
             sleep=self._sleep, rand=self._rand, admit=self.dedupe.admit if self.dedupe else None,
+            flow=self.flow,
         )  # fmt: skip

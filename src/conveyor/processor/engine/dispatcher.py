@@ -25,9 +25,11 @@ from conveyor.processor.engine.batch import Batch, GroupBatch
 from conveyor.processor.engine.buffer import Buffer
 from conveyor.processor.engine.canary_reply import CanaryResponder
 from conveyor.processor.engine.dead_letter import DeadLetterQueue, DeadLetterTooLargeError
+from conveyor.processor.engine.flow.gate import Flow
 from conveyor.processor.engine.invoke import Invoker
 from conveyor.processor.engine.lease import Lease, Stage
 from conveyor.processor.engine.outcome import (
+    OUTCOME_NAMES,
     Ack,
     DeadLetter,
     Defer,
@@ -40,6 +42,7 @@ from conveyor.processor.engine.outcome import (
     describe,
     released_behind,
     settle_order,
+    while_breaker_open,
 )
 from conveyor.processor.engine.settle import Settlement
 from conveyor.processor.metrics import ProcessorMetrics
@@ -64,10 +67,12 @@ class Dispatcher:
         settlement: Settlement,
         dead_letters: DeadLetterQueue | None,
         metrics: ProcessorMetrics,
+        flow: Flow,
         canary: CanaryResponder | None = None,
         tracing: NoTracing | Tracing = NO_TRACING,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._flow = flow  # adaptive concurrency and the breaker: told every handler's result
         self._tracing = tracing
         self._destination = config.queue_url.rstrip("/").rsplit("/", 1)[-1]  # the queue's name
         self._canary = canary
@@ -110,12 +115,16 @@ class Dispatcher:
     async def release_buffered(self) -> None:
         """Release, at visibility 0, every message received and not started (on a FIFO queue, of
         the groups with nothing running: the others follow their running message, see :meth:`_after`)."""
-        leases = self._buffer.drain()
-        for lease in leases:
-            self._settlement.release(lease)
+        await self.release_waiting()
         # A stop has begun: the held deletes go now, and those of messages done from now on at once
         # (see Engine's hold_delete), so that a hard stop or a kill -9 during the grace re-runs none.
         self._settlement.send_all_held()
+
+    async def release_waiting(self) -> None:
+        """Release, at visibility 0, the messages received and not started (a stop, an open breaker)."""
+        leases = self._buffer.drain()
+        for lease in leases:
+            self._settlement.release(lease)
         await self._settlement.give_back(len(leases))
 
     async def _worker(self) -> None:
@@ -123,18 +132,25 @@ class Dispatcher:
         once stopping, start none."""
         most = MAX_BATCH_ENTRIES if self._invoker.batch else 1
         while not self._invoker.cancelling:
-            batch = self._batch(await self._buffer.take(most))
+            await self._flow.permit()  # fewer run at once while the downstream pushes back
             try:
-                if self._stopping.is_set():
-                    for lease in batch.taken:
-                        self._settlement.release(lease)
-                else:
-                    await self._process(batch)
-            except Exception:
-                log.exception("dispatch_failed")
-                self._forget_held(batch)
+                await self._take_and_run(most)
             finally:
-                await self._after(batch)
+                await self._flow.give_back()
+
+    async def _take_and_run(self, most: int) -> None:
+        batch = self._batch(await self._buffer.take(most))
+        try:
+            if self._stopping.is_set():
+                for lease in batch.taken:
+                    self._settlement.release(lease)
+            else:
+                await self._process(batch)
+        except Exception:
+            log.exception("dispatch_failed")
+            self._forget_held(batch)
+        finally:
+            await self._after(batch)
 
     async def _after(self, batch: Batch) -> None:
         """Free the slots and, on a FIFO queue, the groups. The messages waiting behind a message
@@ -168,11 +184,22 @@ class Dispatcher:
         runnable = batch.admit(leases, self._policy, self._config.visibility_timeout)
         with self._tracing.process(self._destination, [_carried(lease) for lease in leases]) as span:
             try:
-                errors = await self._invoker.errors(runnable) if runnable else {}
+                errors = await self._run(runnable)
             except asyncio.CancelledError:
                 self._unfinished(batch)
                 raise
             await self._settle_all(batch, errors, span)
+
+    async def _run(self, runnable: list[Lease]) -> Mapping[str, BaseException]:
+        """The handler's errors; flow control hears of them first, so that a failure that opens the
+        breaker is settled as one (see :func:`while_breaker_open`), and the messages waiting go back."""
+        if not runnable:
+            return {}
+        started = self._clock()
+        errors = await self._invoker.errors(runnable)
+        if await self._flow.observe(started, [errors.get(lease.message_id) for lease in runnable]):
+            await self.release_waiting()  # the breaker opened
+        return errors
 
     def _unfinished(self, batch: Batch) -> None:
         """The worker was cancelled (shutdown): a message whose handler stopped is released at once;
@@ -216,7 +243,9 @@ class Dispatcher:
             return None
         lease = batch.leases[position]
         before = batch.admission.decided[position]
-        return before or decided_from(errors.get(lease.message_id), lease.receive_count, self._policy)
+        outcome = before or decided_from(errors.get(lease.message_id), lease.receive_count, self._policy)
+        floor = self._flow.retry_floor
+        return outcome if floor is None or before else while_breaker_open(outcome, floor)
 
     async def _settle(self, lease: Lease, outcome: Outcome) -> int | None:
         """Act on one message's outcome; returns the seconds until it is visible again when it goes
@@ -263,11 +292,6 @@ class Dispatcher:
             receive_count=lease.receive_count,
         )
         return None
-
-
-OUTCOME_NAMES: dict[type, str] = {
-    Ack: "ack", RetryAfter: "retry", DeadLetter: "dead_letter", Duplicate: "duplicate", Defer: "defer",
-}  # fmt: skip
 
 
 def _carried(lease: Lease) -> Carried:

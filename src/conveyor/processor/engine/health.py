@@ -2,7 +2,8 @@
 
 A received batch whose idempotency claims the store cannot answer keeps readiness off too, counted on
 its own (``claim_failures_in_row``): the queue answers, the store does not, and an operator must be
-able to tell which."""
+able to tell which. So does an open breaker (``breaker``): the handlers' downstream is failing, the
+process is alive and waits for it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ class Health:
         self.last_success: float | None = None
         self.failures_in_row = 0
         self.claim_failures_in_row = 0
+        self.breaker_state = "closed"
+
+    def breaker(self, state: str) -> None:
+        """The breaker is ``closed``, ``open`` or ``half_open``: not ready unless closed (still live)."""
+        self.breaker_state = state
 
     def poll_succeeded(self) -> None:
         self.last_success = self._clock()
@@ -39,7 +45,7 @@ class Health:
 
     @property
     def ready(self) -> bool:
-        failing = self.failures_in_row or self.claim_failures_in_row
+        failing = self.failures_in_row or self.claim_failures_in_row or self.breaker_state != "closed"
         return self.last_success is not None and not failing and not self._stopping.is_set()
 
     def describe(self) -> dict[str, object]:
@@ -49,5 +55,6 @@ class Health:
             "seconds_since_last_poll": since,
             "poll_failures_in_row": self.failures_in_row,
             "claim_failures_in_row": self.claim_failures_in_row,
+            "breaker": self.breaker_state,
             "stopping": self._stopping.is_set(),
         }

@@ -7,11 +7,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import structlog
 
 from conveyor.idempotency import Claim
-from conveyor.message import PermanentError, Retry, is_delay
+from conveyor.message import PermanentError, Retry, Throttle, is_delay
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.engine.backoff import retry_delay
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
@@ -73,6 +74,13 @@ class Defer:
 
 
 type Outcome = Ack | RetryAfter | DeadLetter | Duplicate | Defer
+OUTCOME_NAMES: dict[type, str] = {
+    Ack: "ack",
+    RetryAfter: "retry",
+    DeadLetter: "dead_letter",
+    Duplicate: "duplicate",
+    Defer: "defer",
+}  # fmt: skip  (as the traces name them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +212,31 @@ def decided_from(error: BaseException | None, receive_count: int, policy: RetryP
     """A message's outcome from what the handler reported; None for one it says it did not run
     (:class:`~conveyor.message.NotRun`): it is released like one behind a deferred message."""
     return None if isinstance(error, NotRun) else decide(error, receive_count, policy)
+
+
+# --- what a handler's result says about the downstream (flow control) ---------------------------------
+type Verdict = Literal["success", "throttle", "failure", "neutral"]
+
+
+def verdict(error: BaseException | None) -> Verdict:
+    """A call's result for flow control: ``throttle`` (the downstream is saturated), ``failure`` (what
+    the breaker counts: any error that would be retried, ``Retry`` included), ``neutral`` (the handler
+    judged the message, not the downstream: a rejection or a message not run), ``success``."""
+    if error is None:
+        return "success"
+    if isinstance(error, Throttle):
+        return "throttle"
+    if isinstance(error, PermanentError | NotRun):
+        return "neutral"
+    return "failure"
+
+
+def while_breaker_open(outcome: Outcome | None, retry_seconds: int) -> Outcome | None:
+    """A message that failed while the breaker is open comes back no sooner than ``retry_seconds``: the
+    probes must not spend the same messages' receives one after another during an outage."""
+    if isinstance(outcome, RetryAfter) and not outcome.parked and not isinstance(outcome.error, Throttle):
+        return RetryAfter(max(outcome.seconds, retry_seconds), outcome.error)
+    return outcome
 
 
 def released_behind(outcome: Outcome | None, *, group_stopped: bool) -> bool:

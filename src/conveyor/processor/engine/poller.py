@@ -20,6 +20,7 @@ import structlog
 from conveyor.idempotency import Claim, StoreUnavailableError
 from conveyor.processor.engine.backoff import poll_backoff
 from conveyor.processor.engine.buffer import Buffer
+from conveyor.processor.engine.flow.gate import Flow
 from conveyor.processor.engine.health import Health
 from conveyor.processor.engine.lease import Lease
 from conveyor.processor.engine.settle import Settlement
@@ -52,8 +53,10 @@ class Poller:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        flow: Flow,
         admit: Callable[[list[Lease]], Awaitable[None]] | None = None,
     ) -> None:
+        self._flow = flow  # rate limit, throttle pause, breaker: asked before each receive
         self._admit = admit  # with an idempotency store: claim a batch's keys before it is handled
         self._client = client
         self._queue_url = queue_url
@@ -107,7 +110,10 @@ class Poller:
             await self._settlement.reserve(want)
             self._kept = 0
             try:
-                await self._poll_once(want)
+                granted = await self._flow.before_receive(want)
+                if granted:
+                    await self._poll_once(granted)
+                    await self._flow.after_receive(granted, self._kept)
             finally:  # (even cancelled: the messages held keep their slots until released)
                 await self._settlement.give_back(want - self._kept)
 

@@ -28,6 +28,12 @@ class Slots:
             await self._changed.wait_for(lambda: self.free >= n)
             self._used += n
 
+    async def resize(self, capacity: int) -> None:
+        """Hold at most ``capacity`` from now on (what is held above it stays until given back)."""
+        async with self._changed:
+            self.capacity = max(1, capacity)
+            self._changed.notify_all()
+
     async def give_back(self, n: int = 1) -> None:
         if n <= 0:
             return
