@@ -163,20 +163,24 @@ class Consumer:
     samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
     dead_letters: list[tuple[float, int]] = field(default_factory=list)  # (epoch, messages on the DLQ)
     down_until: float = 0.0  # the outage's end for this variant's handler (epoch seconds)
+    last_each: list[dict[str, float]] = field(default_factory=list)  # the last /metrics of each process
 
     def sample(self) -> None:
         self.dead_letters.append((time.time(), self.queue.dead_lettered()))
         if self.variant.naive:
             return
         merged: dict[str, float] = {}
+        each = []
         for running in self.services:
             try:
                 samples = running.metrics()
             except OSError:  # a slow answer under load: the next poll will do
                 return
+            each.append(samples)
             for key, value in samples.items():
                 merged[key] = merged.get(key, 0.0) + value
         self.samples.append((time.time(), merged))
+        self.last_each = each
 
     def check_settled(self) -> bool:
         if self.settled_at is None and self.queue.counts() == 0:
@@ -275,14 +279,14 @@ FLOW_COUNTERS = ("breaker_transitions", "throttled", "rate_limit", "retried", "d
 
 
 def flow_counters(consumer: Consumer) -> str:
-    """The processor's own flow-control counters at the end of the run (summed over its processes)."""
-    if not consumer.samples:
+    """The processor's own flow-control metrics at the end of the run (one value per process, a/b)."""
+    if not consumer.last_each:
         return "no /metrics sample"
-    last = consumer.samples[-1][1]
     prefix = "conveyor_processor_"
+    keys = sorted({key for samples in consumer.last_each for key in samples})
     found = [
-        f"{key.removeprefix(prefix)}={value:g}"
-        for key, value in sorted(last.items())
+        f"{key.removeprefix(prefix)}={'/'.join(f'{samples.get(key, 0.0):g}' for samples in consumer.last_each)}"
+        for key in keys
         if key.startswith(prefix) and any(word in key for word in FLOW_COUNTERS)
     ]
     return " ".join(found) or "no flow-control counters"
@@ -326,6 +330,7 @@ def outage(endpoint: str, directory: Path, quick: bool) -> tuple[list[Row], list
             "left_on_queue": consumer.queue.counts(),
             "calls_in_outage": len(during),
             "received_in_outage": None if received is None else round(received),
+            "handled_10s_after_heal": sum(1 for at in ok.values() if at <= down_until + 10),
             "all_handled_after_heal_s": None if everything is None else round(everything, 1),
             "last_success_after_heal_s": round(max(ok.values()) - down_until, 1) if ok else None,
             "settled_after_heal_s": None if consumer.settled_at is None else round(consumer.settled_at - down_until, 1),
@@ -358,20 +363,31 @@ def outage_targets(rows: list[Row]) -> list[str]:
 def per_second(starts: Sequence[float], trim: float = 2.0) -> dict[str, Any]:
     """Starts per 1-s bucket over [first + trim, last - trim]; over the whole span if that is too short."""
     if len(starts) < 2:
-        return {"mean": None, "min": None, "max": None, "buckets": 0, "span_s": 0.0}
+        return {"mean": None, "min": None, "max": None, "buckets": 0, "max_any_1s": None, "span_s": 0.0}
     ordered = sorted(starts)
     begin, end = ordered[0] + trim, ordered[-1] - trim
     buckets = int(end - begin)
     if buckets < 1:
         span = ordered[-1] - ordered[0]
         rate = round(len(ordered) / span, 1) if span > 0 else None
-        return {"mean": rate, "min": None, "max": None, "buckets": 0, "span_s": round(span, 1)}
+        return {"mean": rate, "min": None, "max": None, "buckets": 0, "max_any_1s": None, "span_s": round(span, 1)}
     counts = Counter(int(t - begin) for t in ordered if begin <= t < begin + buckets)
     values = [counts.get(k, 0) for k in range(buckets)]
+    inside = [t for t in ordered if begin <= t < begin + buckets]
     return {
         "mean": round(sum(values) / buckets, 1), "min": min(values), "max": max(values), "buckets": buckets,
-        "span_s": round(ordered[-1] - ordered[0], 1),
+        "max_any_1s": busiest_second(inside), "span_s": round(ordered[-1] - ordered[0], 1),
     }  # fmt: skip
+
+
+def busiest_second(ordered: Sequence[float]) -> int:
+    """The most starts in any 1-s window (not only the buckets' own): what a limit per second must bound."""
+    most, low = 0, 0
+    for high, at in enumerate(ordered):
+        while at - ordered[low] >= 1.0:
+            low += 1
+        most = max(most, high - low + 1)
+    return most
 
 
 @contextmanager
