@@ -28,7 +28,9 @@ of successes), calls, throttled calls, dead-lettered, wall time to drain. (a) ag
 ``after=0.1``. The (a) rows run alone, one after the other; (b) and (c) together.
 
 ``--quick`` shortens each (fewer messages, a 20 s outage). Tables go to stdout as each scenario
-ends, then one JSON line with everything (or to ``--json FILE``).
+ends, then one JSON line with everything (or to ``--json FILE``). ``--keep DIR`` keeps each run's
+handler calls (``DIR/<queue>.calls``: ``event seq started ended pid``); ``--src`` runs another
+checkout's conveyor package.
 """
 
 from __future__ import annotations
@@ -322,6 +324,7 @@ def outage(endpoint: str, directory: Path, quick: bool) -> tuple[list[Row], list
         everything = sorted(ok.values())[-1] - down_until if len(ok) >= messages else None
         rows.append({
             "variant": consumer.variant.name,
+            "queue": consumer.queue.name,
             "messages": messages,
             "outage_s": round(down_until - min((c.started for c in calls), default=down_until), 1),
             "dead_lettered": consumer.queue.dead_lettered(),
@@ -418,7 +421,8 @@ def rate_run(
         watch([consumer], time.time() + budget, lambda c: len(handled(c.queue.calls())) >= messages)
     calls = consumer.queue.calls()
     starts = [c.started for c in calls]
-    row: Row = {"variant": variant.name, "setup": label, "messages": messages, "started": len(calls)}
+    row: Row = {"variant": variant.name, "queue": consumer.queue.name, "setup": label, "messages": messages}
+    row["started"] = len(calls)
     row |= {f"per_s_{k}": v for k, v in per_second(starts).items()}
     pids = sorted({c.pid for c in calls})
     if len(pids) > 1:
@@ -472,6 +476,7 @@ def throttle_row(consumer: Consumer, after: str) -> tuple[Row, list[str]]:
     wall = None if consumer.settled_at is None else round(consumer.settled_at - consumer.ready_at, 1)
     row: Row = {
         "variant": consumer.variant.name,
+        "queue": consumer.queue.name,
         "after_s": after,
         "messages": consumer.messages,
         "goodput_per_s": goodput(calls),
@@ -568,6 +573,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer messages, a shorter outage (under 4 minutes)")
     parser.add_argument("--json", type=Path, help="write the summary here instead of stdout's last line")
     parser.add_argument("--gateway-server", default="twisted", choices=["twisted", "hypercorn"])
+    parser.add_argument(
+        "--keep", type=Path, help="write the handlers' call files here (kept) instead of a temporary folder"
+    )
     parser.add_argument("--src", type=Path, default=REPO / "src", help="the directory of the conveyor package to run")
     args = parser.parse_args(argv)
     SOURCE["src"] = args.src.resolve()
@@ -575,10 +583,13 @@ def main(argv: list[str] | None = None) -> None:
     began = time.monotonic()
     with localstack(args.gateway_server) as stack, tempfile.TemporaryDirectory(prefix="conveyor-flow-") as tmp:
         print(f"# LocalStack ready in {time.monotonic() - began:.1f} s", flush=True)
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+        calls_dir = args.keep.resolve() if args.keep else Path(tmp)
         for name in args.only:
             run, targets = SCENARIOS[name]
             started = time.monotonic()
-            rows, notes = run(stack.endpoint, Path(tmp), args.quick)
+            rows, notes = run(stack.endpoint, calls_dir, args.quick)
             verdicts = targets(rows)
             print(f"\n## {name} ({time.monotonic() - started:.0f} s)\n{table(rows)}", flush=True)
             for line in [*notes, *verdicts]:
