@@ -366,20 +366,34 @@ def outage_targets(rows: list[Row]) -> list[str]:
 def per_second(starts: Sequence[float], trim: float = 2.0) -> dict[str, Any]:
     """Starts per 1-s bucket over [first + trim, last - trim]; over the whole span if that is too short."""
     if len(starts) < 2:
-        return {"mean": None, "min": None, "max": None, "buckets": 0, "max_any_1s": None, "span_s": 0.0}
+        return {
+            "mean": None,
+            "min": None,
+            "max": None,
+            "buckets": 0,
+            "max_any_1s": None,
+            "span_s": 0.0,
+            "in_18_21": None,
+        }
     ordered = sorted(starts)
     begin, end = ordered[0] + trim, ordered[-1] - trim
     buckets = int(end - begin)
     if buckets < 1:
         span = ordered[-1] - ordered[0]
         rate = round(len(ordered) / span, 1) if span > 0 else None
-        return {"mean": rate, "min": None, "max": None, "buckets": 0, "max_any_1s": None, "span_s": round(span, 1)}
+        return {
+            "mean": rate, "min": None, "max": None, "buckets": 0, "max_any_1s": None, "span_s": round(span, 1),
+            "in_18_21": None,
+        }  # fmt: skip
     counts = Counter(int(t - begin) for t in ordered if begin <= t < begin + buckets)
     values = [counts.get(k, 0) for k in range(buckets)]
     inside = [t for t in ordered if begin <= t < begin + buckets]
     return {
         "mean": round(sum(values) / buckets, 1), "min": min(values), "max": max(values), "buckets": buckets,
         "max_any_1s": busiest_second(inside), "span_s": round(ordered[-1] - ordered[0], 1),
+        # the share of buckets within the target (one batch of 10 landing either side of a bucket's edge
+        # makes a 10 and a 30 of two steady 20s)
+        "in_18_21": f"{sum(1 for v in values if 18 <= v <= 21)}/{buckets}",
     }  # fmt: skip
 
 
