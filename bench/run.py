@@ -30,6 +30,7 @@ from bench.results import RESULTS, Row, Run, append
 from bench.scenarios import (
     dedupe,
     fifo,
+    flow,
     idempotency_store,
     latency,
     processes,
@@ -53,6 +54,7 @@ STANDALONE: dict[str, Callable[[list[str]], object]] = {
     "idempotency_store": idempotency_store.main,
     "writer_idempotency": writer_idempotency.main,
     "writer_cpu": writer_cpu.main,
+    "flow": flow.main,
 }
 
 
