@@ -112,12 +112,12 @@ class Poller:
             try:
                 granted = await self._flow.before_receive(want)
                 if granted:
-                    await self._poll_once(granted)
+                    await self._poll_once(granted, paced_from=self._clock())
                     await self._flow.after_receive(granted, self._kept)
             finally:  # (even cancelled: the messages held keep their slots until released)
                 await self._settlement.give_back(want - self._kept)
 
-    async def _poll_once(self, want: int) -> None:
+    async def _poll_once(self, want: int, paced_from: float) -> None:
         if self._stopping.is_set():  # slots freed by the shutdown's releases: not for a new receive
             return
         started = self._clock()
@@ -136,10 +136,13 @@ class Poller:
         self._kept = len(leases)
         for lease in leases:
             self._settlement.received(lease)  # held (and extended by the heartbeat) from now on
+        handed: list[Lease] = []
         try:
             if leases and self._admit is not None:
                 self._admitting = True
                 await self._claim(leases)
+            self._admitting = False
+            await self._hand_on(leases, paced_from, handed)
         finally:
             # Even when the stop cancelled the wait: received and not started, they are released at
             # visibility 0 from the buffer like the others (unclaimed: handled as in progress
@@ -147,8 +150,19 @@ class Poller:
             self._admitting = False
             if self._admit is not None:
                 _unadmitted(leases)
-            for lease in leases:
+            for lease in leases[len(handed) :]:
                 self._buffer.put(lease)
+
+    async def _hand_on(self, leases: list[Lease], paced_from: float, handed: list[Lease]) -> None:
+        """Into the buffer, with a rate limit one token's time apart (see :attr:`Flow.spacing`);
+        ``handed`` says how far it got (a stop may cancel the wait)."""
+        if self._admit is not None:
+            _unadmitted(leases)  # before any runs: none without its claim
+        for lease in leases:
+            if (due := paced_from + len(handed) * self._flow.spacing - self._clock()) > 0:
+                await self._pause(due)
+            self._buffer.put(lease)
+            handed.append(lease)
 
     async def _claim(self, leases: list[Lease]) -> None:
         """Claim the batch's keys. While the store cannot answer, the messages stay held (the

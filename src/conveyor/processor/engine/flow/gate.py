@@ -101,11 +101,20 @@ class Flow:
         if self.breaker is not None:
             self._transition(self.breaker.unused(granted - got, self._clock()))
 
+    @property
+    def spacing(self) -> float:
+        """Seconds between the starts of a receive's messages (0: no rate limit): see :meth:`_tokens`."""
+        return 1 / self._bucket.rate if self._bucket is not None else 0.0
+
     async def _tokens(self, n: int) -> int:
+        """Reserve ``n`` tokens and wait until the first is due: the receive goes then, and the poller
+        hands its messages on one :attr:`spacing` apart (the last when the last token is due), so that
+        starts are spread over the second instead of coming ten at once. A received message waits at
+        most ``(n - 1) / rate``, under a second: a small fraction of any visibility timeout."""
         if self._bucket is None:
             return n
         n = min(n, self._bucket.burst)
-        wait = await self._bucket.reserve(n)
+        wait = max(0.0, await self._bucket.reserve(n) - (n - 1) * self.spacing)
         if wait > 0:
             self._metrics.rate_limit_wait.inc(wait)
             await self._wait(wait, changes=False)
