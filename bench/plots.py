@@ -179,3 +179,32 @@ def plot_history(axes: Axes, points: list[tuple[int, Row]], name: str, system: s
 def run_label(run: Sequence[Row]) -> str:
     first = run[0]
     return f"{first['commit'][:7]}{'+' if first['dirty'] else ''}\n{first['date'][5:10]}"
+
+
+WINDOW_COLOURS = ("#0a3069", "#1f6feb", "#54aeff", "#b6e3ff")  # darker: a shorter window
+
+
+def cost_curve(rows: Sequence[Row], path: Path) -> Path:
+    """Requests per message (writer + processor) and POST -> handler start p99 against the steady
+    rate, one line per CONVEYOR_BATCH_WINDOW_MS and one for the naive pair."""
+    figure, (cost, late) = plt.subplots(1, 2, figsize=(9, 3.4))
+    windows = sorted({row["params"]["window_ms"] for row in rows if row["system"] == CONVEYOR})
+    lines: list[tuple[dict[str, Any], list[Row]]] = [
+        ({"color": WINDOW_COLOURS[i % len(WINDOW_COLOURS)], "marker": "o", "label": f"Conveyor, window {w:g} ms"},
+         [r for r in rows if r["system"] == CONVEYOR and r["params"]["window_ms"] == w])
+        for i, w in enumerate(windows)
+    ]  # fmt: skip
+    lines.append((STYLE[NAIVE], [r for r in rows if r["system"] == NAIVE]))
+    for style, unsorted in lines:
+        points = sorted(unsorted, key=lambda r: r["params"]["rate_per_s"])
+        rates = [r["params"]["rate_per_s"] for r in points]
+        total = [value(r, "writer_sqs_requests_per_message") + value(r, "processor_sqs_requests_per_message")
+                 for r in points]  # fmt: skip
+        cost.plot(rates, total, **style)
+        late.plot(rates, [value(r, "p99_ms") for r in points], **style)
+    cost.set(title="SQS requests per message (writer + processor)", xlabel="steady msg/s (log)", xscale="log",
+             ylabel="requests / message", ylim=(0, None))  # fmt: skip
+    late.set(title="POST -> handler start, p99", xlabel="steady msg/s (log)", xscale="log", ylabel="ms",
+             yscale="log")  # fmt: skip
+    figure.legend(*cost.get_legend_handles_labels(), loc="lower center", ncols=3)
+    return save(figure, path, legend_below=0.16)

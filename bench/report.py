@@ -164,6 +164,34 @@ def latency_section(run: list[Row], out: Path) -> str:
     ])  # fmt: skip
 
 
+def cost_section(rows: list[Row], out: Path) -> str:
+    """The cost curve of the last run that measured it (``bench.run --only cost``, or a full run)."""
+    measured = [run for run in runs(rows).values() if any(row["bench"] == "cost" for row in run)]
+    if not measured:
+        return "## Cost at every rate\n\nNo cost curve recorded (`python -m bench.run --only cost`)."
+    cost = [row for row in measured[-1] if row["bench"] == "cost"]
+    plots.cost_curve(cost, out / "cost.svg")
+    listing = [
+        (row["system"], row["params"]["rate_per_s"], row["params"]["window_ms"] if row["system"] == CONVEYOR else "-",
+         *(row["figures"].get(k) for k in COST_FIGURES))
+        for row in sorted(cost, key=lambda r: (r["params"]["rate_per_s"], r["system"] != CONVEYOR))
+    ]  # fmt: skip
+    return "\n\n".join([
+        "## Cost at every rate: `CONVEYOR_BATCH_WINDOW_MS`",
+        f"Run `{cost[0]['run']}`, commit `{cost[0]['commit'][:10]}`, {cost[0]['cpu']}. Steady posts through both "
+        "services; SQS requests per accepted message and POST -> handler start ([Cost](../cost.md)).",
+        "![requests per message and p99 against the rate, per window](cost.svg)",
+        table(["system", "msg/s", "window ms", "posted/s", "writer req/msg", "processor req/msg", "receives/msg",
+               "deletes/msg", "processor CPU ms/msg", "p50 ms", "p99 ms", "lost"], listing),
+    ])  # fmt: skip
+
+
+COST_FIGURES = (
+    "posted_per_s", "writer_sqs_requests_per_message", "processor_sqs_requests_per_message", "receives_per_message",
+    "deletes_per_message", "processor_cpu_ms_per_message", "p50_ms", "p99_ms", "lost",
+)  # fmt: skip
+
+
 def history_section(rows: list[Row], out: Path) -> str:
     grouped = runs(rows)
     plots.history(grouped, out / "history.svg")
@@ -274,7 +302,7 @@ def render(
     if run:
         parts += [
             header(run), gate_section(run), processor_section(run, out), writer_section(run, out),
-            requests_section(run, out), latency_section(run, out), history_section(rows, out),
+            requests_section(run, out), latency_section(run, out), cost_section(rows, out), history_section(rows, out),
         ]  # fmt: skip
     else:
         parts.append("No benchmark run recorded: run `make bench-quick` (or `make bench`), then `make report`.")

@@ -4,7 +4,8 @@
                                   [--results bench/results.jsonl] [--gateway-server twisted]
 
 Every scenario under bench/scenarios/ is reachable from here. The comparative ones (processor,
-writer, latency, fifo, dedupe: the default) share one LocalStack and append rows to the results.
+writer, latency, fifo, dedupe, cost: the default; the quick profile leaves the cost curve out) share
+one LocalStack and append rows to the results.
 The others (processes, idempotency_store, writer_idempotency, writer_cpu) each start what they need
 and print their own table; ``--only NAME`` runs one with its defaults, and ``python -m
 bench.scenarios.NAME --help`` shows its options.
@@ -28,6 +29,7 @@ from typing import Any
 from bench.profiles import FULL, QUICK
 from bench.results import RESULTS, Row, Run, append
 from bench.scenarios import (
+    cost,
     dedupe,
     fifo,
     flow,
@@ -47,6 +49,7 @@ BENCHES = {
     "latency": latency.measure,
     "fifo": fifo.measure,
     "dedupe": dedupe.measure,
+    "cost": cost.measure,
 }
 # Scenarios with their own set-up and table (their defaults; each module's --help gives the options).
 STANDALONE: dict[str, Callable[[list[str]], object]] = {

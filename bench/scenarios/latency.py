@@ -30,15 +30,16 @@ SETTLE_SECONDS = 0.5  # longer than the processor's delete linger (20 ms) and a 
 
 
 @contextmanager
-def pipeline(system: str, endpoint: str, record: Path) -> Iterator[tuple[Service, Service]]:
-    """Writer and processor of ``system`` on a fresh queue; yields (writer, processor)."""
+def pipeline(system: str, endpoint: str, record: Path, **extra: str) -> Iterator[tuple[Service, Service]]:
+    """Writer and processor of ``system`` on a fresh queue (``extra``: more environment for both);
+    yields (writer, processor)."""
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     url = create_queues(endpoint, queue)
     writer_port, processor_port = free_port(), free_port()
     env = service_env(
         endpoint, CONVEYOR_QUEUE_NAME=queue, CONVEYOR_QUEUE_URL=url, CONVEYOR_WRITER_PORT=str(writer_port),
         CONVEYOR_PROCESSOR_PORT=str(processor_port), CONVEYOR_CONCURRENCY=str(CONCURRENCY),
-        CONVEYOR_BENCH_LATENCY_FILE=str(record),
+        CONVEYOR_BENCH_LATENCY_FILE=str(record), **extra,
     )  # fmt: skip
     uvicorn = ("--host", "127.0.0.1", "--port", str(writer_port), "--log-level", "warning", "--no-access-log")
     if system == CONVEYOR:

@@ -17,6 +17,9 @@ from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 MIN_SECRET_CHARS = 16
+# A heartbeat extends a message when half its visibility (5 s at least) is left: an extension that
+# waits for company must still reach SQS well inside that.
+MAX_BATCH_WINDOW_MS = 1000
 
 
 def _long_enough(secret: SecretStr) -> SecretStr:
@@ -104,7 +107,20 @@ class AppSettings(BaseSettings):
     validates each body against its type's model, the processor routes by type (not with `CONVEYOR_HANDLER`)"""
 
 
-class WriterSettings(SqsSettings, IdempotencySettings, AppSettings):
+class BatchWindowSettings(BaseSettings):
+    """The trade of latency for SQS cost, read by both services (see docs/cost.md)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CONVEYOR_", extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
+
+    batch_window_ms: Annotated[float, Field(ge=0, le=MAX_BATCH_WINDOW_MS)] = 0.0
+    """the longest a message may wait to share an SQS request with others: the writer holds it for a SendMessageBatch
+    (sent at ten or at the bytes limit), the processor spaces a sparse queue's receives and lingers its deletes and
+    visibility changes that long (instead of `CONVEYOR_DELETE_LINGER_MS`); 0: latency first ([Cost](cost.md))"""
+
+
+class WriterSettings(SqsSettings, IdempotencySettings, AppSettings, BatchWindowSettings):
     """queue-writer: the HTTP API that puts messages on the queue."""
 
     sqs_read_timeout_seconds: Annotated[float, Field(gt=0, le=120)] | None = 5.0
@@ -132,8 +148,19 @@ class WriterSettings(SqsSettings, IdempotencySettings, AppSettings):
     retry_after_seconds: Annotated[int, Field(ge=1, le=3600)] = 2
     """`Retry-After` on 503"""
 
+    @property
+    def send_eagerly(self) -> bool:
+        """Without a batch window a message alone waits for nothing, and under load calls fill while
+        others fly (the batcher's eager mode); with one, it waits for ten at most the window."""
+        return not self.batch_window_ms
 
-class ProcessorSettings(SqsSettings, IdempotencySettings, AppSettings):
+    @property
+    def send_linger_seconds(self) -> float:
+        """The batcher's linger: the window, or without one the eager mode's shortest stall guard."""
+        return (self.batch_window_ms or self.batch_linger_ms) / 1000
+
+
+class ProcessorSettings(SqsSettings, IdempotencySettings, AppSettings, BatchWindowSettings):
     """queue-processor: the consumer that runs the handler on every message."""
 
     handler: str = "conveyor.handlers:demo"
@@ -154,7 +181,8 @@ class ProcessorSettings(SqsSettings, IdempotencySettings, AppSettings):
     retry_max_seconds: Annotated[float, Field(ge=0, le=MAX_VISIBILITY_SECONDS)] = 300.0
     """the backoff's cap"""
     delete_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 20.0
-    """longest wait before a DeleteMessageBatch / ChangeMessageVisibilityBatch"""
+    """longest wait before a DeleteMessageBatch / ChangeMessageVisibilityBatch (with `CONVEYOR_BATCH_WINDOW_MS` set,
+    the window instead)"""
     # With the 1 s poll drain and the final flush, a stop ends within about grace + 5 s: inside the
     # 30 s that Kubernetes (terminationGracePeriodSeconds) and ECS (stopTimeout) give by default.
     shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 20.0

@@ -115,12 +115,12 @@ PROCESSOR_LAYERS = (
     ("process",),
     ("runner",),
 )
-# The engine's parts, bottom up: a received message and the counters; what is decided (outcome), kept in
-# order (buffer) or keyed (claim keys); the SQS calls (acker, dead-letter copy), the handler's call, the
-# claims, a batch; the one settlement of every message; the receive loop and the workers. The package's
-# own module (the Engine, which puts them together) is on top.
+# The engine's parts, bottom up: a received message, the counters and the receives' spacing; what is
+# decided (outcome), kept in order (buffer) or keyed (claim keys); the SQS calls (acker, dead-letter
+# copy), the handler's call, the claims, a batch; the one settlement of every message; the receive loop
+# and the workers. The package's own module (the Engine, which puts them together) is on top.
 ENGINE_LAYERS = (
-    ("lease", "slots", "backoff", "health", "claim_memory"),
+    ("lease", "slots", "backoff", "health", "claim_memory", "pacing"),
     ("outcome", "buffer", "claim_keys", "canary_reply"),
     ("acker", "heartbeat", "invoke", "dead_letter", "batch", "dedupe", "flow"),
     ("settle",),

@@ -69,7 +69,7 @@ class EngineConfig:
     visibility_timeout: float
     retry_base_seconds: float
     retry_max_seconds: float
-    delete_linger: float
+    delete_linger: float  # deletes and visibility changes: the batch window when one is set
     shutdown_grace: float
     poll_error_backoff_max: float
     max_receive_count: int | None = None  # from the queue's redrive policy
@@ -78,6 +78,7 @@ class EngineConfig:
     poll_drain_seconds: float = 1.0  # on shutdown, how long a receive under way may take to answer
     entry_retries: int = 2  # resends of batch entries SQS failed for a retryable reason
     flow: FlowConfig = FlowConfig()  # rate limit, adaptive concurrency, breaker: off unless set
+    batch_window: float = 0.0  # a sparse queue's receives this far apart (0: each as soon as slots are free)
 
     @property
     def capacity(self) -> int:
@@ -106,11 +107,12 @@ class EngineConfig:
             visibility_timeout=settings.visibility_timeout_seconds,
             retry_base_seconds=settings.retry_base_seconds,
             retry_max_seconds=settings.retry_max_seconds,
-            delete_linger=settings.delete_linger_ms / 1000,
+            delete_linger=(settings.batch_window_ms or settings.delete_linger_ms) / 1000,
             shutdown_grace=settings.shutdown_grace_seconds,
             poll_error_backoff_max=settings.poll_error_backoff_max_seconds,
             max_receive_count=queue.max_receive_count,
             fifo=queue.is_fifo,
             dlq_max_message_bytes=dlq.max_message_bytes if dlq else MAX_MESSAGE_BYTES,
             flow=FlowConfig.build(settings, queue.name),
+            batch_window=settings.batch_window_ms / 1000,
         )

@@ -32,6 +32,7 @@ from conveyor.processor.engine.flow.rate import Bucket, LocalBucket
 from conveyor.processor.engine.health import Health
 from conveyor.processor.engine.heartbeat import Heartbeat
 from conveyor.processor.engine.lease import InFlight, Lease
+from conveyor.processor.engine.pacing import ReceivePacing
 from conveyor.processor.engine.poller import Poller
 from conveyor.processor.engine.settle import Settlement
 from conveyor.processor.engine.slots import Slots
@@ -78,6 +79,7 @@ class Engine:
         self.slots = Slots(config.capacity)
         self.buffer: Buffer = ByGroup() if config.fifo else AnyOrder()
         self.fatal: SqsError | None = None
+        self.pacing = ReceivePacing(config.batch_window, long_polls=config.wait_time_seconds > 0, clock=clock)
         rate = config.flow.rate_per_second
         self.flow = Flow(
             config.flow, config.concurrency, metrics=self.metrics, health=self.health, stopping=self.stopping,
@@ -156,5 +158,5 @@ class Engine:
             visibility_timeout=self.config.visibility_timeout,
             error_backoff_max=self.config.poll_error_backoff_max, fifo=self.config.fifo, clock=self.clock,
             sleep=self._sleep, rand=self._rand, admit=self.dedupe.admit if self.dedupe else None,
-            flow=self.flow,
+            flow=self.flow, pacing=self.pacing,
         )  # fmt: skip

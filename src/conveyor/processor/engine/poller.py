@@ -3,7 +3,8 @@
 Each poller reserves slots before it asks SQS, so that all pollers together never hold more than
 the capacity (concurrency + prefetch). Waiting for a full batch of free slots keeps the cost near
 one ReceiveMessage per ten messages. Poll errors back off with jitter and keep going; errors that
-cannot heal (queue missing, access denied) stop the engine.
+cannot heal (queue missing, access denied) stop the engine. With a batch window, a sparse queue's
+receives are spaced out (:mod:`.pacing`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from conveyor.processor.engine.buffer import Buffer
 from conveyor.processor.engine.flow.gate import Flow
 from conveyor.processor.engine.health import Health
 from conveyor.processor.engine.lease import Lease
+from conveyor.processor.engine.pacing import ReceivePacing
 from conveyor.processor.engine.settle import Settlement
 from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.sqs.errors import Kind, SqsError, classify
@@ -54,9 +56,11 @@ class Poller:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         flow: Flow,
+        pacing: ReceivePacing,
         admit: Callable[[list[Lease]], Awaitable[None]] | None = None,
     ) -> None:
         self._flow = flow  # rate limit, throttle pause, breaker: asked before each receive
+        self._pacing = pacing  # shared by the pollers: the batch window's spacing of sparse receives
         self._admit = admit  # with an idempotency store: claim a batch's keys before it is handled
         self._client = client
         self._queue_url = queue_url
@@ -106,6 +110,10 @@ class Poller:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            if (delay := self._pacing.turn()) > 0:  # before the slots: none is held idle meanwhile
+                await self._pause(delay)
+                if self._stopping.is_set():
+                    return
             want = min(MAX_BATCH_ENTRIES, self._settlement.capacity)
             await self._settlement.reserve(want)
             self._kept = 0
@@ -133,6 +141,7 @@ class Poller:
             self._receiving = False
         self._health.poll_succeeded()
         leases = [Lease.from_sqs(raw, started, self._visibility) for raw in response.get("Messages", [])]
+        self._pacing.received(started, len(leases), want)
         self._kept = len(leases)
         for lease in leases:
             self._settlement.received(lease)  # held (and extended by the heartbeat) from now on

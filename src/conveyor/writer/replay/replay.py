@@ -69,7 +69,7 @@ def in_flight_lease_seconds(settings: WriterSettings) -> float:
     meanwhile is a 409). 83 s with the default settings."""
     read = settings.sqs_read_timeout_seconds or READ_TIMEOUT_SECONDS
     per_call = settings.sqs_max_attempts * (settings.sqs_connect_timeout_seconds + read)
-    hold = longest_hold(settings.batch_linger_ms / 1000, eager=True)  # the wait for company before the call
+    hold = longest_hold(settings.send_linger_seconds, eager=settings.send_eagerly)  # for company, before the call
     return (settings.send_retries + 1) * per_call + hold + BACKOFF_MARGIN_SECONDS
 
 

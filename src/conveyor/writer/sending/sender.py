@@ -54,10 +54,10 @@ class Sender:
         self._queue_name = ""
         self._batcher: Batcher[Outgoing, str] = Batcher(
             settle_each=self._send_each,  # SqsError outcomes become the submitter's exception
-            linger=settings.batch_linger_ms / 1000,
+            linger=settings.send_linger_seconds,
             size_of=lambda o: o.size,
             on_flush=metrics.observe_batch,
-            eager=True,  # alone, a message waits for nothing; under load, calls fill while others fly
+            eager=settings.send_eagerly,
         )
 
     async def __aenter__(self) -> Self:
