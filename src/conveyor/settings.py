@@ -17,9 +17,9 @@ from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 MIN_SECRET_CHARS = 16
-# A heartbeat extends a message when half its visibility (5 s at least) is left: an extension that
-# waits for company must still reach SQS well inside that.
+# A heartbeat extends a message with half its visibility (5 s at least) left: a lingering extension still makes it.
 MAX_BATCH_WINDOW_MS = 1000
+COMMON = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore", frozen=True, use_attribute_docstrings=True)
 
 
 def _long_enough(secret: SecretStr) -> SecretStr:
@@ -35,9 +35,7 @@ CanarySecret = Annotated[SecretStr, AfterValidator(_long_enough)]
 class SqsSettings(BaseSettings):
     """Where the queue is and how the SQS client behaves."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="CONVEYOR_", extra="ignore", frozen=True, use_attribute_docstrings=True
-    )
+    model_config = SettingsConfigDict(**COMMON)
 
     queue_name: Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_-]+(\.fifo)?$")] = (
         "conveyor-messages"
@@ -98,9 +96,7 @@ class IdempotencySettings(BaseSettings):
 class AppSettings(BaseSettings):
     """The user's message types (a ``conveyor.App``), loaded by both services."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="CONVEYOR_", extra="ignore", frozen=True, use_attribute_docstrings=True
-    )
+    model_config = SettingsConfigDict(**COMMON)
 
     app: Annotated[str, Field(min_length=1)] | None = None  # package.module:app, imported from the current folder
     """your `conveyor.App` of typed handlers, `package.module:app`, imported from the current folder: the writer
@@ -110,9 +106,7 @@ class AppSettings(BaseSettings):
 class BatchWindowSettings(BaseSettings):
     """The trade of latency for SQS cost, read by both services (see docs/cost.md)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="CONVEYOR_", extra="ignore", frozen=True, use_attribute_docstrings=True
-    )
+    model_config = SettingsConfigDict(**COMMON)
 
     batch_window_ms: Annotated[float, Field(ge=0, le=MAX_BATCH_WINDOW_MS)] = 0.0
     """the longest a message may wait to share an SQS request with others: the writer holds it for a SendMessageBatch
@@ -150,8 +144,7 @@ class WriterSettings(SqsSettings, IdempotencySettings, AppSettings, BatchWindowS
 
     @property
     def send_eagerly(self) -> bool:
-        """Without a batch window a message alone waits for nothing, and under load calls fill while
-        others fly (the batcher's eager mode); with one, it waits for ten at most the window."""
+        """No window: a lone message goes at once, under load calls fill while others fly (eager batching)."""
         return not self.batch_window_ms
 
     @property
@@ -181,8 +174,7 @@ class ProcessorSettings(SqsSettings, IdempotencySettings, AppSettings, BatchWind
     retry_max_seconds: Annotated[float, Field(ge=0, le=MAX_VISIBILITY_SECONDS)] = 300.0
     """the backoff's cap"""
     delete_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 20.0
-    """longest wait before a DeleteMessageBatch / ChangeMessageVisibilityBatch (with `CONVEYOR_BATCH_WINDOW_MS` set,
-    the window instead)"""
+    """longest wait before a DeleteMessageBatch / ChangeMessageVisibilityBatch (the batch window instead, if set)"""
     # With the 1 s poll drain and the final flush, a stop ends within about grace + 5 s: inside the
     # 30 s that Kubernetes (terminationGracePeriodSeconds) and ECS (stopTimeout) give by default.
     shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 20.0
