@@ -12,7 +12,8 @@ from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.e2e.services import Proc, Record, start_processor, stopped_at_the_end
+from conveyor.localstack import free_port
+from tests.e2e.services import Proc, Record, processor_env, start, start_processor, stopped_at_the_end
 from tests.e2e.test_processes import preload
 from tests.localstack_fixtures import count, make_queues, wait_for
 from tests.redis_fixtures import redis_server, redis_url
@@ -31,6 +32,14 @@ def readyz(proc: Proc) -> tuple[int, dict[str, Any]]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def readyz_or_none(proc: Proc) -> tuple[int, dict[str, Any]] | None:
+    """/readyz's answer, None while nothing listens yet."""
+    try:
+        return readyz(proc)
+    except OSError:
+        return None
 
 
 def metric(proc: Proc, name: str) -> float:
@@ -52,12 +61,16 @@ def test_a_downstream_outage_opens_the_breaker_and_dead_letters_nothing(
     down = tmp_path / "down"
     down.touch()
     record = Record(tmp_path / "record.sqlite")
-    processor = start_processor(
-        queues, tmp_path, record.path, "tests.handlers:down_while_marked", CONVEYOR_TEST_DOWN_FILE=str(down),
+    port = free_port()
+    env = processor_env(
+        queues, record.path, "tests.handlers:down_while_marked", CONVEYOR_TEST_DOWN_FILE=str(down),
         CONVEYOR_BREAKER_PAUSE_SECONDS="1", CONVEYOR_BREAKER_RETRY_SECONDS="4", CONVEYOR_CONCURRENCY="10",
-        CONVEYOR_WAIT_TIME_SECONDS="1",
+        CONVEYOR_WAIT_TIME_SECONDS="1", CONVEYOR_PROCESSOR_PORT=str(port),
     )  # fmt: skip
+    processor = start("queue-processor", env, port, tmp_path / "processor.log", wait_ready=False)
     with stopped_at_the_end(processor):
+        # (not "ready": on a slow machine the breaker may open before the first look at /readyz)
+        wait_for(lambda: readyz_or_none(processor) is not None, 30, "queue-processor answering /readyz")
         wait_for(lambda: readyz(processor)[1].get("breaker") != "closed", 20, "the breaker open")
         status, body = readyz(processor)
         assert status == 503  # not ready (live: /healthz still answers)

@@ -83,11 +83,11 @@ def test_a_probe_receive_that_brings_one_closes_when_that_one_succeeds() -> None
     assert breaker.record(False, 105.5, 105.6) is State.CLOSED
 
 
-def test_calls_begun_before_the_probes_say_nothing_of_the_downstream_now() -> None:
+def test_calls_begun_before_the_breaker_opened_say_nothing_of_the_downstream_now() -> None:
     breaker = opened(100.0)
     breaker.allow(10, 105.0)
     assert breaker.record(False, 99.0, 105.1) is None  # started while closed
-    assert breaker.record(True, 104.0, 105.1) is None  # started while open
+    assert breaker.record(True, 99.5, 105.1) is None
     assert breaker.state is State.HALF_OPEN
 
 
@@ -124,6 +124,28 @@ def test_probes_that_never_give_a_verdict_are_followed_by_new_ones_a_pause_later
     assert breaker.allow(10, 105.0) == 2  # say, two canaries: answered, never handled
     assert breaker.allow(10, 109.9) == 0
     assert breaker.allow(10, 110.0) == 2
-    assert breaker.record(False, 105.0, 110.1) is None  # a verdict of the old round: says nothing now
     assert breaker.record(False, 110.0, 110.2) is None
     assert breaker.record(False, 110.0, 110.3) is State.CLOSED
+
+
+def test_probes_slower_than_the_pause_still_close_it_when_they_succeed() -> None:
+    breaker = opened(100.0)
+    assert breaker.allow(10, 105.0) == 2
+    assert breaker.allow(10, 110.0) == 2  # a pause without a verdict: new probes go too
+    assert breaker.record(False, 105.0, 112.0) is None  # the first round's, late: they count
+    assert breaker.record(False, 105.0, 112.1) is State.CLOSED
+
+
+def test_a_late_probe_of_an_earlier_round_that_failed_opens_it_again() -> None:
+    breaker = opened(100.0)
+    breaker.allow(10, 105.0)
+    breaker.allow(10, 110.0)
+    assert breaker.record(True, 105.0, 112.0) is State.OPEN
+
+
+def test_a_probe_receive_sqs_did_not_answer_gives_its_grants_back_without_closing() -> None:
+    breaker = opened(100.0)
+    granted = breaker.allow(10, 105.0)
+    assert breaker.unused(granted, 105.1, answered=False) is None
+    assert breaker.state is State.HALF_OPEN
+    assert breaker.allow(10, 105.2) == granted  # the probes may go again

@@ -301,3 +301,59 @@ async def test_a_limit_no_load_reaches_does_not_grow_back() -> None:
             await until(lambda i=i: str(i) in handled, 5, "handled")  # type: ignore[misc]
             await asyncio.sleep(0.1)
         assert sample(engine, "conveyor_processor_concurrency_limit") == 10
+
+
+async def test_after_a_throttle_the_idle_workers_do_not_start_more_than_the_new_limit() -> None:
+    # idle workers hold no permit: the ones waiting for a message when the limit fell start none above it
+    fake = InMemorySqs()
+    fake.create(QUEUE)
+    fake.put(QUEUE, "throttle-me")
+    running_now = peak = 0
+    done: list[str] = []
+
+    async def handler(message: Message) -> None:
+        nonlocal running_now, peak
+        if message.body == "throttle-me":
+            if message.receive_count == 1:
+                raise Throttle(after=0)
+        else:
+            running_now += 1
+            peak = max(peak, running_now)
+            try:
+                await asyncio.sleep(0.2)  # the work
+            finally:
+                running_now -= 1
+        done.append(message.body)
+
+    async with running(fake, handler, concurrency=10, flow=FlowConfig(adaptive=True)) as engine:
+        await until(lambda: "throttle-me" in done, 5, "throttled, then handled")
+        limit = engine.flow.concurrency
+        assert limit < 10
+        for i in range(20):
+            fake.put(QUEUE, str(i))
+        await until(lambda: len(done) == 21, 20, "all handled")
+    assert peak <= limit
+
+
+async def test_under_a_rate_limit_what_waited_in_the_buffer_starts_one_token_apart() -> None:
+    fake = InMemorySqs()
+    fake.create(QUEUE)
+    for i in range(40):
+        fake.put(QUEUE, str(i))
+    busy = asyncio.Event()
+    starts: list[float] = []
+    rate = 20.0
+
+    async def handler(message: Message) -> None:
+        starts.append(asyncio.get_running_loop().time())
+        if len(starts) <= 2:
+            await busy.wait()  # the two workers are busy while the pollers fill the buffer
+
+    config = {"concurrency": 2, "prefetch": 20, "pollers": 2, "flow": FlowConfig(rate_per_second=rate)}
+    async with running(fake, handler, **config) as engine:  # type: ignore[arg-type]
+        await until(lambda: engine.buffer.qsize() >= 15, 10, "the buffer filled while the handlers were busy")
+        released = len(starts)
+        busy.set()
+        await until(lambda: len(starts) >= released + 15, 10, "the buffered ones started")
+    gaps = [b - a for a, b in zip(starts[released:], starts[released + 1 :], strict=False)]
+    assert min(gaps) >= 0.9 / rate, f"starts {min(gaps):.3f} s apart at {rate:g}/s"

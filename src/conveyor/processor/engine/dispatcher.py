@@ -128,29 +128,31 @@ class Dispatcher:
         await self._settlement.give_back(len(leases))
 
     async def _worker(self) -> None:
-        """Take buffered messages until cancelled (one at a time, or up to 10 for a batch handler);
-        once stopping, start none."""
+        """Take buffered messages until cancelled (one, or up to 10 for a batch handler); stopping: start none."""
         most = MAX_BATCH_ENTRIES if self._invoker.batch else 1
         while not self._invoker.cancelling:
-            await self._flow.permit()  # fewer run at once while the downstream pushes back
-            try:
-                await self._take_and_run(most)
-            finally:
-                await self._flow.give_back()
+            await self._take_and_run(most)
 
     async def _take_and_run(self, most: int) -> None:
         batch = self._batch(await self._buffer.take(most))
+        run = permitted = False
         try:
-            if self._stopping.is_set():
-                for lease in batch.taken:
-                    self._settlement.release(lease)
-            else:
+            await self._flow.permit()  # fewer run at once while the downstream pushes back
+            permitted = True
+            if run := await self._flow.may_start():
                 await self._process(batch)
         except Exception:
             log.exception("dispatch_failed")
             self._forget_held(batch)
         finally:
+            if not run:  # stopping, or the breaker opened since the receive: back to the queue, unstarted
+                wait = 0 if self._stopping.is_set() else self._flow.retry_floor or 0  # (out of the probes' way)
+                for lease in batch.taken:
+                    self._settlement.release(lease, wait)
+                    batch.stop(lease, wait)  # (FIFO: the group's later messages follow it, in order)
             await self._after(batch)
+            if permitted:
+                await self._flow.give_back()
 
     async def _after(self, batch: Batch) -> None:
         """Free the slots and, on a FIFO queue, the groups. The messages waiting behind a message
@@ -168,16 +170,14 @@ class Dispatcher:
         await self._settlement.give_back(len(batch.taken) + len(behind))
 
     def _forget_held(self, batch: Batch) -> None:
-        """After an error of ours: stop holding what has no outcome yet; it comes back when its
-        visibility ends (never deleted unprocessed, never lost)."""
+        """After an error of ours: stop holding what has no outcome yet; back when its visibility ends."""
         for lease in batch.taken:
             if lease.held_by_handler:
                 self._settlement.forget(lease)
                 batch.stop(lease, comes_back_in(lease.visible_until, self._clock()))
 
     async def _process(self, batch: Batch) -> None:
-        """Run the handler on the messages their idempotency claim admits, and settle each message,
-        noting in ``batch`` the FIFO groups it stops."""
+        """Run the handler on what the idempotency claims admit; settle each (noting FIFO groups stopped)."""
         for lease in batch.taken:
             self._settlement.start(lease)
         leases = await self._canary.take(batch.taken, self._settlement) if self._canary else batch.taken

@@ -80,6 +80,7 @@ class Poller:
         self._receiving = False  # a ReceiveMessage call is under way
         self._admitting = False  # a received batch waits for its idempotency claims
         self._kept = 0  # messages of the current receive held (their slots go with them)
+        self._answered = False  # SQS answered the current receive
         self._task: asyncio.Task[None] | None = None
 
     def start(self, group: asyncio.TaskGroup, on_fatal: Callable[[SqsError], None]) -> None:
@@ -120,8 +121,9 @@ class Poller:
             try:
                 granted = await self._flow.before_receive(want)
                 if granted:
+                    self._answered = False
                     await self._poll_once(granted, paced_from=self._clock())
-                    await self._flow.after_receive(granted, self._kept)
+                    await self._flow.after_receive(granted, self._kept, answered=self._answered)
             finally:  # (even cancelled: the messages held keep their slots until released)
                 await self._settlement.give_back(want - self._kept)
 
@@ -140,6 +142,7 @@ class Poller:
         finally:
             self._receiving = False
         self._health.poll_succeeded()
+        self._answered = True
         leases = [Lease.from_sqs(raw, started, self._visibility) for raw in response.get("Messages", [])]
         self._pacing.received(started, len(leases), want)
         self._kept = len(leases)

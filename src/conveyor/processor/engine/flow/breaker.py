@@ -7,7 +7,10 @@ least ``min_calls`` calls and a failure ratio of ``failure_ratio`` or more, it o
 received for ``pause`` seconds. Half-open: ``probes`` messages are let through; the first probe that
 fails opens it again, and once the probes succeed (or the queue had fewer to give and those succeeded)
 it closes, with a fresh window. A probe round that has no verdict after another pause (a probe may
-never give one: a canary, a duplicate) lets new probes through.
+never give one: a canary, a duplicate) lets new probes through; the verdicts of the earlier rounds'
+probes still count when they come (a handler slower than the pause would otherwise never close it).
+Nothing starts while it is open (the workers release what they take), so every call that began
+after it opened is a probe.
 
 What counts as a failure is the classifier's business (:func:`~conveyor.processor.engine.flow.gate.verdict`):
 a throttle is not one, and neither is a message the handler rejects (it speaks of the message, not of
@@ -60,21 +63,22 @@ class Breaker:
             return max(0.0, self.half_opened_at + self.policy.pause - now)
         return 0.0
 
-    def unused(self, n: int, now: float) -> State | None:
+    def unused(self, n: int, now: float, *, answered: bool = True) -> State | None:
         """A probe receive brought ``n`` fewer messages than granted. With no probe left out, the
         queue has no more to test with: closes if those that came succeeded (and if none came:
-        nothing to protect). Returns the new state if it changed."""
+        nothing to protect). A receive SQS did not answer (an error, a stop) only gives its grants
+        back: it says nothing of the queue. Returns the new state if it changed."""
         if self.state is not State.HALF_OPEN or n <= 0:
             return None
         self._probes_out = max(0, self._probes_out - n)
-        if self._probes_out == 0:
+        if self._probes_out == 0 and answered:
             return self._close()
         return None
 
     def record(self, failed: bool, started: float, now: float) -> State | None:
         """The verdict of one handler call that began at ``started``; returns the new state if it
         changed. Calls that began before the breaker opened (or before the probes) say nothing new."""
-        if self.state is State.OPEN or (self.state is State.HALF_OPEN and started < self.half_opened_at):
+        if self.state is State.OPEN or (self.state is State.HALF_OPEN and started < self.opened_at):
             return None
         if self.state is State.HALF_OPEN:
             self._probes_out = max(0, self._probes_out - 1)
@@ -102,11 +106,13 @@ class Breaker:
         # A probe round with no verdict after a pause starts again: a probe may never give one (a
         # canary, a duplicate its claim skipped, a message released behind its FIFO group).
         stale = self.state is State.HALF_OPEN and now >= self.half_opened_at + self.policy.pause
-        if stale or (self.state is State.OPEN and now >= self.opened_at + self.policy.pause):
-            self.state = State.HALF_OPEN
-            self.half_opened_at = now
-            self._probes_out = 0
+        if self.state is State.OPEN and now >= self.opened_at + self.policy.pause:
             self._probes_passed = 0
+        elif not stale:
+            return
+        self.state = State.HALF_OPEN
+        self.half_opened_at = now
+        self._probes_out = 0  # (those still out count when they answer; new ones may go meanwhile)
 
     def _open(self, now: float) -> State:
         self.state = State.OPEN

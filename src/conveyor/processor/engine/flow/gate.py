@@ -2,8 +2,10 @@
 
 - Before a receive (:meth:`Flow.before_receive`): wait out a throttle's pause, the open breaker and the
   rate limit's tokens, in that order; the answer is how many messages the receive may ask for.
-- Before a worker takes a message (:meth:`Flow.permit`): wait until fewer handlers run than the
-  adaptive limit allows.
+- Once a worker took a message (:meth:`Flow.permit`): wait until fewer handlers run than the
+  adaptive limit allows (idle workers hold no permit: a limit that fell holds at once); then
+  (:meth:`Flow.may_start`) release it if the breaker opened, and under a rate limit start one
+  token's time after the previous start (what waited in the buffer does not start in a burst).
 - After each handler call (:meth:`Flow.observe`): feed the limit and the breaker with its verdict.
 
 The limit's changes resize the slots (messages held = limit + prefetch): a processor running three
@@ -59,6 +61,7 @@ class Flow:
         self._running = 0
         self._changed = asyncio.Condition()  # a permit given back, the limit or the breaker changed
         self._paused_until = -math.inf
+        self._next_start = -math.inf  # under a rate limit: the soonest the next handler may start
         metrics.concurrency_limit.set(concurrency)
         metrics.rate_limit.set(config.rate_per_second or 0)
 
@@ -80,6 +83,8 @@ class Flow:
     # --- the receive ---------------------------------------------------------------------------------
     async def before_receive(self, want: int) -> int:
         """Wait until a receive may go; how many messages it may ask for (0: stopping)."""
+        if self._bucket is not None:  # asked of the breaker too: a probe granted is a probe received
+            want = min(want, self._bucket.burst)
         while not self._stopping.is_set():
             pause = self._paused_until - self._clock()
             if pause > 0:
@@ -92,14 +97,15 @@ class Flow:
             return await self._tokens(granted)
         return 0
 
-    async def after_receive(self, granted: int, got: int) -> None:
-        """A receive asked for ``granted`` and brought ``got``: the rest is given back."""
+    async def after_receive(self, granted: int, got: int, *, answered: bool = True) -> None:
+        """A receive asked for ``granted`` and brought ``got`` (``answered``: SQS answered it): the
+        rest is given back."""
         if granted <= got:
             return
         if self._bucket is not None:
             await self._bucket.refund(granted - got)
         if self.breaker is not None:
-            self._transition(self.breaker.unused(granted - got, self._clock()))
+            self._transition(self.breaker.unused(granted - got, self._clock(), answered=answered))
 
     @property
     def spacing(self) -> float:
@@ -113,7 +119,6 @@ class Flow:
         most ``(n - 1) / rate``, under a second: a small fraction of any visibility timeout."""
         if self._bucket is None:
             return n
-        n = min(n, self._bucket.burst)
         wait = max(0.0, await self._bucket.reserve(n) - (n - 1) * self.spacing)
         if wait > 0:
             self._metrics.rate_limit_wait.inc(wait)
@@ -134,7 +139,11 @@ class Flow:
 
     def _breaker_wait(self) -> float:
         assert self.breaker is not None  # noqa: S101 - only asked when the breaker granted nothing
-        return self.breaker.wait(self._clock())
+        before = self.breaker.state
+        wait = self.breaker.wait(self._clock())
+        if self.breaker.state is not before:  # it went half-open: said now, not at the next allow
+            self._transition(self.breaker.state)
+        return wait
 
     async def _wait(self, seconds: float | None, *, changes: bool = True) -> None:
         """Until ``seconds`` pass (None: no limit), the stop, or (with ``changes``) a change."""
@@ -155,8 +164,21 @@ class Flow:
     async def permit(self) -> None:
         """Wait until fewer handlers run than the limit allows, and count one more."""
         async with self._changed:
-            await self._changed.wait_for(lambda: self._running < self.concurrency)
+            # (the tick notifies every second: a stop frees the waiting workers within one)
+            await self._changed.wait_for(lambda: self._running < self.concurrency or self._stopping.is_set())
             self._running += 1
+
+    async def may_start(self) -> bool:
+        """A worker took a message and a permit: whether to start it (False: stopping, or the breaker
+        is open: release it); under a rate limit, once one token's time has passed since the last start."""
+        if self._stopping.is_set() or (self.breaker is not None and self.breaker.state is State.OPEN):
+            return False
+        if self._bucket is not None:
+            now = self._clock()
+            start, self._next_start = max(now, self._next_start), max(now, self._next_start) + self.spacing
+            if start > now:
+                await self._wait(start - now, changes=False)
+        return not self._stopping.is_set()
 
     async def give_back(self) -> None:
         async with self._changed:

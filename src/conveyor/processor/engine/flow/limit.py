@@ -86,10 +86,11 @@ class AdaptiveLimit:
     def _drop(self, started: float, now: float, backoff: float) -> bool:
         if started < self.last_decrease:
             return False  # this call began under the old limit: its round has been answered
+        before = self.current
         self.limit = max(1.0, self.limit * backoff)
         self.last_decrease = now
         self._window.dropped = True
-        return True
+        return self.current != before  # (at 1 already: nothing changed, nothing to resize or log)
 
     def _roll(self, now: float) -> bool:
         changed = False
