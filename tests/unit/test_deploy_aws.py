@@ -1,12 +1,13 @@
 """deploy/aws/conveyor.yaml beyond what cfn-lint checks: the writer is private behind API Gateway,
 which names the client; stop timeouts cover the drains; settings names exist; the idempotency store,
-the canary and autoscaling are wired; and the IAM policies are least privilege and the same on ECS
-and on EKS (deploy/kubernetes/iam)."""
+the canary, autoscaling and the bucket of large payloads are wired; and the IAM policies are least
+privilege and the same on ECS and on EKS (deploy/kubernetes/iam)."""
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 from functools import cache
 from typing import Any
 
@@ -15,7 +16,7 @@ import yaml
 
 from conveyor.settings import CanarySettings, ProcessorSettings, WriterSettings
 from conveyor.writer.server import GRACEFUL_SHUTDOWN_SECONDS
-from tests.unit.deploy_support import IMAGE_UID, PROCESSOR_DRAIN_SECONDS, ROOT
+from tests.unit.deploy_support import IMAGE_UID, PAYLOAD_BUCKET_VARIABLE, PROCESSOR_DRAIN_SECONDS, ROOT
 
 TEMPLATE = ROOT / "deploy" / "aws" / "conveyor.yaml"
 IAM = ROOT / "deploy" / "kubernetes" / "iam"
@@ -181,7 +182,7 @@ def test_stop_timeouts_cover_the_drains() -> None:
 )
 def test_environment_names_exist(task: str, settings: type[WriterSettings | ProcessorSettings]) -> None:
     names = set(environment(task)) | set(secrets(task))
-    assert names <= {f"CONVEYOR_{field.upper()}" for field in settings.model_fields}, names
+    assert names <= {f"CONVEYOR_{field.upper()}" for field in settings.model_fields} | {PAYLOAD_BUCKET_VARIABLE}, names
     assert environment(task)["CONVEYOR_QUEUE_URL"] == {"Ref": "Queue"}
 
 
@@ -203,7 +204,14 @@ def test_eks_policies_grant_what_the_ecs_roles_grant(role: str, name: str) -> No
     ecs = policy["PolicyDocument"]
     eks = json.loads((IAM / f"{name}-policy.json").read_text())
     assert _actions(eks) == _actions(ecs)
-    assert all(s["Resource"].startswith("arn:aws:sqs:") and "*" not in s["Resource"] for s in eks["Statement"])
+    for statement in eks["Statement"]:
+        resource = statement["Resource"]
+        if resource.startswith("arn:aws:s3:::"):  # the objects of one bucket, never the bucket or all buckets
+            bucket, objects = resource.removeprefix("arn:aws:s3:::").split("/")
+            assert (objects, "*" in bucket) == ("*", False), resource
+        else:
+            assert resource.startswith("arn:aws:sqs:"), resource
+            assert "*" not in resource, resource
 
 
 def test_api_gateway_names_the_client_by_its_api_key() -> None:
@@ -344,3 +352,72 @@ def test_the_processor_scales_on_its_backlog_per_running_task() -> None:
     assert returned["Expression"] == "IF(tasks > 0, visible / tasks, visible)"
     cluster = resources()["Cluster"]["Properties"]["ClusterSettings"]
     assert {"Name": "containerInsights", "Value": "enabled"} in cluster  # RunningTaskCount comes from it
+
+
+DAY_SECONDS = 86_400
+PAYLOAD_OBJECTS = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${PayloadBucket}/*"}
+
+
+def test_the_payload_bucket_is_encrypted_private_and_tls_only() -> None:
+    [(name, bucket)] = of_type("AWS::S3::Bucket").items()
+    assert name == "PayloadBucket"
+    [rule] = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    blocks = bucket["PublicAccessBlockConfiguration"]
+    assert blocks == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
+    assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    [policy] = of_type("AWS::S3::BucketPolicy").values()
+    assert policy["Bucket"] == {"Ref": "PayloadBucket"}
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Principal"], statement["Action"]) == ("Deny", "*", "s3:*")
+    assert statement["Resource"] == [{"Fn::GetAtt": ["PayloadBucket", "Arn"]}, {"Fn::Sub": "${PayloadBucket.Arn}/*"}]
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert template()["Outputs"]["PayloadBucketName"]["Value"] == {"Ref": "PayloadBucket"}
+
+
+def test_payloads_outlive_the_longest_retention_of_a_pointer_by_a_day() -> None:
+    # dead-lettered messages keep their pointer: the object must outlast the DLQ's retention too
+    retentions = [resources()[queue]["Properties"]["MessageRetentionPeriod"] for queue in ("Queue", "DeadLetterQueue")]
+    redrive = resources()["Queue"]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    rules = resources()["PayloadBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert all(rule["Status"] == "Enabled" and "Prefix" not in rule and "Filter" not in rule for rule in rules)
+    [expiry] = [rule["ExpirationInDays"] for rule in rules if "ExpirationInDays" in rule]
+    assert expiry == math.ceil(max(retentions) / DAY_SECONDS) + 1
+    [aborted] = [rule["AbortIncompleteMultipartUpload"] for rule in rules if "AbortIncompleteMultipartUpload" in rule]
+    assert aborted == {"DaysAfterInitiation": 1}
+
+
+def _payload_actions(role: str) -> set[str]:
+    """The role's S3 actions, each statement on the bucket's objects only."""
+    [policy] = resources()[role]["Properties"]["Policies"]
+    actions: set[str] = set()
+    for statement in policy["PolicyDocument"]["Statement"]:
+        names = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        if any(name.startswith("s3:") for name in names):
+            assert statement["Effect"] == "Allow"
+            assert statement["Resource"] == PAYLOAD_OBJECTS, statement  # not "*", not another bucket
+            assert all(name.startswith("s3:") for name in names)
+            actions |= set(names)
+    return actions
+
+
+def test_the_writer_stores_payloads_and_the_processor_reads_them() -> None:
+    assert _payload_actions("WriterRole") == {"s3:PutObject", "s3:DeleteObject"}  # never reads one
+    assert _payload_actions("ProcessorRole") == {"s3:GetObject", "s3:DeleteObject"}  # never stores one
+    assert _payload_actions("CanaryRole") == set()
+    for name, role in of_type("AWS::IAM::Role").items():
+        for policy in role.get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                assert "s3:*" not in statement["Action"], name
+                if name not in ("WriterRole", "ProcessorRole"):
+                    assert "PayloadBucket" not in json.dumps(statement), name
+
+
+@pytest.mark.parametrize("with_app", [True, False])
+def test_both_services_are_given_the_payload_bucket(with_app: bool) -> None:
+    for task in ("WriterTaskDefinition", "ProcessorTaskDefinition"):
+        assert environment(task, with_app=with_app)[PAYLOAD_BUCKET_VARIABLE] == {"Ref": "PayloadBucket"}
+    assert PAYLOAD_BUCKET_VARIABLE not in environment("CanaryTaskDefinition")

@@ -2,7 +2,8 @@
 by `kubectl kustomize` (offline; skipped without kubectl, and test_deploy_kustomize.py checks the
 files anyway). Core objects against the Kubernetes schemas, and what no schema knows: the KEDA
 objects against the queue and the processor they scale, the canary and the queue Job against the
-services, shutdown times against the drains, probes, settings names, exposure and security."""
+services, shutdown times against the drains, probes, settings names, the payload bucket and its IAM
+grants, exposure and security."""
 
 from __future__ import annotations
 
@@ -24,7 +25,13 @@ import yaml
 
 from conveyor.settings import CanarySettings, ProcessorSettings, SqsSettings, WriterSettings
 from conveyor.writer.server import GRACEFUL_SHUTDOWN_SECONDS
-from tests.unit.deploy_support import IMAGE_UID, PROCESSOR_DRAIN_SECONDS, ROOT, SQS_IN_FLIGHT_LIMIT
+from tests.unit.deploy_support import (
+    IMAGE_UID,
+    PAYLOAD_BUCKET_VARIABLE,
+    PROCESSOR_DRAIN_SECONDS,
+    ROOT,
+    SQS_IN_FLIGHT_LIMIT,
+)
 
 K8S = ROOT / "deploy" / "kubernetes"
 OVERLAY = Path("overlays") / "example"
@@ -251,9 +258,13 @@ def test_variables_exist_and_probes_hit_the_right_paths_and_ports(
     deployment: Doc, settings: type[SqsSettings], port_variable: str
 ) -> None:
     env = env_of(deployment)
-    known = {f"CONVEYOR_{name.upper()}" for name in settings.model_fields}
+    known = {f"CONVEYOR_{name.upper()}" for name in settings.model_fields} | {PAYLOAD_BUCKET_VARIABLE}
     assert set(env) <= known, set(env) - known
-    settings.model_validate({k.removeprefix("CONVEYOR_").lower(): v for k, v in env.items()})  # valid values
+    values = {k.removeprefix("CONVEYOR_").lower(): v for k, v in env.items()}
+    # The example's bucket is on purpose no valid bucket name (a forgotten one is refused rather than naming
+    # a bucket someone else may own): the rest must be valid as it is, with the name a user sets.
+    assert values.pop("payload_bucket") == "conveyor-payloads-CHANGE-ME"
+    settings.model_validate(values | {"payload_bucket": "conveyor-payloads-123456789012"})  # valid values
     spec = container(deployment)
     host = env["CONVEYOR_WRITER_HOST" if settings is WriterSettings else "CONVEYOR_PROCESSOR_HOST"]
     assert host == "0.0.0.0"  # noqa: S104 - the pod's address: the kubelet and Prometheus connect to it
@@ -371,3 +382,24 @@ def test_the_canary_and_the_job_touch_only_their_queues() -> None:
         [queue, f"{queue}-canary", f"{queue}-dlq"]
     )
     assert "sqs:DeleteQueue" not in create["Action"]
+
+
+def _payload_grants(name: str) -> tuple[set[str], set[str]]:
+    """The S3 actions of iam/<name>-policy.json, and the resources they are granted on."""
+    policy = json.loads((K8S / "iam" / f"{name}-policy.json").read_text())
+    statements = [s for s in policy["Statement"] if any(a.startswith("s3:") for a in s["Action"])]
+    assert all(s["Effect"] == "Allow" and isinstance(s["Resource"], str) for s in statements)
+    return {a for s in statements for a in s["Action"]}, {s["Resource"] for s in statements}
+
+
+def test_the_writer_and_the_processor_get_the_payload_bucket_and_its_objects_only() -> None:
+    bucket = env_of(WRITER)[PAYLOAD_BUCKET_VARIABLE]
+    assert bucket == env_of(PROCESSOR)[PAYLOAD_BUCKET_VARIABLE] == "conveyor-payloads-CHANGE-ME"  # set once
+    for workload in (CANARY, QUEUES_JOB):  # neither touches S3
+        assert PAYLOAD_BUCKET_VARIABLE not in env_of(workload)
+    writer_actions, writer_resources = _payload_grants("writer")
+    processor_actions, processor_resources = _payload_grants("processor")
+    assert writer_actions == {"s3:PutObject", "s3:DeleteObject"}  # store, remove when the send fails
+    assert processor_actions == {"s3:GetObject", "s3:DeleteObject"}  # fetch, delete once handled
+    assert writer_resources == processor_resources == {f"arn:aws:s3:::{bucket}/*"}  # its objects, nothing else
+    assert _payload_grants("canary") == _payload_grants("queues") == (set(), set())
