@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from functools import cache
 from typing import Any
 
@@ -206,7 +207,9 @@ def test_eks_policies_grant_what_the_ecs_roles_grant(role: str, name: str) -> No
     assert _actions(eks) == _actions(ecs)
     for statement in eks["Statement"]:
         resource = statement["Resource"]
-        if resource.startswith("arn:aws:s3:::"):  # the objects of one bucket, never the bucket or all buckets
+        if statement["Action"] == ["s3:ListBucket"]:  # one bucket (a missing key is then a 404), never all
+            assert re.fullmatch(r"arn:aws:s3:::[a-z0-9A-Z-]+", resource), resource
+        elif resource.startswith("arn:aws:s3:::"):  # the objects of one bucket, never the bucket or all buckets
             bucket, objects = resource.removeprefix("arn:aws:s3:::").split("/")
             assert (objects, "*" in bucket) == ("*", False), resource
         else:
@@ -356,6 +359,7 @@ def test_the_processor_scales_on_its_backlog_per_running_task() -> None:
 
 DAY_SECONDS = 86_400
 PAYLOAD_OBJECTS = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${PayloadBucket}/*"}
+PAYLOAD_BUCKET_ARN = {"Fn::GetAtt": ["PayloadBucket", "Arn"]}
 
 
 def test_the_payload_bucket_is_encrypted_private_and_tls_only() -> None:
@@ -398,7 +402,9 @@ def _payload_actions(role: str) -> set[str]:
         names = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
         if any(name.startswith("s3:") for name in names):
             assert statement["Effect"] == "Allow"
-            assert statement["Resource"] == PAYLOAD_OBJECTS, statement  # not "*", not another bucket
+            # not "*", not another bucket; ListBucket (a missing key is then 404, not 403) on the bucket itself
+            expected = PAYLOAD_BUCKET_ARN if names == ["s3:ListBucket"] else PAYLOAD_OBJECTS
+            assert statement["Resource"] == expected, statement
             assert all(name.startswith("s3:") for name in names)
             actions |= set(names)
     return actions
@@ -406,7 +412,7 @@ def _payload_actions(role: str) -> set[str]:
 
 def test_the_writer_stores_payloads_and_the_processor_reads_them() -> None:
     assert _payload_actions("WriterRole") == {"s3:PutObject", "s3:DeleteObject"}  # never reads one
-    assert _payload_actions("ProcessorRole") == {"s3:GetObject", "s3:DeleteObject"}  # never stores one
+    assert _payload_actions("ProcessorRole") == {"s3:GetObject", "s3:DeleteObject", "s3:ListBucket"}  # never stores
     assert _payload_actions("CanaryRole") == set()
     for name, role in of_type("AWS::IAM::Role").items():
         for policy in role.get("Policies", []):

@@ -400,6 +400,8 @@ def test_the_writer_and_the_processor_get_the_payload_bucket_and_its_objects_onl
     writer_actions, writer_resources = _payload_grants("writer")
     processor_actions, processor_resources = _payload_grants("processor")
     assert writer_actions == {"s3:PutObject", "s3:DeleteObject"}  # store, remove when the send fails
-    assert processor_actions == {"s3:GetObject", "s3:DeleteObject"}  # fetch, delete once handled
-    assert writer_resources == processor_resources == {f"arn:aws:s3:::{bucket}/*"}  # its objects, nothing else
+    assert processor_actions == {"s3:GetObject", "s3:DeleteObject", "s3:ListBucket"}  # fetch, delete once handled
+    assert writer_resources == {f"arn:aws:s3:::{bucket}/*"}  # its objects, nothing else
+    # ListBucket on the bucket itself (a missing key is then 404 NoSuchKey, not 403), the rest on its objects
+    assert processor_resources == {f"arn:aws:s3:::{bucket}/*", f"arn:aws:s3:::{bucket}"}
     assert _payload_grants("canary") == _payload_grants("queues") == (set(), set())
