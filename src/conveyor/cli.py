@@ -23,6 +23,9 @@ from conveyor.dlq import command as dlq_command
 from conveyor.errors import ConveyorError
 from conveyor.loading import import_app
 from conveyor.logs import configure_logging
+from conveyor.payloads.bucket import ensure_bucket
+from conveyor.payloads.client import s3_client
+from conveyor.payloads.settings import PayloadSettings
 from conveyor.settings import (
     DevSettings,
     ProcessorSettings,
@@ -87,7 +90,11 @@ def _service_parser(prog: str, description: str, settings: type[BaseModel]) -> O
     return parser
 
 
-async def _queues_create(settings: SqsSettings, content_based_dedup: bool) -> None:
+class QueuesSettings(SqsSettings, PayloadSettings):
+    """`conveyor queues create`: the queues, and the payload bucket when CONVEYOR_PAYLOAD_BUCKET names one."""
+
+
+async def _queues_create(settings: QueuesSettings, content_based_dedup: bool) -> None:
     async with sqs_client(settings) as client:
         with classified():
             url, dlq_url = await create_queues(
@@ -95,6 +102,10 @@ async def _queues_create(settings: SqsSettings, content_based_dedup: bool) -> No
             )
             canary_url = await canary_queue_url(client, settings)
     print(f"queue: {url}\ndead-letter queue: {dlq_url}\ncanary queue: {canary_url}")
+    if settings.payload_bucket is not None:
+        async with s3_client(settings) as s3:
+            await ensure_bucket(s3, settings.payload_bucket)
+        print(f"payload bucket: {settings.payload_bucket}")
 
 
 def conveyor_main(argv: list[str] | None = None) -> None:
@@ -113,7 +124,7 @@ def conveyor_main(argv: list[str] | None = None) -> None:
         raise SystemExit(_guarded("conveyor", lambda: run_dev(dev_settings, reload=args.reload)))
     if args.content_based_deduplication and not args.fifo:
         parser.error("--content-based-deduplication goes with --fifo")
-    settings = _guarded("conveyor", lambda: _fifo_if(args.fifo, SqsSettings()))
+    settings = _guarded("conveyor", lambda: _fifo_if(args.fifo, QueuesSettings()))
     configure_logging(settings.log_format, settings.log_level)
     _guarded("conveyor", lambda: asyncio.run(_queues_create(settings, args.content_based_deduplication)))
 

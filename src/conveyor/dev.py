@@ -16,12 +16,15 @@ from types import FrameType
 
 from conveyor.localstack import LocalStack, answers_ok
 from conveyor.localstack_install import ensure as ensure_localstack
+from conveyor.payloads.bucket import ensure_bucket
+from conveyor.payloads.client import s3_client
 from conveyor.settings import DevSettings
 from conveyor.sqs.client import sqs_client
 from conveyor.sqs.queues import canary_queue_url, create_queues
 
 CHILD_STOP_SECONDS = 40.0
 LISTEN_TIMEOUT_SECONDS = 60.0
+DEV_PAYLOAD_BUCKET = "conveyor-payloads"  # the local S3 bucket, unless CONVEYOR_PAYLOAD_BUCKET names one
 
 
 def _script(name: str) -> str:
@@ -33,12 +36,18 @@ def _script(name: str) -> str:
 
 
 async def _create(settings: DevSettings) -> tuple[str, str, str]:
-    async with sqs_client(settings) as client:
+    async with sqs_client(settings) as client, s3_client(settings) as s3:
         fifo = settings.queue_name.endswith(".fifo")  # content-based deduplication: curl needs no ids
         url, dlq_url = await create_queues(
             client, settings.queue_name, settings.max_receive_count, content_based_dedup=fifo
         )
+        await ensure_bucket(s3, _payload_bucket(settings))
         return url, dlq_url, await canary_queue_url(client, settings)
+
+
+def _payload_bucket(settings: DevSettings) -> str:
+    """The one given, else the embedded default's: messages past SQS's limit go through the local S3."""
+    return settings.payload_bucket or DEV_PAYLOAD_BUCKET
 
 
 def _idempotency_store(settings: DevSettings) -> str:
@@ -107,7 +116,7 @@ def _start_localstack(settings: DevSettings) -> LocalStack:
 def _create_queues(settings: DevSettings, endpoint: str) -> None:
     url, dlq_url, canary_url = asyncio.run(_create(settings.model_copy(update={"sqs_endpoint_url": endpoint})))
     print(f"conveyor dev: queue {url}\nconveyor dev: dead-letter queue {dlq_url}")
-    print(f"conveyor dev: canary queue {canary_url}")
+    print(f"conveyor dev: canary queue {canary_url}\nconveyor dev: payload bucket {_payload_bucket(settings)} (S3)")
 
 
 def _start_services(env: dict[str, str], children: list[subprocess.Popen[bytes]]) -> None:
@@ -202,6 +211,7 @@ def run_dev(settings: DevSettings, *, reload: bool = False) -> int:
             "CONVEYOR_QUEUE_NAME": settings.queue_name,
             "CONVEYOR_CANARY_SECRET": secret,
             "CONVEYOR_IDEMPOTENCY_STORE": _idempotency_store(settings),
+            "CONVEYOR_PAYLOAD_BUCKET": _payload_bucket(settings),
         }
         if reload:
             env |= _reload_environment(env)

@@ -40,11 +40,11 @@ def free_port() -> int:
 
 
 def localstack_env(port: int, state_dir: Path, gateway_server: str) -> dict[str, str]:
-    """The environment that runs LocalStack on the host with SQS only, bound to loopback."""
+    """The environment that runs LocalStack on the host with SQS and S3 (for payloads) only, bound to loopback."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVEYOR_", "AWS_"))}
     env.update(
         OVERRIDE_IN_DOCKER="0",  # this machine has /.dockerenv; without it LocalStack writes to /etc
-        SERVICES="sqs",
+        SERVICES="sqs,s3",
         GATEWAY_LISTEN=f"127.0.0.1:{port}",
         LOCALSTACK_HOST=f"127.0.0.1:{port}",
         # twisted ignores the host above and listens on 0.0.0.0; hypercorn keeps to loopback

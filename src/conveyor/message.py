@@ -76,6 +76,12 @@ class Message:
     group_id: str | None = None  # FIFO queues: the MessageGroupId (None on standard queues)
     deduplication_id: str | None = None  # FIFO queues: the MessageDeduplicationId
     sequence_number: str | None = None  # FIFO queues: SQS's sequence number, growing within a group
+    payload_location: str | None = None  # the body was offloaded to S3: where it was fetched from (s3://bucket/key)
+
+    @property
+    def offloaded(self) -> bool:
+        """The body came from S3 (the message on the queue carried a pointer to it)."""
+        return self.payload_location is not None
 
     @property
     def request_id(self) -> str | None:

@@ -8,7 +8,11 @@ TRACEPARENT = "traceparent"  # W3C trace context, the name OpenTelemetry's SQS p
 DEAD_LETTER = "conveyor.dead_letter"  # JSON: error type and message, original id, receive count
 REDRIVE_HISTORY = "conveyor.redrive_history"  # JSON list of earlier dead-letter records (conveyor dlq redrive)
 RESERVED_PREFIX = "conveyor."
-RESERVED_NAMES = frozenset({TRACEPARENT})
+# The S3 pointer's size attributes (payloads/pointer.py): a message carrying one is read as a pointer.
+RESERVED_NAMES = frozenset({TRACEPARENT, "extendedpayloadsize", "sqslargepayloadsize"})
+RESERVED_TEXT = (
+    "names starting with 'conveyor.', and 'traceparent', 'ExtendedPayloadSize' and 'SQSLargePayloadSize', are reserved"
+)
 
 
 def is_reserved(name: str) -> bool:

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, AnyHttpUrl, Field, SecretStr, ValidationErr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from conveyor.idempotency.url import RedisLocation, parse_store_url
+from conveyor.payloads.settings import PayloadSettings
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -114,7 +115,7 @@ class BatchWindowSettings(BaseSettings):
     visibility changes that long (instead of `CONVEYOR_DELETE_LINGER_MS`); 0: latency first ([Cost](cost.md))"""
 
 
-class WriterSettings(SqsSettings, IdempotencySettings, AppSettings, BatchWindowSettings):
+class WriterSettings(SqsSettings, IdempotencySettings, AppSettings, BatchWindowSettings, PayloadSettings):
     """queue-writer: the HTTP API that puts messages on the queue."""
 
     sqs_read_timeout_seconds: Annotated[float, Field(gt=0, le=120)] | None = 5.0
@@ -153,7 +154,7 @@ class WriterSettings(SqsSettings, IdempotencySettings, AppSettings, BatchWindowS
         return (self.batch_window_ms or self.batch_linger_ms) / 1000
 
 
-class ProcessorSettings(SqsSettings, IdempotencySettings, AppSettings, BatchWindowSettings):
+class ProcessorSettings(SqsSettings, IdempotencySettings, AppSettings, BatchWindowSettings, PayloadSettings):
     """queue-processor: the consumer that runs the handler on every message."""
 
     handler: str = "conveyor.handlers:demo"
@@ -261,7 +262,7 @@ class CanarySettings(SqsSettings):
     """sent as `X-Api-Key` when `--api-key` is not given"""
 
 
-class DevSettings(SqsSettings):
+class DevSettings(SqsSettings, PayloadSettings):
     """`conveyor dev` and the LocalStack wrapper."""
 
     localstack_port: Port = 4566

@@ -137,6 +137,7 @@ def test_export_keeps_everything_needed_to_send_it_again() -> None:
         "attributes": {"blob": {"DataType": "Binary", "BinaryValue": "AAE="}},
         "system_attributes": {"SentTimestamp": "1"},
         "dead_letter": None,
+        "payload": None,  # its body is the payload (not an S3 pointer)
     }
 
 

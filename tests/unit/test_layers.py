@@ -40,6 +40,9 @@ FORBIDDEN = {
     "conveyor.dlq": ("conveyor.processor", "conveyor.writer", "conveyor.cli", "conveyor.dev", "conveyor.canary"),
     "conveyor.tracing": ("conveyor.processor", "conveyor.writer", "conveyor.cli", "conveyor.dev", "conveyor.canary",
                          "conveyor.dlq"),
+    # payloads in S3: the wire format and the S3 calls, under both services (each has its own side)
+    "conveyor.payloads": ("conveyor.settings", "conveyor.writer", "conveyor.processor", "conveyor.idempotency",
+                          "conveyor.cli", "conveyor.dev", "conveyor.canary", "conveyor.dlq"),
     "conveyor.errors": ("conveyor.",),
     "conveyor.command_error": SERVICES,
     "conveyor.status": SERVICES,

@@ -129,6 +129,8 @@ def _describe(message: DeadLettered, now_ms: int) -> str:
         lines.append(f"    sent {when}, received {message.receive_count} time(s) in all")
     body = message.body if len(message.body) <= BODY_PREVIEW_CHARS else message.body[:BODY_PREVIEW_CHARS] + "..."
     lines.append(f"    body: {body}")
+    if (pointer := message.pointer) is not None:
+        lines.append(f"    payload: in S3 at {pointer.location} ({pointer.size} bytes; kept while the message is here)")
     user = message.user_attributes()
     if user:
         pairs = ", ".join(f"{name}={value.get('StringValue', '<binary>')}" for name, value in user.items())

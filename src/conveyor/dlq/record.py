@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor import metadata
+from conveyor.payloads.pointer import Pointer, PointerError, pointer_of
 from conveyor.sqs import limits
 
 MAX_HISTORY = 5
@@ -50,6 +51,14 @@ class DeadLettered:
             system=dict(raw.get("Attributes", {})),
             record=_record_of(attributes),
         )
+
+    @property
+    def pointer(self) -> Pointer | None:
+        """Where its payload is, when the body is an S3 pointer (the object stays while it is here)."""
+        try:
+            return pointer_of(self.body, self.attributes)
+        except PointerError:
+            return None
 
     @property
     def error_type(self) -> str | None:
@@ -228,4 +237,12 @@ def exported(message: DeadLettered) -> dict[str, Any]:
         "attributes": attributes,
         "system_attributes": message.system,
         "dead_letter": message.record,
+        "payload": _payload_of(message.pointer),
     }
+
+
+def _payload_of(pointer: Pointer | None) -> dict[str, Any] | None:
+    """Where the payload is when the body is an S3 pointer (None: the body is the payload)."""
+    if pointer is None:
+        return None
+    return {"bucket": pointer.bucket, "key": pointer.key, "size": pointer.size, "location": pointer.location}

@@ -79,6 +79,7 @@ class EngineConfig:
     entry_retries: int = 2  # resends of batch entries SQS failed for a retryable reason
     flow: FlowConfig = FlowConfig()  # rate limit, adaptive concurrency, breaker: off unless set
     batch_window: float = 0.0  # a sparse queue's receives this far apart (0: each as soon as slots are free)
+    payload_delete: bool = True  # a handled message's S3 payload object is deleted after the message
 
     @property
     def capacity(self) -> int:
@@ -115,4 +116,5 @@ class EngineConfig:
             dlq_max_message_bytes=dlq.max_message_bytes if dlq else MAX_MESSAGE_BYTES,
             flow=FlowConfig.build(settings, queue.name),
             batch_window=settings.batch_window_ms / 1000,
+            payload_delete=settings.payload_delete,
         )

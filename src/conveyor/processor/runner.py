@@ -24,6 +24,8 @@ from conveyor import tracing
 from conveyor.contracts import App
 from conveyor.idempotency import IdempotencyStore, open_store
 from conveyor.message import idempotency_options
+from conveyor.payloads.client import s3_client
+from conveyor.payloads.store import PayloadStore
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.engine import Engine
 from conveyor.processor.engine.canary_reply import responder_for
@@ -81,7 +83,11 @@ async def run(settings: ProcessorSettings, link: ParentLink | None = None) -> in
     store = open_store(settings.idempotency_store) if settings.idempotency_store and options.enabled else None
     try:
         with port if isinstance(port, socket.socket) else contextlib.nullcontext():
-            async with sqs_client(settings, metrics.observe_sqs_call) as client, store or contextlib.nullcontext():
+            async with (
+                sqs_client(settings, metrics.observe_sqs_call) as client,
+                s3_client(settings, metrics.observe_s3_call) as s3,  # for messages whose payload is in S3
+                store or contextlib.nullcontext(),
+            ):
                 queue, dlq = await read_queues(client, settings)
                 if dlq is None:
                     log.warning("no_dead_letter_queue", detail="permanent errors back off and are never deleted")
@@ -91,7 +97,7 @@ async def run(settings: ProcessorSettings, link: ParentLink | None = None) -> in
                 bucket = _shared_bucket(config, metrics)
                 engine = Engine(
                     client, config, adapt(_handler(code, pool, config), pool), metrics=metrics, dedupe=dedupe,
-                    canary=canary, tracing=tracing.ACTIVE, bucket=bucket,
+                    canary=canary, tracing=tracing.ACTIVE, bucket=bucket, payloads=PayloadStore(s3),
                 )  # fmt: skip
                 engine.health.poll_succeeded()  # the queue answered: ready until polls say otherwise
                 side: Sidecar = (

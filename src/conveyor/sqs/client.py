@@ -109,8 +109,9 @@ def cache_user_agent(client: SQSClient) -> None:
     creator.to_string = to_string
 
 
-def watch_calls(client: SQSClient, observer: CallObserver) -> None:
-    """Report every API call's outcome to ``observer`` (used for the per-operation metrics).
+def watch_calls(client: Any, observer: CallObserver, service: str = "sqs") -> None:
+    """Report every API call's outcome to ``observer`` (used for the per-operation metrics); the S3
+    client's too (``service="s3"``).
 
     The handlers never raise: an exception here would fail the SQS call itself.
     """
@@ -122,8 +123,8 @@ def watch_calls(client: SQSClient, observer: CallObserver) -> None:
     def after_call_error(event_name: str, exception: BaseException | None = None, **_: Any) -> None:
         _observe(observer, event_name, type(exception).__name__ if exception else "error")
 
-    client.meta.events.register("after-call.sqs", after_call)
-    client.meta.events.register("after-call-error.sqs", after_call_error)
+    client.meta.events.register(f"after-call.{service}", after_call)
+    client.meta.events.register(f"after-call-error.{service}", after_call_error)
 
 
 def _observe(observer: CallObserver, event_name: str, outcome: str) -> None:

@@ -22,6 +22,7 @@ from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.state import WriterState
 
 if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_sqs import SQSClient
 
 log = structlog.get_logger("conveyor.writer")
@@ -32,11 +33,12 @@ def create_app(
     client: SQSClient | None = None,
     tracer: tracing.NoTracing | tracing.Tracing | None = None,
     contracts: App | None = None,
+    s3: S3Client | None = None,
 ) -> FastAPI:
-    """Build the app. ``client`` injects an SQS client (tests); else one is made from settings.
-    ``tracer`` is the app's tracing (tests), else the process's (``tracing.ACTIVE``); it is shut down
-    (its buffered spans exported) when the app stops. ``contracts`` is the user's app of message
-    types (else ``CONVEYOR_APP``'s, if set)."""
+    """Build the app. ``client`` and ``s3`` inject the SQS and S3 clients (tests); else they are made
+    from settings. ``tracer`` is the app's tracing (tests), else the process's (``tracing.ACTIVE``);
+    it is shut down (its buffered spans exported) when the app stops. ``contracts`` is the user's
+    app of message types (else ``CONVEYOR_APP``'s, if set)."""
     if contracts is None and settings.app:
         contracts = import_app(settings.app)
     metrics = WriterMetrics()
@@ -52,7 +54,7 @@ def create_app(
         title="Conveyor queue-writer",
         version="0.1.0",
         description="Validates messages and writes them to an SQS queue.",
-        lifespan=writer_lifespan(settings, client, metrics, tracer, share, contracts=contracts),
+        lifespan=writer_lifespan(settings, client, metrics, tracer, share, contracts=contracts, s3=s3),
         telemetry={"tracing": False, "metrics": False, "logs": False},  # Conveyor's own spans (conveyor.tracing)
         docs_url=None,  # served by add_docs from packaged assets, not from a CDN
         redoc_url=None,

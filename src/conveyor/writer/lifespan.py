@@ -20,16 +20,21 @@ from fastapi import FastAPI
 from conveyor import tracing
 from conveyor.contracts import App
 from conveyor.idempotency import open_store
+from conveyor.payloads.client import s3_client
+from conveyor.payloads.store import PayloadStore
 from conveyor.settings import WriterSettings
 from conveyor.sqs.client import sqs_client
 from conveyor.sqs.errors import SqsFailure
 from conveyor.sqs.queues import QueueConfig
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.replay.replay import Replay
+from conveyor.writer.sending.offload import Offloader
+from conveyor.writer.sending.offload_rule import OffloadRule
 from conveyor.writer.startup import first_read, read_until_known
 from conveyor.writer.state import WriterState
 
 if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_sqs import SQSClient
 
 log = structlog.get_logger("conveyor.writer")
@@ -44,6 +49,7 @@ def writer_lifespan(
     share: Callable[[WriterState], None],
     *,
     contracts: App | None = None,
+    s3: S3Client | None = None,
 ) -> Lifespan:
     """The app's lifespan; ``share`` hands the state to what serves requests, once it is complete."""
 
@@ -57,7 +63,10 @@ def writer_lifespan(
                 else await stack.enter_async_context(sqs_client(settings, metrics.observe_sqs_call))
             )
             first = await first_read(sqs, settings)  # QueueUnusableError: start-up fails, one line
-            state = WriterState(settings, sqs, metrics, tracer, direct_batches=client is None, contracts=contracts)
+            offloader = await _offloader(stack, settings, metrics, s3)
+            state = WriterState(
+                settings, sqs, metrics, tracer, direct_batches=client is None, contracts=contracts, offloader=offloader
+            )
             if settings.idempotency_store is not None:  # closed after the sender's last flush
                 state.replay = await _open_replay(stack, settings.idempotency_store, state)
             await stack.enter_async_context(state.sender)
@@ -67,6 +76,21 @@ def writer_lifespan(
             log.info("writer_stopping")
 
     return lifespan
+
+
+async def _offloader(
+    stack: AsyncExitStack, settings: WriterSettings, metrics: WriterMetrics, s3: S3Client | None
+) -> Offloader | None:
+    """With a payload bucket: what stores messages over the threshold in S3 (its client made here
+    unless one is injected)."""
+    bucket = settings.payload_bucket
+    if bucket is None:
+        return None
+    if s3 is None:
+        s3 = await stack.enter_async_context(s3_client(settings, metrics.observe_s3_call))
+    rule = OffloadRule(bucket, settings.payload_prefix, settings.payload_offload_bytes)
+    log.info("payload_offload_on", bucket=bucket, prefix=settings.payload_prefix, above=rule.above)
+    return Offloader(PayloadStore(s3), rule, metrics.payload_stored)
 
 
 async def _open_replay(stack: AsyncExitStack, store_url: str, state: WriterState) -> Replay:

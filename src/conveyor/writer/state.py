@@ -14,6 +14,8 @@ from conveyor.tracing import NO_TRACING, NoTracing, Tracing
 from conveyor.writer.api.problems import EntryProblem, from_sqs, problem_response
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.replay.replay import Replay
+from conveyor.writer.sending.offload import Offloader
+from conveyor.writer.sending.offload_rule import OffloadRule
 from conveyor.writer.sending.sender import Sender
 
 if TYPE_CHECKING:
@@ -35,10 +37,17 @@ class WriterState:
     ready_until: float = field(default=0.0)
     replay: Replay | None = None  # with an idempotency store: Idempotency-Key replay
     contracts: App | None = None  # the user's message types (CONVEYOR_APP): bodies validated before sending
+    offloader: Offloader | None = None  # with CONVEYOR_PAYLOAD_BUCKET: messages over the threshold go through S3
     sender: Sender = field(init=False)  # entered by the app's lifespan
 
     def __post_init__(self) -> None:
-        self.sender = Sender(self.client, self.settings, self.metrics, self.tracing, direct=self.direct_batches)
+        self.sender = Sender(
+            self.client, self.settings, self.metrics, self.tracing, direct=self.direct_batches, offloader=self.offloader
+        )
+
+    @property
+    def offload_rule(self) -> OffloadRule | None:
+        return self.offloader.rule if self.offloader is not None else None
 
     def attach(self, queue: QueueConfig) -> None:
         """The queue is known: messages can be validated against it and sent."""

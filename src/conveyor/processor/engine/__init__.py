@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from conveyor.payloads.store import PayloadStore
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.engine.buffer import AnyOrder, Buffer, ByGroup
 from conveyor.processor.engine.canary_reply import CanaryResponder
@@ -59,6 +60,7 @@ class Engine:
         canary: CanaryResponder | None = None,
         tracing: NoTracing | Tracing = NO_TRACING,
         bucket: Bucket | None = None,
+        payloads: PayloadStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
@@ -69,6 +71,7 @@ class Engine:
         self.dedupe = dedupe  # with an idempotency store: a handler completion happens once per key
         self.canary = canary  # with CONVEYOR_CANARY_SECRET: canaries are answered, never handled
         self.tracing = tracing  # OpenTelemetry, when the OTEL_* variables turn it on
+        self.payloads = payloads  # S3: payloads of messages that carry a pointer are fetched from it
         self.metrics = metrics or ProcessorMetrics()
         self.clock = clock
         self._sleep = sleep  # the pollers' backoff after errors (tests record it)
@@ -99,7 +102,7 @@ class Engine:
         config = self.config
         async with Settlement(
             self.client, config, inflight=self.inflight, slots=self.slots, metrics=self.metrics,
-            dedupe=self.dedupe, hold_delete=self._hold_delete, clock=self.clock,
+            dedupe=self.dedupe, hold_delete=self._hold_delete, payloads=self.payloads, clock=self.clock,
         ) as settlement:  # fmt: skip
             dispatcher = Dispatcher(
                 config, self.handler, stopping=self.stopping, buffer=self.buffer, settlement=settlement,

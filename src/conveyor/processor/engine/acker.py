@@ -57,6 +57,9 @@ class Holder(Protocol):
     def discard(self, lease: Lease) -> None:
         """Deleted, visible again, or no longer ours: not held any more."""
 
+    def deleted(self, lease: Lease) -> None:
+        """SQS confirmed the message's delete (then :meth:`discard` follows)."""
+
 
 class Acker:
     def __init__(
@@ -161,6 +164,8 @@ class Acker:
                 self._again.create_task(self._delete_again(lease, attempt + 1, delay))
                 return
             self._lost(lease, "delete", error)
+        else:
+            self._holder.deleted(lease)
         self._holder.discard(lease)
 
     def _may_delete_again(self, lease: Lease, error: SqsError, delay: float) -> bool:

@@ -1,5 +1,8 @@
 """Dead-lettering by the processor: the original body and attributes, plus what went wrong.
 
+A message whose payload is in S3 is copied as received, its pointer and the pointer's size attribute
+(which keeps its slot) included: the object stays, and the copy is readable once redriven.
+
 The error travels in one attribute, ``conveyor.dead_letter`` (JSON: error type, error message
 (truncated), original message id, receive count, source queue, time), so that it fits SQS's limit of
 10 attributes beside the originals. Originals beyond room (a message that already had 10) are kept
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor import metadata
 from conveyor.contracts import InvalidMessageError
+from conveyor.payloads.pointer import SIZE_ATTRIBUTES
 from conveyor.processor.engine.lease import Lease
 from conveyor.processor.engine.outcome import DeadLetter
 from conveyor.sqs import limits
@@ -74,7 +78,9 @@ def fitting_attributes(lease: Lease, outcome: DeadLetter, source_queue: str, max
     record (oldest entries first) and never takes a slot a user's attribute needs. When no record
     fits beside the user's values, the copy is the message as received (as SQS's own redrive would
     move it)."""
-    received = {k: _clean(v) for k, v in lease.attributes.items() if k != metadata.DEAD_LETTER}
+    # The pointer's size attribute first: it always keeps its slot (without it the copy is no pointer).
+    ordered = sorted(lease.attributes.items(), key=lambda item: item[0] not in SIZE_ATTRIBUTES)
+    received = {k: _clean(v) for k, v in ordered if k != metadata.DEAD_LETTER}
     originals = {k: v for k, v in received.items() if k != metadata.REDRIVE_HISTORY}
     carried = _overflow_of(lease.attributes.get(metadata.DEAD_LETTER))  # a redriven copy failing again
     histories = list(_histories(lease.attributes.get(metadata.REDRIVE_HISTORY), beside=len(originals)))

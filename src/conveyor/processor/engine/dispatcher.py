@@ -79,7 +79,7 @@ class Dispatcher:
         self._config = config
         self._clock = clock
         self._settlement = settlement
-        self._invoker = Invoker(handler, metrics, stopping, abandon=settlement.abandon)
+        self._invoker = Invoker(handler, metrics, stopping, abandon=settlement.abandon, fetch=settlement.fetch_payloads)
         self._stopping = stopping
         self._buffer = buffer
         self._batch: type[Batch] = GroupBatch if config.fifo else Batch

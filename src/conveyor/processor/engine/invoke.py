@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import structlog
 
@@ -31,8 +31,10 @@ class Invoker:
         metrics: ProcessorMetrics,
         stopping: asyncio.Event,
         abandon: Callable[[Lease], None],
+        fetch: Callable[[Sequence[Lease]], Awaitable[dict[str, BaseException]]] | None = None,
     ) -> None:
         self.handler = handler
+        self._fetch = fetch  # the settlement's: payloads stored in S3 are fetched before the handler
         self._abandon = abandon  # the settlement's: a lease's stage changes there only
         self._metrics = metrics
         self._stopping = stopping
@@ -44,7 +46,16 @@ class Invoker:
         return isinstance(self.handler, BatchHandler)
 
     async def errors(self, leases: list[Lease]) -> Mapping[str, BaseException]:
-        """Run the handler on ``leases``; each message's error, by message id (absent: success)."""
+        """Run the handler on ``leases``; each message's error, by message id (absent: success). A
+        message whose payload could not be fetched from S3 has that error, and the handler does not
+        see it."""
+        unfetched = await self._fetch(leases) if self._fetch is not None else {}
+        if not unfetched:
+            return await self._handler_errors(leases)
+        fetched = [lease for lease in leases if lease.message_id not in unfetched]
+        return {**unfetched, **(await self._handler_errors(fetched) if fetched else {})}
+
+    async def _handler_errors(self, leases: list[Lease]) -> Mapping[str, BaseException]:
         started = time.perf_counter()
         self._metrics.running.inc(len(leases))
         self.calls += 1

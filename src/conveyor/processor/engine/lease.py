@@ -14,6 +14,7 @@ import structlog
 
 from conveyor.idempotency import Claim
 from conveyor.message import Message
+from conveyor.payloads.pointer import SIZE_ATTRIBUTES, Pointer, sqs_receipt_handle
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS
 
 CAP_MARGIN_SECONDS = 5  # stay clear of the 12 h cap: SQS rejects a visibility that crosses it
@@ -42,13 +43,15 @@ class Lease:
     dedupe_key: str | None = None  # with an idempotency store: the key its handler completion is recorded under
     claim: Claim | None = None  # and what the store said about that key
     claim_lost: bool = False  # its claim ended while the handler ran, and another process took the key
+    pointer: Pointer | None = None  # its body is an S3 pointer: where the payload is (set once fetched)
+    payload: str | None = None  # and the payload fetched from there: what the handler sees as the body
     _view: Message | None = field(default=None, repr=False)  # built once, on first use
 
     @classmethod
     def from_sqs(cls, raw: Mapping[str, Any], received_at: float, visibility: float) -> Lease:
         return cls(
             message_id=raw["MessageId"],
-            receipt_handle=raw["ReceiptHandle"],
+            receipt_handle=sqs_receipt_handle(raw["ReceiptHandle"]),
             body=raw.get("Body", ""),
             attributes=dict(raw.get("MessageAttributes", {})),
             system=dict(raw.get("Attributes", {})),
@@ -105,6 +108,13 @@ class Lease:
         """Every log line about this message carries its id and the writer's request id."""
         return structlog.contextvars.bound_contextvars(message_id=self.message_id, request_id=self.message().request_id)
 
+    def take_payload(self, pointer: Pointer, text: str) -> None:
+        """Its payload was fetched from S3: the handler sees it as the body (the lease keeps the
+        pointer body: a dead-letter copy carries the pointer, not the payload)."""
+        self.pointer = pointer
+        self.payload = text
+        self._view = None
+
     def message(self) -> Message:
         """The handler's view: string attributes as text, binary ones as base64."""
         if self._view is None:
@@ -112,15 +122,21 @@ class Lease:
         return self._view
 
     def _build_message(self) -> Message:
+        offloaded = self.pointer is not None
         return Message(
             message_id=self.message_id,
-            body=self.body,
-            attributes={name: _attribute_text(value) for name, value in self.attributes.items()},
+            body=self.payload if self.payload is not None else self.body,
+            attributes={
+                name: _attribute_text(value)
+                for name, value in self.attributes.items()
+                if not (offloaded and name in SIZE_ATTRIBUTES)  # (as the AWS clients hand it over)
+            },
             receive_count=self.receive_count,
             sent_at=self.sent_at,
             group_id=self.group_id,
             deduplication_id=self.system.get("MessageDeduplicationId"),
             sequence_number=self.system.get("SequenceNumber"),
+            payload_location=self.pointer.location if self.pointer is not None else None,
         )
 
 

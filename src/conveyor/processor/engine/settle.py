@@ -16,12 +16,15 @@ and the shutdown call it; none of them touches those parts itself. So the rules 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
 import structlog
 
+from conveyor.payloads.fetch import PayloadFetcher
+from conveyor.payloads.reclaim import PayloadReclaimer
+from conveyor.payloads.store import PayloadStore
 from conveyor.processor.config import EngineConfig
 from conveyor.processor.engine.acker import Acker
 from conveyor.processor.engine.dedupe import Dedupe
@@ -71,6 +74,7 @@ class Settlement:
         metrics: ProcessorMetrics,
         dedupe: Dedupe | None = None,
         hold_delete: Callable[[Lease], bool] = lambda _: False,
+        payloads: PayloadStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._inflight = inflight
@@ -79,12 +83,15 @@ class Settlement:
         self._dedupe = dedupe
         self._claims: Claims = dedupe if dedupe is not None else NoClaims()
         self._hold_delete = hold_delete
+        self._fetcher = PayloadFetcher(payloads, metrics)
+        self._reclaimer = PayloadReclaimer(payloads if config.payload_delete else None, metrics)
         self._acker = Acker(
             client, config.queue_url, self, metrics,
             linger=config.delete_linger, entry_retries=config.entry_retries, clock=clock,
         )  # fmt: skip
 
     async def __aenter__(self) -> Self:
+        await self._reclaimer.__aenter__()
         await self._acker.__aenter__()
         if self._dedupe is not None:
             try:
@@ -98,11 +105,15 @@ class Settlement:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         # The claims' batchers close first: their answers hand deletes and releases to the acker.
+        # Then the acker, whose confirmed deletes hand objects to the reclaimer, which goes last.
         try:
             if self._dedupe is not None:
                 await self._dedupe.__aexit__(et, e, tb)
         finally:
-            await self._acker.__aexit__(et, e, tb)
+            try:
+                await self._acker.__aexit__(et, e, tb)
+            finally:
+                await self._reclaimer.__aexit__(et, e, tb)
 
     # --- slots: reserved before a receive, given back when a worker is done -------------------------
     @property
@@ -148,8 +159,10 @@ class Settlement:
 
     # --- the ends of a message --------------------------------------------------------------------
     def ack(self, lease: Lease) -> None:
-        """The handler succeeded: its completion is recorded, then it is deleted."""
+        """The handler succeeded: its completion is recorded, then it is deleted (and once SQS
+        confirmed that, its payload's S3 object too)."""
         lease.settle()
+        self._reclaimer.handled(lease.receipt_handle, lease.pointer)
         self._complete(lease, then=lambda: self._delete_completed(lease), success=True)
 
     def release(self, lease: Lease, seconds: int = 0) -> None:
@@ -236,7 +249,16 @@ class Settlement:
     # --- what the acker tells back -----------------------------------------------------------------
     def discard(self, lease: Lease) -> None:
         """SQS is done with the lease (deleted, visible again, or no longer ours): not held any more."""
+        self._reclaimer.forget(lease.receipt_handle)
         self._inflight.discard(lease)
+
+    def deleted(self, lease: Lease) -> None:
+        """SQS confirmed the delete: a handled message's payload object goes now (never before)."""
+        self._reclaimer.deleted(lease.receipt_handle)
+
+    async def fetch_payloads(self, leases: Sequence[Lease]) -> dict[str, BaseException]:
+        """The payloads stored in S3 of the messages about to run (see :mod:`conveyor.payloads.fetch`)."""
+        return await self._fetcher.fetch(leases)
 
     # --- inside ---------------------------------------------------------------------------------------
     def _back_to_queue(self, lease: Lease, seconds: int) -> None:

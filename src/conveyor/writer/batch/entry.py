@@ -13,6 +13,7 @@ from conveyor.writer.api.problems import EntryProblem
 from conveyor.writer.api.request_meta import RequestMeta, is_valid_idempotency_key
 from conveyor.writer.api.schemas import MAX_IDEMPOTENCY_KEY_CHARS, BatchEntryIn
 from conveyor.writer.replay.keyed import Keyed, fingerprint
+from conveyor.writer.sending.offload_rule import OffloadRule
 from conveyor.writer.sending.outgoing import Outgoing, build_outgoing
 
 ROUTE = "POST /messages/batch"  # in the fingerprint: a batch entry is not the same request as a POST /messages
@@ -72,6 +73,7 @@ def prepare_entry(
     keyed: bool,
     tracer: Tracer,
     contracts: App | None = None,
+    offload: OffloadRule | None = None,
 ) -> Entry:
     """The entry of ``message``, validated and (with a store, ``keyed``) keyed; refused, its result
     is the problem."""
@@ -84,7 +86,7 @@ def prepare_entry(
             # travels with it, and the SendMessageBatch spans link to it.
             with tracer.send(queue.name) as traceparent:
                 entry_meta = dataclasses.replace(entry_meta, traceparent=traceparent)
-        entry.outgoing = build_outgoing(message, entry_meta, queue, contracts)
+        entry.outgoing = build_outgoing(message, entry_meta, queue, contracts, offload)
     except EntryProblem as problem:
         entry.result = problem
         return entry

@@ -41,7 +41,9 @@ async def send_batch(batch: BatchIn, state: WriterState, meta: RequestMeta) -> R
     queue = state.require_queue()
     keyed = state.replay is not None
     entries = [
-        prepare_entry(m, meta, queue, keyed=keyed, tracer=state.tracing, contracts=state.contracts)
+        prepare_entry(
+            m, meta, queue, keyed=keyed, tracer=state.tracing, contracts=state.contracts, offload=state.offload_rule
+        )
         for m in batch.messages
     ]
     if state.replay is None:

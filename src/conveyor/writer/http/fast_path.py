@@ -65,7 +65,7 @@ class FastPath:
         try:
             message = MessageIn.model_validate_json(body)
             meta = meta_from(request.headers, request.request_id)
-            outgoing = build_outgoing(message, meta, state.queue, state.contracts)
+            outgoing = build_outgoing(message, meta, state.queue, state.contracts, state.offload_rule)
         except Exception:  # noqa: BLE001 - whatever the reason, the route gives the answer (the same refusal)
             return False
         try:

@@ -96,7 +96,7 @@ async def _send_one(message: MessageIn, state: WriterState, meta: RequestMeta) -
 
 
 async def _send_built(message: MessageIn, state: WriterState, meta: RequestMeta, queue: QueueConfig) -> Response:
-    outgoing = build_outgoing(message, meta, queue, state.contracts)
+    outgoing = build_outgoing(message, meta, queue, state.contracts, state.offload_rule)
 
     async def send() -> JSONResponse:
         message_id = await state.sender.send(outgoing)

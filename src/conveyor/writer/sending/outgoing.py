@@ -17,6 +17,7 @@ from conveyor.writer.api.problems import EntryProblem, invalid_message
 from conveyor.writer.api.request_meta import RequestMeta
 from conveyor.writer.api.schemas import AttributeValue, MessageIn
 from conveyor.writer.sending.fifo_ids import fifo_ids
+from conveyor.writer.sending.offload_rule import OffloadRule
 from conveyor.writer.sending.typed import checked_type
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class Outgoing:
     delay_seconds: int | None = None
     group_id: str | None = None
     deduplication_id: str | None = None
+    offload: bool = False  # over the threshold: its body goes to S3 and a pointer to SQS (payloads/offload.py)
 
     @property
     def traceparent(self) -> str | None:
@@ -105,7 +107,7 @@ def _user_attribute(name: str, value: AttributeValue) -> MessageAttributeValueTy
     if problem:
         raise invalid_message(field, f"attribute name {problem}")
     if metadata.is_reserved(name):
-        raise invalid_message(field, "names starting with 'conveyor.' and 'traceparent' are reserved")
+        raise invalid_message(field, metadata.RESERVED_TEXT)
     if isinstance(value, str):
         if not value:
             raise invalid_message(field, "string values must not be empty")
@@ -147,20 +149,31 @@ def _check_ids(message: MessageIn) -> None:
             raise invalid_message(field, "1 to 128 printable ASCII characters without spaces")
 
 
-def build_outgoing(message: MessageIn, meta: RequestMeta, queue: QueueConfig, contracts: App | None = None) -> Outgoing:
+def build_outgoing(
+    message: MessageIn,
+    meta: RequestMeta,
+    queue: QueueConfig,
+    contracts: App | None = None,
+    offload: OffloadRule | None = None,
+) -> Outgoing:
     """Validate ``message`` against SQS's rules, this queue and (with one) the user's app; raise
-    :class:`EntryProblem`."""
+    :class:`EntryProblem`. With an ``offload`` rule (a payload bucket), a message over its threshold
+    is marked to go through S3 instead of being refused."""
     body = serialise_body(message.body)
     attributes = _attributes(message, meta, message.type)
     _check_ids(message)
     group_id, dedup_id = fifo_ids(message, meta, queue, body)
     size = limits.message_bytes(body, attributes)
-    if size > queue.max_message_bytes:
+    limit = queue.max_message_bytes
+    offloaded = offload is not None and size > offload.threshold(limit)
+    if offloaded:
+        offload.check_pointer_fits(attributes, limit)  # type: ignore[union-attr]  # (offloaded: not None)
+    elif size > limit:
         raise EntryProblem(
             413,
             "Message too large",
-            f"body and attributes are {size} bytes; this queue takes at most {queue.max_message_bytes}",
+            f"body and attributes are {size} bytes; this queue takes at most {limit}",
             field="body",
         )
     checked_type(contracts, message.type, body)  # last: the cheap refusals first, before the model's CPU
-    return Outgoing(body, attributes, size, message.delay_seconds, group_id, dedup_id)
+    return Outgoing(body, attributes, size, message.delay_seconds, group_id, dedup_id, offloaded)

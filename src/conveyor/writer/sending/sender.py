@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import structlog
 
+from conveyor.payloads.pointer import Pointer
 from conveyor.settings import WriterSettings
 from conveyor.sqs.batch_call import EntryResult, call_batch
 from conveyor.sqs.batcher import Batcher, BatcherClosedError, Settle
@@ -21,6 +22,7 @@ from conveyor.sqs.send_batch import BatchSender
 from conveyor.tracing import NO_TRACING, NoTracing, Tracing
 from conveyor.writer.api.problems import EntryProblem, from_sqs
 from conveyor.writer.metrics import WriterMetrics
+from conveyor.writer.sending.offload import Offloader
 from conveyor.writer.sending.outgoing import Outgoing
 
 if TYPE_CHECKING:
@@ -42,8 +44,10 @@ class Sender:
         tracing: NoTracing | Tracing = NO_TRACING,
         *,
         direct: bool = False,
+        offloader: Offloader | None = None,
     ) -> None:
         self._client = client
+        self._offloader = offloader  # with a payload bucket: messages over the threshold go through S3
         # With a real aiobotocore client: SendMessageBatch without its per-call preparation (sqs/send_batch.py).
         self._batch_sender = BatchSender(client) if direct else None
         self._tracing = tracing
@@ -79,6 +83,8 @@ class Sender:
 
     async def send(self, outgoing: Outgoing) -> str:
         """Send one message through the coalescing batcher; raise :class:`EntryProblem`."""
+        if outgoing.offload:
+            return await self._send_offloaded(outgoing)
         try:
             future = self._batcher.submit_nowait(outgoing)
         except BatcherClosedError as exc:
@@ -88,6 +94,8 @@ class Sender:
     async def send_now(self, outgoing: Sequence[Outgoing]) -> list[str | BaseException]:
         """Send messages at once, without waiting for company (nothing more of theirs will come): a
         MessageId or an exception (:class:`EntryProblem` for what the client is told) per message."""
+        if any(o.offload for o in outgoing):
+            return await self._send_now_offloaded(outgoing)
         started = time.monotonic()
         try:
             futures = [self._batcher.submit_nowait(o) for o in outgoing]
@@ -96,6 +104,40 @@ class Sender:
         self._batcher.flush_now()
         answers = (self._answer(f, o, started) for f, o in zip(futures, outgoing, strict=True))
         return await asyncio.gather(*answers, return_exceptions=True)
+
+    async def _send_offloaded(self, outgoing: Outgoing) -> str:
+        """Store the payload in S3, then send its pointer; the object goes if SQS surely did not take it."""
+        stored, pointer = await self._require_offloader().store(outgoing)
+        try:
+            return await self.send(stored)
+        except EntryProblem as problem:
+            await self._require_offloader().unsent(pointer, problem)
+            raise
+
+    async def _send_now_offloaded(self, outgoing: Sequence[Outgoing]) -> list[str | BaseException]:
+        """:meth:`send_now` for messages some of which go through S3: those stored first (a failed
+        store is that message's answer), then every pointer and message at once."""
+        offloader = self._require_offloader()
+        stored = await asyncio.gather(
+            *(offloader.store(o) if o.offload else _as_is(o) for o in outgoing), return_exceptions=True
+        )
+        ready = [item for item in stored if isinstance(item, tuple)]
+        sent = iter(await self.send_now([message for message, _ in ready]))
+        results: list[str | BaseException] = []
+        for item in stored:
+            if not isinstance(item, tuple):
+                results.append(item)
+                continue
+            result = next(sent)
+            if item[1] is not None and isinstance(result, EntryProblem):
+                await offloader.unsent(item[1], result)
+            results.append(result)
+        return results
+
+    def _require_offloader(self) -> Offloader:
+        if self._offloader is None:  # build_outgoing marks none without a rule: a bug of ours
+            raise RuntimeError("a message marked for S3 without a payload bucket")
+        return self._offloader
 
     async def _answer(self, future: Awaitable[str], outgoing: Outgoing, started: float) -> str:
         try:
@@ -140,6 +182,10 @@ class Sender:
             return
         with self._tracing.send_batch(self._queue_name, [m.traceparent for m in messages]):
             await call_batch(call, entries, self._entry_retries, on_result)
+
+
+async def _as_is(outgoing: Outgoing) -> tuple[Outgoing, Pointer | None]:
+    return outgoing, None
 
 
 def _shutting_down(cause: BaseException | None = None) -> EntryProblem:

@@ -1,0 +1,103 @@
+"""The S3 pointer's wire format, checked against the AWS Python extended client's own constants and
+output (the PyPI package ``amazon-sqs-extended-client``): Conveyor reads what it writes and back."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from conveyor.payloads.pointer import (
+    BUCKET_MARKER,
+    KEY_MARKER,
+    LEGACY_POINTER_CLASS,
+    LEGACY_SIZE_ATTRIBUTE,
+    POINTER_CLASS,
+    SIZE_ATTRIBUTE,
+    Pointer,
+    PointerError,
+    pointer_of,
+    size_attribute,
+    sqs_receipt_handle,
+)
+
+
+def _aws_constants() -> SimpleNamespace:
+    """The AWS client's module-level string constants, read from its source: importing the package
+    would replace ``boto3.Session`` in this whole process (its ``__init__`` does)."""
+    spec = importlib.util.find_spec("sqs_extended_client")  # finds the package without running it
+    assert spec is not None
+    assert spec.submodule_search_locations
+    source = Path(next(iter(spec.submodule_search_locations)), "client.py").read_text()
+    found = {
+        target.id: node.value.value
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    return SimpleNamespace(**found)
+
+
+aws = _aws_constants()
+
+
+def test_the_names_are_the_aws_clients_own() -> None:
+    assert (POINTER_CLASS, LEGACY_POINTER_CLASS) == (aws.MESSAGE_POINTER_CLASS, aws.LEGACY_MESSAGE_POINTER_CLASS)
+    assert (SIZE_ATTRIBUTE, LEGACY_SIZE_ATTRIBUTE) == (aws.RESERVED_ATTRIBUTE_NAME, aws.LEGACY_RESERVED_ATTRIBUTE_NAME)
+    assert (BUCKET_MARKER, KEY_MARKER) == (aws.S3_BUCKET_NAME_MARKER, aws.S3_KEY_MARKER)
+
+
+def test_the_body_is_what_the_aws_client_writes() -> None:
+    # its _store_message_in_s3: dumps([pointer class, {"s3BucketName": ..., "s3Key": ...}]), default spacing
+    expected = json.dumps([aws.MESSAGE_POINTER_CLASS, {"s3BucketName": "b", "s3Key": "k"}])
+    assert Pointer("b", "k").body() == expected
+    assert size_attribute(12) == {"DataType": "Number", "StringValue": "12"}
+
+
+@pytest.mark.parametrize(
+    ("cls", "attribute"), [(POINTER_CLASS, SIZE_ATTRIBUTE), (LEGACY_POINTER_CLASS, LEGACY_SIZE_ATTRIBUTE)]
+)
+def test_both_forms_are_read(cls: str, attribute: str) -> None:
+    body = json.dumps([cls, {"s3BucketName": "bucket-1", "s3Key": "a/b"}], separators=(",", ":"))  # Java's spacing
+    pointer = pointer_of(body, {attribute: {"DataType": "Number", "StringValue": "2048"}})
+    assert pointer == Pointer("bucket-1", "a/b", 2048)
+    assert pointer.location == "s3://bucket-1/a/b"
+
+
+def test_a_body_without_the_attribute_is_no_pointer() -> None:
+    assert pointer_of(Pointer("b", "k").body(), {"other": {"DataType": "String", "StringValue": "x"}}) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        '{"s3BucketName": "b", "s3Key": "k"}',
+        '["some.other.Class", {"s3BucketName": "b", "s3Key": "k"}]',
+        f'["{POINTER_CLASS}", {{"s3BucketName": "b"}}]',
+        f'["{POINTER_CLASS}", {{"s3BucketName": "", "s3Key": "k"}}]',
+        f'["{POINTER_CLASS}", {{"s3BucketName": 1, "s3Key": "k"}}]',
+        f'["{POINTER_CLASS}", {{"s3BucketName": "b", "s3Key": "k"}}, 3]',
+    ],
+)
+def test_a_marked_body_that_is_no_pointer_is_refused(body: str) -> None:
+    with pytest.raises(PointerError, match="ExtendedPayloadSize but its body is not an S3 pointer"):
+        pointer_of(body, {SIZE_ATTRIBUTE: {"DataType": "Number", "StringValue": "1"}})
+
+
+def test_a_size_that_is_not_a_number_leaves_the_size_unknown() -> None:
+    pointer = pointer_of(Pointer("b", "k").body(), {SIZE_ATTRIBUTE: {"DataType": "Number", "StringValue": "x"}})
+    assert pointer == Pointer("b", "k", None)
+
+
+def test_a_receipt_handle_an_extended_client_made_gives_sqs_its_own() -> None:
+    original = "AQEB-with-dashes-and/slashes=="
+    embedded = f"{BUCKET_MARKER}bucket{BUCKET_MARKER}{KEY_MARKER}some-key{KEY_MARKER}{original}"
+    assert sqs_receipt_handle(embedded) == original
+    assert sqs_receipt_handle(original) == original  # SQS's own handles are left alone
+    assert sqs_receipt_handle(f"{BUCKET_MARKER}broken") == f"{BUCKET_MARKER}broken"
