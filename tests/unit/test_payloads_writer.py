@@ -3,6 +3,7 @@ sent; what the client hears, what is on the queue and what is in the bucket, on 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -194,3 +195,23 @@ async def test_offloaded_messages_are_counted(limited: InMemorySqs, s3: InMemory
     size = len(next(iter(s3.objects[BUCKET].values())))
     assert 'conveyor_payloads_total{event="stored"} 1.0' in metrics
     assert f'conveyor_payload_bytes_total{{direction="stored"}} {float(size)}' in metrics
+
+
+async def test_on_a_content_deduplicated_fifo_queue_the_payload_not_the_pointer_is_deduplicated(
+    s3: InMemoryS3,
+) -> None:
+    fake = InMemorySqs()
+    fake.create("orders.fifo", ContentBasedDeduplication="true", MaximumMessageSize=str(LIMIT))
+    config = WriterSettings(queue_name="orders.fifo", payload_bucket=BUCKET)
+    app = create_app(config, client=as_client(fake), s3=s3)  # type: ignore[arg-type]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://writer") as api:
+            for _ in range(2):  # the same payload twice, without a client name or a key
+                response = await api.post("/messages", json={"body": big(), "group_id": "g"})
+                assert response.status_code == 202, response.text
+    sent = [entry for name, kwargs in fake.calls if name == "SendMessageBatch" for entry in kwargs["Entries"]]
+    ids = {entry["MessageDeduplicationId"] for entry in sent}
+    assert len(sent) == 2
+    assert ids == {hashlib.sha256(json.dumps(big(), separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()}
+    # (SQS drops the second as a duplicate; its object is left to the bucket's lifecycle rule)

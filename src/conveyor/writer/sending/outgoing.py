@@ -4,6 +4,7 @@ allowed characters, attribute names and count, exact byte size against the queue
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from decimal import Decimal
@@ -168,6 +169,10 @@ def build_outgoing(
     offloaded = offload is not None and size > offload.threshold(limit)
     if offloaded:
         offload.check_pointer_fits(attributes, limit)  # type: ignore[union-attr]  # (offloaded: not None)
+        if queue.is_fifo and dedup_id is None:
+            # SQS's own content-based deduplication would hash the pointer (a new key each time), never
+            # the payload: the id SQS would derive from the payload is sent instead.
+            dedup_id = hashlib.sha256(body.encode()).hexdigest()
     elif size > limit:
         raise EntryProblem(
             413,
