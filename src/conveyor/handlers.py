@@ -23,6 +23,7 @@ async def demo(message: Message) -> None:
         body=message.body[:200],  # the JSON text as it came, not a Python repr of the parsed value
         receive_count=message.receive_count,
         attributes=message.attributes,
+        **({"payload_location": message.payload_location, "bytes": len(message.body)} if message.offloaded else {}),
     )
 
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import boto3
 import httpx
 
 from conveyor.localstack import free_port
@@ -41,6 +42,14 @@ def test_conveyor_dev_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         assert httpx.post(writer + "/messages", json={"body": {"hello": "dev"}}).status_code == 202
         wait_for(lambda: "demo_handled" in log.read_text(), 30, "the demo handler ran")
         assert '"body": "{\\"hello\\":\\"dev\\"}"' in log.read_text()  # the body as JSON, not a repr
+        # past SQS's 1 MiB: through the bucket `conveyor dev` made in LocalStack's S3, deleted once handled
+        large = {"blob": "x" * 1_500_000}
+        assert httpx.post(writer + "/messages", json={"body": large}, timeout=30).status_code == 202
+        wait_for(lambda: '"bytes": 1500011' in log.read_text(), 30, "the demo handler got the large payload")
+        assert '"payload_location": "s3://conveyor-payloads/' in log.read_text()
+        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{ports['LOCALSTACK']}", region_name="us-east-1")
+        wait_for(lambda: s3.list_objects_v2(Bucket="conveyor-payloads").get("KeyCount") == 0, 10, "object deleted")
+        assert "conveyor dev: payload bucket conveyor-payloads (S3)" in log.read_text()
         # the canary command `conveyor dev` prints works as printed (the secret it made up reached the processor)
         [hint] = [line for line in log.read_text().splitlines() if line.startswith("conveyor dev: try the canary: ")]
         words = hint.removeprefix("conveyor dev: try the canary: ").split()
