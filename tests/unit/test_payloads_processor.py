@@ -14,9 +14,12 @@ from conveyor.message import BatchFailures
 from conveyor.payloads.pointer import LEGACY_POINTER_CLASS, LEGACY_SIZE_ATTRIBUTE, POINTER_CLASS, SIZE_ATTRIBUTE
 from conveyor.payloads.store import PayloadStore
 from conveyor.processor.engine import Engine
+from conveyor.processor.engine.outcome import RetryPolicy
+from conveyor.processor.routing import router
 from conveyor.processor.user_code import adapt
 from conveyor.testing.s3 import InMemoryS3
 from conveyor.testing.sqs import InMemorySqs, as_client, client_error
+from tests import typed_app
 from tests.unit.engine_support import DLQ, QUEUE, config_for, left, sample, started, until
 
 BUCKET = "payloads"
@@ -286,3 +289,29 @@ async def test_the_heartbeat_covers_a_slow_download() -> None:
     assert handled == [1]
     assert fake.received_total == 1  # never visible again during the download
     assert any(name == "ChangeMessageVisibilityBatch" for name, _ in fake.calls)
+
+
+async def test_a_typed_handler_validates_the_fetched_payload_not_the_pointer() -> None:
+    fake, s3 = setup()
+    order = {"order_id": "o-9", "amount": "1.50", "lines": [{"sku": "a", "quantity": 1}]}
+    for key, payload in (("good", order), ("bad", {"order_id": "o-10"})):
+        s3.objects[BUCKET][key] = json.dumps(payload).encode()
+        body = json.dumps([POINTER_CLASS, {"s3BucketName": BUCKET, "s3Key": key}])
+        sqs_attributes: dict[str, Any] = {
+            metadata.TYPE: {"DataType": "String", "StringValue": "order.created"},
+            SIZE_ATTRIBUTE: {"DataType": "Number", "StringValue": "1"},
+        }
+        await fake.send_message(QueueUrl=fake.queues[QUEUE].url, MessageBody=body, MessageAttributes=sqs_attributes)
+    typed_app.CALLS.clear()
+    policy = RetryPolicy(base_seconds=0, max_seconds=0, max_receive_count=3, dead_letter_queue=True)
+    with ThreadPoolExecutor(2) as pool:
+        async with engine_on(fake, s3, router(typed_app.app, pool, policy)):
+            await until(lambda: left(fake) == 0 and len(dead_lettered(fake)) == 1)
+    [(kind, model, _, _)] = typed_app.CALLS
+    assert kind == "order.created"
+    assert isinstance(model, typed_app.OrderCreated)
+    assert model.order_id == "o-9"
+    record = json.loads(dead_lettered(fake)[0].attributes[metadata.DEAD_LETTER]["StringValue"])
+    assert record["error_type"] == "conveyor.InvalidMessageError"
+    assert s3.keys(BUCKET) == ["bad"]  # the dead letter's object stays; the handled one's went
+    typed_app.CALLS.clear()
