@@ -109,7 +109,10 @@ async def test_a_3_mb_post_is_stored_in_s3_and_the_aws_client_reads_it_back(
     payload = {"blob": "x" * (3 * 1000 * 1000)}
     async with writer(queues, bucket) as api:
         response = await api.post("/messages", json={"body": payload, "attributes": {"tenant": "acme"}})
+        metrics = (await api.get("/metrics")).text
     assert response.status_code == 202, response.text
+    assert 'conveyor_s3_requests_total{operation="PutObject",outcome="ok"} 1.0' in metrics
+    assert 'conveyor_payloads_total{event="stored"} 1.0' in metrics
     raw = raw_receive(sqs, queues.url)  # what is on the queue: the pointer
     cls, where = json.loads(raw["Body"])
     assert (cls, where["s3BucketName"]) == (POINTER_CLASS, bucket)

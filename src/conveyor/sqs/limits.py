@@ -70,4 +70,5 @@ def attribute_bytes(attributes: Mapping[str, Mapping[str, Any]]) -> int:
 
 def message_bytes(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
     """The size SQS compares with MaximumMessageSize: body plus attributes, exactly."""
-    return len(body.encode()) + attribute_bytes(attributes)
+    # An ASCII string's length is its UTF-8 size (and str.isascii is a flag lookup): no copy of a large body.
+    return (len(body) if body.isascii() else len(body.encode())) + attribute_bytes(attributes)
