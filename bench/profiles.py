@@ -27,10 +27,17 @@ class Profile:
     cost_rates: tuple[float, ...] = (20, 50, 200, 1000)  # steady rates of the cost curve (none: not run)
     cost_windows_ms: tuple[float, ...] = (0, 20, 100, 250)  # CONVEYOR_BATCH_WINDOW_MS at each rate
     cost_seconds: float = 15.0
+    # (MiB, messages, clients) of bench/scenarios/payloads.py (none: not run): enough messages for a rate,
+    # few enough for a short run; the last one posts one 32 MiB body at a time
+    payload_points: tuple[tuple[int, int, int], ...] = ((1, 20, 2), (5, 10, 2), (32, 4, 2), (32, 2, 1))
 
 
 FULL = Profile("full")
 # The cost curve (about 8 min) is left out of the quick run: what it shows is design-guaranteed and
 # unit-tested (tests/unit/test_batch_window.py); the full run measures it.
-QUICK = Profile("quick", processor_seconds=2.5, rss_run=False, writer_seconds=2.5, latency_seconds=5.0, cost_rates=())
+# The payloads through S3 (about a minute) too: the unit and LocalStack tests cover their correctness.
+QUICK = Profile(
+    "quick", processor_seconds=2.5, rss_run=False, writer_seconds=2.5, latency_seconds=5.0, cost_rates=(),
+    payload_points=(),
+)  # fmt: skip
 PROFILES = {profile.name: profile for profile in (FULL, QUICK)}
