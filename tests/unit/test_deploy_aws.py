@@ -381,15 +381,16 @@ def test_the_payload_bucket_is_encrypted_private_and_tls_only() -> None:
     assert template()["Outputs"]["PayloadBucketName"]["Value"] == {"Ref": "PayloadBucket"}
 
 
-def test_payloads_outlive_the_longest_retention_of_a_pointer_by_a_day() -> None:
-    # dead-lettered messages keep their pointer: the object must outlast the DLQ's retention too
+def test_payloads_outlive_the_retentions_of_a_pointer_by_a_day() -> None:
+    # dead-lettered messages keep their pointer, and the processor's copy is a new message in the DLQ:
+    # an object must outlast the queue's retention and then the DLQ's
     retentions = [resources()[queue]["Properties"]["MessageRetentionPeriod"] for queue in ("Queue", "DeadLetterQueue")]
     redrive = resources()["Queue"]["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
     rules = resources()["PayloadBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     assert all(rule["Status"] == "Enabled" and "Prefix" not in rule and "Filter" not in rule for rule in rules)
     [expiry] = [rule["ExpirationInDays"] for rule in rules if "ExpirationInDays" in rule]
-    assert expiry == math.ceil(max(retentions) / DAY_SECONDS) + 1
+    assert expiry == math.ceil(sum(retentions) / DAY_SECONDS) + 1
     [aborted] = [rule["AbortIncompleteMultipartUpload"] for rule in rules if "AbortIncompleteMultipartUpload" in rule]
     assert aborted == {"DaysAfterInitiation": 1}
 

@@ -4,16 +4,23 @@ message and to its object, on every path (fetched, missing, S3 failing, handler 
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
+import pytest
+
 from conveyor import Message, Reject, batch_handler, metadata
+from conveyor.idempotency import open_store
 from conveyor.message import BatchFailures
+from conveyor.payloads import store as store_module
 from conveyor.payloads.pointer import LEGACY_POINTER_CLASS, LEGACY_SIZE_ATTRIBUTE, POINTER_CLASS, SIZE_ATTRIBUTE
 from conveyor.payloads.store import PayloadStore
 from conveyor.processor.engine import Engine
+from conveyor.processor.engine.dedupe import Dedupe
 from conveyor.processor.engine.outcome import RetryPolicy
 from conveyor.processor.routing import router
 from conveyor.processor.user_code import adapt
@@ -23,6 +30,7 @@ from tests import typed_app
 from tests.unit.engine_support import DLQ, QUEUE, config_for, left, sample, started, until
 
 BUCKET = "payloads"
+FIFO = "work.fifo"
 PAYLOAD = json.dumps({"order": 7, "lines": ["x" * 100] * 50})
 
 
@@ -315,3 +323,130 @@ async def test_a_typed_handler_validates_the_fetched_payload_not_the_pointer() -
     assert record["error_type"] == "conveyor.InvalidMessageError"
     assert s3.keys(BUCKET) == ["bad"]  # the dead letter's object stays; the handled one's went
     typed_app.CALLS.clear()
+
+
+async def test_a_message_skipped_as_a_duplicate_gives_back_its_object() -> None:
+    # FIFO with an idempotency store: m2 succeeds but goes back behind m1's failure (to keep the order),
+    # and comes back to be skipped as a duplicate: that skip is the only delete its message gets.
+    fake, s3 = InMemorySqs(), InMemoryS3(BUCKET)
+    fake.create(FIFO)
+    for name in ("m1", "m2"):
+        s3.objects[BUCKET][name] = json.dumps({"name": name}).encode()
+        attributes = {
+            metadata.IDEMPOTENCY_KEY: {"DataType": "String", "StringValue": name},
+            SIZE_ATTRIBUTE: {"DataType": "Number", "StringValue": "20"},
+        }
+        fake.put(FIFO, json.dumps([POINTER_CLASS, {"s3BucketName": BUCKET, "s3Key": name}]), attributes, "g")
+    handled: list[str] = []
+
+    @batch_handler
+    def handler(messages: list[Message]) -> BatchFailures:
+        failures: dict[str, BaseException] = {}
+        for message in messages:
+            name = message.json()["name"]
+            if name == "m1" and message.receive_count == 1:
+                failures[message.message_id] = ConnectionError("blink")
+            else:
+                handled.append(name)
+        return failures
+
+    with tempfile.TemporaryDirectory() as folder:
+        async with open_store(f"sqlite:///{folder}/keys.sqlite3") as store:
+            config = config_for(fake, FIFO, visibility_timeout=1, retry_base_seconds=0, retry_max_seconds=0)
+            dedupe = Dedupe(store, visibility_timeout=1, ttl_seconds=60, linger=0.01)
+            with ThreadPoolExecutor(1) as pool:
+                engine = Engine(
+                    as_client(fake),
+                    config,
+                    adapt(handler, pool),
+                    dedupe=dedupe,
+                    payloads=PayloadStore(s3),  # type: ignore[arg-type]
+                )
+                async with started(engine):
+                    await until(lambda: left(fake, FIFO) == 0 and s3.keys(BUCKET) == [], timeout=10)
+    assert sorted(handled) == ["m1", "m2"]
+    assert sample(engine, "conveyor_processor_duplicates_skipped_total") == 1
+
+
+async def test_a_pointer_to_a_bucket_the_processor_does_not_read_is_dead_lettered_untouched() -> None:
+    fake, s3 = setup()
+    s3.objects["billing"] = {"ledger": b'{"secret": 1}'}
+    body = json.dumps([POINTER_CLASS, {"s3BucketName": "billing", "s3Key": "ledger"}])
+    attributes = {SIZE_ATTRIBUTE: {"DataType": "Number", "StringValue": "13"}}
+    await fake.send_message(QueueUrl=fake.queues[QUEUE].url, MessageBody=body, MessageAttributes=attributes)
+    await send_pointer(fake, s3, "mine")
+    bodies: list[str] = []
+
+    async def handler(message: Message) -> None:
+        bodies.append(message.body)
+
+    async with engine_on(fake, s3, handler, payload_buckets=frozenset({BUCKET}), payload_own=(BUCKET, "")):
+        await until(lambda: left(fake) == 0 and len(dead_lettered(fake)) == 1)
+    assert bodies == [PAYLOAD]  # its own bucket's payload, not the other's
+    record = json.loads(dead_lettered(fake)[0].attributes[metadata.DEAD_LETTER]["StringValue"])
+    assert record["error_type"] == "conveyor.payloads.errors.PayloadUnreadableError"
+    assert "s3://billing/ledger: the bucket is not one this processor reads" in record["error_message"]
+    assert s3.keys("billing") == ["ledger"]
+    assert [kwargs["Bucket"] for name, kwargs in s3.calls] == [BUCKET, BUCKET]  # GetObject, DeleteObjects
+
+
+async def test_only_the_processors_own_objects_are_deleted() -> None:
+    fake, s3 = setup()
+    s3.objects["other-producer"] = {}
+    await send_pointer(fake, s3, "in/mine")
+    await send_pointer(fake, s3, "elsewhere")  # its own bucket, outside its prefix
+
+    async def handler(message: Message) -> None:
+        return None
+
+    async with engine_on(fake, s3, handler, payload_own=(BUCKET, "in/")) as engine:
+        await until(lambda: left(fake) == 0 and s3.keys(BUCKET) == ["elsewhere"])
+    assert sample(engine, "conveyor_payloads_total", event="deleted") == 1
+
+
+async def test_an_error_while_reading_one_payload_holds_back_no_other_message() -> None:
+    fake, s3 = setup()
+    s3.fail_calls["GetObject"].append(aiohttp.ClientPayloadError("Response payload is not completed"))
+    await send_pointer(fake, s3, "k1")
+    await send_pointer(fake, s3, "k2")
+    seen: list[tuple[str, int]] = []
+
+    async def handler(message: Message) -> None:
+        seen.append((message.payload_location or "", message.receive_count))
+
+    async with engine_on(fake, s3, handler):
+        await until(lambda: left(fake) == 0)
+    assert sorted(count for _, count in seen) == [1, 2]  # one read at once, the cut one on its next delivery
+    assert dead_lettered(fake) == []
+
+
+async def test_a_negative_size_is_an_unknown_size_not_a_crash() -> None:
+    fake, s3 = setup()
+    s3.objects[BUCKET]["k1"] = PAYLOAD.encode()
+    body = json.dumps([POINTER_CLASS, {"s3BucketName": BUCKET, "s3Key": "k1"}])
+    attributes = {SIZE_ATTRIBUTE: {"DataType": "Number", "StringValue": "-1"}}
+    await fake.send_message(QueueUrl=fake.queues[QUEUE].url, MessageBody=body, MessageAttributes=attributes)
+    bodies: list[str] = []
+
+    async def handler(message: Message) -> None:
+        bodies.append(message.body)
+
+    async with engine_on(fake, s3, handler) as engine:
+        await until(lambda: left(fake) == 0)
+    assert bodies == [PAYLOAD]
+    assert sample(engine, "conveyor_payload_bytes_total", direction="fetched") == len(PAYLOAD)  # what was read
+
+
+async def test_an_object_over_the_payload_limit_is_not_downloaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "MAX_PAYLOAD_BYTES", 1000)
+    fake, s3 = setup()
+    await send_pointer(fake, s3)  # PAYLOAD is over 1000 bytes
+
+    async def handler(message: Message) -> None:
+        raise AssertionError("never called")
+
+    async with engine_on(fake, s3, handler):
+        await until(lambda: len(dead_lettered(fake)) == 1)
+    record = json.loads(dead_lettered(fake)[0].attributes[metadata.DEAD_LETTER]["StringValue"])
+    assert record["error_type"] == "conveyor.payloads.errors.PayloadUnreadableError"
+    assert f"is {len(PAYLOAD)} bytes, over the 1000 a payload may have" in record["error_message"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from pydantic import ValidationError
 
 from conveyor.payloads.pointer import (
     BUCKET_MARKER,
@@ -24,6 +25,8 @@ from conveyor.payloads.pointer import (
     size_attribute,
     sqs_receipt_handle,
 )
+from conveyor.settings import ProcessorSettings, WriterSettings
+from conveyor.writer.replay.replay import in_flight_lease_seconds
 
 
 def _aws_constants() -> SimpleNamespace:
@@ -101,3 +104,38 @@ def test_a_receipt_handle_an_extended_client_made_gives_sqs_its_own() -> None:
     assert sqs_receipt_handle(embedded) == original
     assert sqs_receipt_handle(original) == original  # SQS's own handles are left alone
     assert sqs_receipt_handle(f"{BUCKET_MARKER}broken") == f"{BUCKET_MARKER}broken"
+
+
+def test_a_negative_size_is_unknown() -> None:
+    pointer = pointer_of(Pointer("b", "k").body(), {SIZE_ATTRIBUTE: {"DataType": "Number", "StringValue": "-1"}})
+    assert pointer == Pointer("b", "k", None)
+
+
+@pytest.mark.parametrize(
+    ("sqs", "s3", "expected"),
+    [
+        ("http://127.0.0.1:4566", None, "http://127.0.0.1:4566"),  # LocalStack serves both
+        ("http://localstack:4566", None, "http://localstack:4566"),
+        ("https://sqs-fips.us-east-1.amazonaws.com", None, None),  # an AWS endpoint of SQS is SQS's alone
+        ("https://vpce-1.sqs.eu-west-1.vpce.amazonaws.com", None, None),
+        ("http://127.0.0.1:4566", "http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+        (None, None, None),
+    ],
+)
+def test_s3s_endpoint_falls_back_to_a_local_sqs_only(sqs: str | None, s3: str | None, expected: str | None) -> None:
+    settings = WriterSettings(sqs_endpoint_url=sqs, s3_endpoint_url=s3)
+    assert settings.s3_endpoint == expected
+
+
+def test_the_processor_reads_its_bucket_and_the_listed_ones() -> None:
+    settings = ProcessorSettings(payload_bucket="mine", payload_read_buckets="theirs,legacy-one")
+    assert settings.readable_buckets == {"mine", "theirs", "legacy-one"}
+    assert ProcessorSettings().readable_buckets == frozenset()
+    with pytest.raises(ValidationError, match="payload_read_buckets"):
+        ProcessorSettings(payload_read_buckets="Not_A_Bucket")
+
+
+def test_an_idempotency_keys_in_flight_marker_outlasts_the_s3_put_too() -> None:
+    without = in_flight_lease_seconds(WriterSettings())
+    assert without == 83
+    assert in_flight_lease_seconds(WriterSettings(payload_bucket="bucket")) == without + 3 * (3 + 60)

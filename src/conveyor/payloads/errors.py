@@ -10,14 +10,16 @@ object back). Anything else S3 says (throttling, a 5xx, access denied, a timeout
 
 from __future__ import annotations
 
+from aiohttp import ClientError as HttpClientError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor.errors import ConveyorError
 from conveyor.message import PermanentError
 
 MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
-S3_ERRORS: tuple[type[BaseException], ...] = (ClientError, BotoCoreError, OSError, TimeoutError)
-"""What an S3 call raises when S3 (or the way to it) fails; anything else is a bug of ours."""
+S3_ERRORS: tuple[type[BaseException], ...] = (ClientError, BotoCoreError, OSError, TimeoutError, HttpClientError)
+"""What an S3 call raises when S3 (or the way to it) fails (aiohttp's own errors too: a body cut short
+while it is read is a ``ClientPayloadError``, which aiobotocore does not wrap); anything else is a bug of ours."""
 
 
 class PayloadMissingError(PermanentError):

@@ -37,9 +37,14 @@ class Offloaded(Protocol):
 class PayloadFetcher:
     """Fetches the payloads of a handler call's messages, all at once."""
 
-    def __init__(self, store: PayloadStore | None, metrics: SqsCallMetrics) -> None:
+    def __init__(
+        self, store: PayloadStore | None, metrics: SqsCallMetrics, buckets: frozenset[str] | None = None
+    ) -> None:
         self._store = store  # None: no S3 client (a processor built without one: pointers cannot be read)
         self._metrics = metrics
+        # The buckets pointers may name (CONVEYOR_PAYLOAD_BUCKET, CONVEYOR_PAYLOAD_READ_BUCKETS): a pointer
+        # elsewhere is any sender's way to have the handler read (and the processor delete) what it may.
+        self._buckets = buckets  # None: any (tests)
 
     async def fetch(self, messages: Sequence[Offloaded]) -> dict[str, BaseException]:
         """Give each offloaded message its payload; returns the errors of those that could not get it."""
@@ -52,7 +57,13 @@ class PayloadFetcher:
                 errors[message.message_id] = PayloadUnreadableError(str(exc))
                 self._metrics.payloads.labels("missing").inc()
                 continue
-            if pointer is not None:
+            if pointer is not None and self._buckets is not None and pointer.bucket not in self._buckets:
+                errors[message.message_id] = PayloadUnreadableError(
+                    f"{pointer.location}: the bucket is not one this processor reads (CONVEYOR_PAYLOAD_BUCKET,"
+                    " CONVEYOR_PAYLOAD_READ_BUCKETS)"
+                )
+                self._metrics.payloads.labels("missing").inc()
+            elif pointer is not None:
                 todo.append((message, pointer))
         if todo:
             async with asyncio.TaskGroup() as group:
@@ -75,6 +86,10 @@ class PayloadFetcher:
             log.warning("payload_fetch_failed", message_id=message.message_id, location=pointer.location, code=exc.code)
             errors[message.message_id] = exc
             return
+        except Exception as exc:  # an error of ours: this message's, retried, never its batch's
+            log.exception("payload_fetch_error", message_id=message.message_id, location=pointer.location)
+            errors[message.message_id] = PayloadStoreError("GetObject", type(exc).__name__, str(exc))
+            return
         self._metrics.payloads.labels("fetched").inc()
-        self._metrics.payload_bytes.labels("fetched").inc(pointer.size or len(text))
+        self._metrics.payload_bytes.labels("fetched").inc(len(text) if text.isascii() else len(text.encode()))
         message.take_payload(pointer, text)

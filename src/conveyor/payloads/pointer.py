@@ -78,15 +78,25 @@ def pointer_of(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> Pointe
     return Pointer(bucket, key, _size(marked.get("StringValue")))
 
 
+def pointer_or_none(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> Pointer | None:
+    """:func:`pointer_of`, with a marked body that is no pointer as None (nothing to fetch or delete)."""
+    try:
+        return pointer_of(body, attributes)
+    except PointerError:
+        return None
+
+
 def _name_of(attributes: Mapping[str, Any]) -> str:
     return next(name for name in SIZE_ATTRIBUTES if name in attributes)
 
 
 def _size(text: object) -> int | None:
+    """The size the producer claims: a whole number of bytes, or unknown (never trusted for more)."""
     try:
-        return int(str(text))
+        size = int(str(text))
     except ValueError:
         return None
+    return size if size >= 0 else None
 
 
 def sqs_receipt_handle(handle: str) -> str:

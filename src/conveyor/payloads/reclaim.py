@@ -32,8 +32,18 @@ class PayloadReclaimer:
     """Deletes handled payloads' objects, batched (an async context manager: leaving it sends what
     waits). Without a store (no S3, or ``CONVEYOR_PAYLOAD_DELETE=false``) it deletes nothing."""
 
-    def __init__(self, store: PayloadStore | None, metrics: SqsCallMetrics, *, linger: float = LINGER_SECONDS) -> None:
+    def __init__(
+        self,
+        store: PayloadStore | None,
+        metrics: SqsCallMetrics,
+        *,
+        own: tuple[str, str] | None = None,
+        linger: float = LINGER_SECONDS,
+    ) -> None:
         self._store = store
+        # (bucket, prefix): only objects there are deleted (the writer's own; another producer's objects,
+        # or those of a pointer someone forged, are never this processor's to delete). None: any (tests).
+        self._own = own
         self._metrics = metrics
         self._batcher: Batcher[Pointer, bool] = Batcher(self._flush, linger=linger, max_entries=MAX_DELETE_KEYS)
         self._handled: dict[str, Pointer] = {}  # receipt handle -> the object to delete once its delete is confirmed
@@ -49,8 +59,14 @@ class PayloadReclaimer:
 
     def handled(self, receipt_handle: str, pointer: Pointer | None) -> None:
         """The message was handled: once its delete is confirmed (:meth:`deleted`), its object goes."""
-        if pointer is not None and self._store is not None:
+        if pointer is not None and self._store is not None and self._owns(pointer):
             self._handled[receipt_handle] = pointer
+
+    def _owns(self, pointer: Pointer) -> bool:
+        if self._own is None:
+            return True
+        bucket, prefix = self._own
+        return pointer.bucket == bucket and pointer.key.startswith(prefix)
 
     def deleted(self, receipt_handle: str) -> None:
         """SQS confirmed the message's delete."""

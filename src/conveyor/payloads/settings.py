@@ -11,7 +11,9 @@ from conveyor.sqs.limits import MAX_MESSAGE_BYTES
 
 # S3's rules for a bucket name (the common subset: no dots, which break TLS with virtual-hosted addressing)
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
+BUCKET_LIST_PATTERN = rf"^({BUCKET_PATTERN[1:-1]}(,{BUCKET_PATTERN[1:-1]})*)?$"
 MIN_OFFLOAD_BYTES = 1024  # a pointer and Conveyor's own attributes must fit below the threshold
+AWS_DOMAINS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")  # an SQS endpoint there is no local S3
 
 
 class PayloadSettings(BaseSettings):
@@ -30,6 +32,9 @@ class PayloadSettings(BaseSettings):
     `MaximumMessageSize`; unset: the queue's limit"""
     payload_prefix: Annotated[str, Field(max_length=512, pattern=r"^[A-Za-z0-9!_.*'()/-]*$")] = ""
     """the stored objects' key prefix (for example `payloads/`); each key is the prefix and a random UUID"""
+    payload_read_buckets: Annotated[str, Field(pattern=BUCKET_LIST_PATTERN)] = ""
+    """other producers' buckets the processor may fetch payloads from (comma-separated), beside
+    `CONVEYOR_PAYLOAD_BUCKET`; it never deletes their objects. A pointer to any other bucket is dead-lettered"""
     payload_delete: bool = True
     """the processor deletes a payload's S3 object once its message is deleted (handled; a dead-lettered message
     keeps its object); `false` for fleets where another consumer reads the same messages"""
@@ -39,10 +44,21 @@ class PayloadSettings(BaseSettings):
     sqs_endpoint_url: AnyHttpUrl | None = None  # SqsSettings' own (declared first there): S3 falls back to it
 
     @property
+    def readable_buckets(self) -> frozenset[str]:
+        """The buckets a pointer may name: the payload bucket and the other producers' ones."""
+        named = {self.payload_bucket} if self.payload_bucket else set()
+        return frozenset(named | {bucket for bucket in self.payload_read_buckets.split(",") if bucket})
+
+    @property
     def s3_endpoint(self) -> str | None:
-        """S3's endpoint: its own, else the local SQS one, else real AWS (None)."""
-        endpoint = self.s3_endpoint_url or self.sqs_endpoint_url
-        return str(endpoint).rstrip("/") if endpoint else None
+        """S3's endpoint: its own, else the SQS one when that is a local SQS (LocalStack serves both; an
+        AWS endpoint of SQS, a FIPS or VPC one say, is SQS's alone), else real AWS (None)."""
+        if self.s3_endpoint_url:
+            return str(self.s3_endpoint_url).rstrip("/")
+        sqs = self.sqs_endpoint_url
+        if sqs is None or (sqs.host or "").endswith(AWS_DOMAINS):
+            return None
+        return str(sqs).rstrip("/")
 
     @field_validator("payload_bucket", mode="before")
     @classmethod

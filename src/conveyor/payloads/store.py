@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 MAX_DELETE_KEYS = 1000  # DeleteObjects takes at most 1,000 keys
+# The largest payload the processor downloads: the writer's largest request (CONVEYOR_MAX_REQUEST_BYTES'
+# ceiling). A pointer to anything larger (another producer's, or a hostile one) would take the
+# process's memory with it, and the next processor's after it, receive after receive.
+MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 
 
 class PayloadStore:
@@ -43,6 +47,11 @@ class PayloadStore:
         try:
             response = await self._client.get_object(Bucket=pointer.bucket, Key=pointer.key)
             async with response["Body"] as stream:
+                length = int(response.get("ContentLength") or 0)
+                if length > MAX_PAYLOAD_BYTES:
+                    raise PayloadUnreadableError(
+                        f"{pointer.location} is {length} bytes, over the {MAX_PAYLOAD_BYTES} a payload may have"
+                    )
                 data = await stream.read()
         except S3_ERRORS as exc:
             if is_missing(exc):

@@ -80,6 +80,8 @@ class EngineConfig:
     flow: FlowConfig = FlowConfig()  # rate limit, adaptive concurrency, breaker: off unless set
     batch_window: float = 0.0  # a sparse queue's receives this far apart (0: each as soon as slots are free)
     payload_delete: bool = True  # a handled message's S3 payload object is deleted after the message
+    payload_buckets: frozenset[str] | None = None  # the buckets pointers may name (None: any)
+    payload_own: tuple[str, str] | None = None  # (bucket, prefix) of the objects it may delete (None: any)
 
     @property
     def capacity(self) -> int:
@@ -117,4 +119,7 @@ class EngineConfig:
             flow=FlowConfig.build(settings, queue.name),
             batch_window=settings.batch_window_ms / 1000,
             payload_delete=settings.payload_delete,
+            payload_buckets=settings.readable_buckets,
+            # without a bucket of its own it deletes nothing: no key starts with "/" in ""
+            payload_own=(settings.payload_bucket, settings.payload_prefix) if settings.payload_bucket else ("", "/"),
         )

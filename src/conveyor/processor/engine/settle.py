@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
 import structlog
 
 from conveyor.payloads.fetch import PayloadFetcher
+from conveyor.payloads.pointer import pointer_or_none
 from conveyor.payloads.reclaim import PayloadReclaimer
 from conveyor.payloads.store import PayloadStore
 from conveyor.processor.config import EngineConfig
@@ -83,22 +85,20 @@ class Settlement:
         self._dedupe = dedupe
         self._claims: Claims = dedupe if dedupe is not None else NoClaims()
         self._hold_delete = hold_delete
-        self._fetcher = PayloadFetcher(payloads, metrics)
-        self._reclaimer = PayloadReclaimer(payloads if config.payload_delete else None, metrics)
+        self._fetcher = PayloadFetcher(payloads, metrics, config.payload_buckets)
+        self._reclaimer = PayloadReclaimer(payloads if config.payload_delete else None, metrics, own=config.payload_own)
         self._acker = Acker(
             client, config.queue_url, self, metrics,
             linger=config.delete_linger, entry_retries=config.entry_retries, clock=clock,
         )  # fmt: skip
 
     async def __aenter__(self) -> Self:
-        await self._reclaimer.__aenter__()
-        await self._acker.__aenter__()
-        if self._dedupe is not None:
-            try:
-                await self._dedupe.__aenter__()
-            except BaseException as exc:
-                await self._acker.__aexit__(type(exc), exc, exc.__traceback__)
-                raise
+        async with AsyncExitStack() as entered:  # what started is stopped again if the rest cannot start
+            await entered.enter_async_context(self._reclaimer)
+            await entered.enter_async_context(self._acker)
+            if self._dedupe is not None:
+                await entered.enter_async_context(self._dedupe)
+            entered.pop_all()  # all started: __aexit__ stops them
         return self
 
     async def __aexit__(
@@ -198,6 +198,8 @@ class Settlement:
         lease.settle()
         self._metrics.duplicates_skipped.inc()
         log.info("duplicate_skipped", key=lease.dedupe_key)
+        # Handled before (not fetched now): its object goes like a handled one's, once its delete is confirmed.
+        self._reclaimer.handled(lease.receipt_handle, pointer_or_none(lease.body, lease.attributes))
         self._acker.delete(lease)
 
     def defer(self, lease: Lease, seconds: int) -> None:

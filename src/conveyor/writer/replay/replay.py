@@ -37,6 +37,7 @@ from conveyor.idempotency import (
     StoreUnavailableError,
     records,
 )
+from conveyor.payloads.client import READ_TIMEOUT_SECONDS as S3_READ_TIMEOUT_SECONDS
 from conveyor.settings import WriterSettings
 from conveyor.sqs.batcher import longest_hold
 from conveyor.sqs.client import READ_TIMEOUT_SECONDS
@@ -66,11 +67,18 @@ def in_flight_lease_seconds(settings: WriterSettings) -> float:
     """How long an in-flight marker holds its key: the longest a send can take with these settings
     (every attempt of every resend timing out), so that a repeat never starts a second send while
     the first may still reach SQS. A writer killed mid-request holds its keys that long (a repeat
-    meanwhile is a 409). 83 s with the default settings."""
+    meanwhile is a 409). 83 s with the default settings (272 s with a payload bucket)."""
     read = settings.sqs_read_timeout_seconds or READ_TIMEOUT_SECONDS
     per_call = settings.sqs_max_attempts * (settings.sqs_connect_timeout_seconds + read)
     hold = longest_hold(settings.send_linger_seconds, eager=settings.send_eagerly)  # for company, before the call
-    return (settings.send_retries + 1) * per_call + hold + BACKOFF_MARGIN_SECONDS
+    # With a payload bucket the S3 put comes first, and may take its own attempts at S3's read timeout.
+    store = settings.sqs_max_attempts * (settings.sqs_connect_timeout_seconds + S3_READ_TIMEOUT_SECONDS)
+    return (
+        (settings.send_retries + 1) * per_call
+        + hold
+        + BACKOFF_MARGIN_SECONDS
+        + (store if settings.payload_bucket else 0)
+    )
 
 
 def replayed(stored: StoredResponse) -> Response:
