@@ -14,11 +14,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from conveyor.idempotency.url import RedisLocation, parse_store_url
 from conveyor.payloads.settings import PayloadSettings
+from conveyor.settings_mirror import MirrorSettings
 from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 MIN_SECRET_CHARS = 16
-# A heartbeat extends a message with half its visibility (5 s at least) left: a lingering extension still makes it.
 MAX_BATCH_WINDOW_MS = 1000
 COMMON = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore", frozen=True, use_attribute_docstrings=True)
 
@@ -115,7 +115,9 @@ class BatchWindowSettings(BaseSettings):
     visibility changes that long (instead of `CONVEYOR_DELETE_LINGER_MS`); 0: latency first ([Cost](cost.md))"""
 
 
-class WriterSettings(SqsSettings, IdempotencySettings, AppSettings, BatchWindowSettings, PayloadSettings):
+class WriterSettings(
+    SqsSettings, IdempotencySettings, AppSettings, BatchWindowSettings, PayloadSettings, MirrorSettings
+):
     """queue-writer: the HTTP API that puts messages on the queue."""
 
     sqs_read_timeout_seconds: Annotated[float, Field(gt=0, le=120)] | None = 5.0

@@ -44,6 +44,7 @@ FORBIDDEN = {
     "conveyor.payloads": ("conveyor.settings", "conveyor.writer", "conveyor.processor", "conveyor.idempotency",
                           "conveyor.cli", "conveyor.dev", "conveyor.canary", "conveyor.dlq"),
     "conveyor.errors": ("conveyor.",),
+    "conveyor.settings_mirror": ("conveyor.",),
     "conveyor.command_error": SERVICES,
     "conveyor.status": SERVICES,
     "conveyor.metrics_dir": SERVICES,
@@ -74,6 +75,7 @@ FORBIDDEN = {
 WRITER_LAYERS = (
     ("api", "metrics", "startup"),
     ("sending", "replay"),
+    ("mirror",),  # copies of what the sending accepted
     ("state",),
     ("batch",),
     ("http", "lifespan"),

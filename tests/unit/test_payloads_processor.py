@@ -450,3 +450,17 @@ async def test_an_object_over_the_payload_limit_is_not_downloaded(monkeypatch: p
     record = json.loads(dead_lettered(fake)[0].attributes[metadata.DEAD_LETTER]["StringValue"])
     assert record["error_type"] == "conveyor.payloads.errors.PayloadUnreadableError"
     assert f"is {len(PAYLOAD)} bytes, over the 1000 a payload may have" in record["error_message"]
+
+
+async def test_a_mirrored_copy_never_deletes_the_live_messages_object() -> None:
+    fake, s3 = setup()
+    await send_pointer(fake, s3, attrs={metadata.MIRRORED: "live-message-id"})
+    bodies: list[str] = []
+
+    async def handler(message: Message) -> None:
+        bodies.append(message.body)
+
+    async with engine_on(fake, s3, handler):
+        await until(lambda: left(fake) == 0)
+    assert bodies == [PAYLOAD]
+    assert s3.keys(BUCKET) == ["k1"]  # the live processor deletes it once the live message is handled

@@ -8,18 +8,19 @@ import sys
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor import tracing
+from conveyor.errors import ConveyorError
 from conveyor.logs import configure_logging
 from conveyor.settings import WriterSettings
 from conveyor.writer.app import create_app
-from conveyor.writer.startup import QueueUnusableError
 
 PROG = "queue-writer"
 UVICORN_STARTUP_FAILED = "Application startup failed. Exiting."
 
 
 class StartupGuard:
-    """uvicorn reports a failed start-up as the lifespan's traceback. A queue that cannot be used is
-    the operator's to fix, not a bug: it is one line on stderr (``queue-writer: <code>: <SQS's
+    """uvicorn reports a failed start-up as the lifespan's traceback. A queue that cannot be used (or
+    a configuration that cannot work, such as a mirror queue of the other kind) is the operator's to
+    fix, not a bug: it is one line on stderr (``queue-writer: <code>: <SQS's
     text>``, as the processor says it), and uvicorn exits with its start-up failure status (which
     ``queue-writer`` turns into exit 1). Any other start-up failure keeps its traceback."""
 
@@ -35,7 +36,7 @@ class StartupGuard:
             # Starlette sends startup.failed from inside its `except` block: the error is the one
             # being handled.
             error = sys.exception()
-            if message["type"] == "lifespan.startup.failed" and isinstance(error, QueueUnusableError):
+            if message["type"] == "lifespan.startup.failed" and isinstance(error, ConveyorError):
                 print(f"{PROG}: {error}", file=sys.stderr)
                 logging.getLogger("uvicorn.error").addFilter(_drop(UVICORN_STARTUP_FAILED))
                 message = {"type": "lifespan.startup.failed", "message": ""}
@@ -43,7 +44,7 @@ class StartupGuard:
 
         try:
             await self.app(scope, receive, guarded)
-        except QueueUnusableError:
+        except ConveyorError:
             return  # said in one line already
 
 

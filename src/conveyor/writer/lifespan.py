@@ -19,14 +19,17 @@ from fastapi import FastAPI
 
 from conveyor import tracing
 from conveyor.contracts import App
+from conveyor.errors import ConfigurationError
 from conveyor.idempotency import open_store
 from conveyor.payloads.client import s3_client
 from conveyor.payloads.store import PayloadStore
 from conveyor.settings import WriterSettings
 from conveyor.sqs.client import sqs_client
-from conveyor.sqs.errors import SqsFailure
-from conveyor.sqs.queues import QueueConfig
+from conveyor.sqs.errors import SqsError, SqsFailure, classified
+from conveyor.sqs.limits import MAX_MESSAGE_BYTES
+from conveyor.sqs.queues import QueueConfig, read_queue_config
 from conveyor.writer.metrics import WriterMetrics
+from conveyor.writer.mirror import Mirror
 from conveyor.writer.replay.replay import Replay
 from conveyor.writer.sending.offload import Offloader
 from conveyor.writer.sending.offload_rule import OffloadRule
@@ -64,9 +67,11 @@ def writer_lifespan(
             )
             first = await first_read(sqs, settings)  # QueueUnusableError: start-up fails, one line
             offloader = await _offloader(stack, settings, metrics, s3)
+            mirror = await _mirror(stack, settings, sqs, metrics, first)  # stopped after the sender's last flush
             state = WriterState(
-                settings, sqs, metrics, tracer, direct_batches=client is None, contracts=contracts, offloader=offloader
-            )
+                settings, sqs, metrics, tracer, direct_batches=client is None, contracts=contracts,
+                offloader=offloader, mirror=mirror,
+            )  # fmt: skip
             if settings.idempotency_store is not None:  # closed after the sender's last flush
                 state.replay = await _open_replay(stack, settings.idempotency_store, state)
             await stack.enter_async_context(state.sender)
@@ -91,6 +96,45 @@ async def _offloader(
     rule = OffloadRule(bucket, settings.payload_prefix, settings.payload_offload_bytes)
     log.info("payload_offload_on", bucket=bucket, prefix=settings.payload_prefix, above=rule.above)
     return Offloader(PayloadStore(s3), rule, metrics.payload_stored)
+
+
+async def _mirror(
+    stack: AsyncExitStack,
+    settings: WriterSettings,
+    sqs: SQSClient,
+    metrics: WriterMetrics,
+    live: QueueConfig | SqsFailure,
+) -> Mirror | None:
+    """With CONVEYOR_MIRROR_QUEUE_URL: the mirror, running in a task group of its own. A mirror queue
+    of the other kind (FIFO or standard) is a start-up error; one that cannot be read now changes
+    nothing for the live path (its copies fail, counted)."""
+    if settings.mirror_queue_url is None:
+        return None
+    url = str(settings.mirror_queue_url)
+    fifo, max_bytes = url.endswith(".fifo"), MAX_MESSAGE_BYTES
+    try:
+        with classified():
+            queue = await read_queue_config(sqs, url)
+        fifo, max_bytes = queue.is_fifo, queue.max_message_bytes
+    except SqsError as exc:
+        log.error("mirror_queue_unreadable", queue=url, code=exc.failure.code, error=exc.failure.message)
+    live_fifo = live.is_fifo if isinstance(live, QueueConfig) else settings.queue_name.endswith(".fifo")
+    if fifo != live_fifo:
+        kinds = ("a FIFO queue", "a standard one") if fifo else ("a standard queue", "a FIFO one")
+        raise ConfigurationError(
+            f"CONVEYOR_MIRROR_QUEUE_URL is {kinds[0]} and the live queue {kinds[1]}: they must be alike"
+        )
+    mirror = Mirror(sqs, url, settings.mirror_ratio, metrics, fifo=fifo, max_bytes=max_bytes)
+    group = await stack.enter_async_context(asyncio.TaskGroup())
+    sending = group.create_task(mirror.run())
+
+    async def stop() -> None:
+        await mirror.stop()
+        sending.cancel()
+
+    stack.push_async_callback(stop)
+    log.info("mirror_on", queue=url, ratio=settings.mirror_ratio)
+    return mirror
 
 
 async def _open_replay(stack: AsyncExitStack, store_url: str, state: WriterState) -> Replay:

@@ -65,6 +65,13 @@ class WriterMetrics(SqsCallMetrics):
             registry=self.registry,
         )
 
+        self.mirror = Counter(
+            "conveyor_writer_mirror",
+            "Copies of accepted messages for the mirror queue, by outcome: sent, dropped (buffer full, no attribute "
+            "slot, stopping) or failed (the mirror queue refused or failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.idempotency = Counter(
             "conveyor_writer_idempotency_keys",
             "Requests and batch entries with an idempotency key, by the store's answer: new, replay, mismatch, "

@@ -13,6 +13,7 @@ from conveyor.sqs.queues import QueueConfig
 from conveyor.tracing import NO_TRACING, NoTracing, Tracing
 from conveyor.writer.api.problems import EntryProblem, from_sqs, problem_response
 from conveyor.writer.metrics import WriterMetrics
+from conveyor.writer.mirror import Mirror
 from conveyor.writer.replay.replay import Replay
 from conveyor.writer.sending.offload import Offloader
 from conveyor.writer.sending.offload_rule import OffloadRule
@@ -38,12 +39,14 @@ class WriterState:
     replay: Replay | None = None  # with an idempotency store: Idempotency-Key replay
     contracts: App | None = None  # the user's message types (CONVEYOR_APP): bodies validated before sending
     offloader: Offloader | None = None  # with CONVEYOR_PAYLOAD_BUCKET: messages over the threshold go through S3
+    mirror: Mirror | None = None  # with CONVEYOR_MIRROR_QUEUE_URL: a share of accepted messages copied there
     sender: Sender = field(init=False)  # entered by the app's lifespan
 
     def __post_init__(self) -> None:
         self.sender = Sender(
-            self.client, self.settings, self.metrics, self.tracing, direct=self.direct_batches, offloader=self.offloader
-        )
+            self.client, self.settings, self.metrics, self.tracing, direct=self.direct_batches,
+            offloader=self.offloader, on_accepted=self.mirror.offer if self.mirror is not None else None,
+        )  # fmt: skip
 
     @property
     def offload_rule(self) -> OffloadRule | None:

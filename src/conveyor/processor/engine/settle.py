@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Protocol, Self
 
 import structlog
 
+from conveyor import metadata
 from conveyor.payloads.fetch import PayloadFetcher
-from conveyor.payloads.pointer import pointer_or_none
+from conveyor.payloads.pointer import Pointer, pointer_or_none
 from conveyor.payloads.reclaim import PayloadReclaimer
 from conveyor.payloads.store import PayloadStore
 from conveyor.processor.config import EngineConfig
@@ -162,7 +163,7 @@ class Settlement:
         """The handler succeeded: its completion is recorded, then it is deleted (and once SQS
         confirmed that, its payload's S3 object too)."""
         lease.settle()
-        self._reclaimer.handled(lease.receipt_handle, lease.pointer)
+        self._reclaimer.handled(lease.receipt_handle, _reclaimable(lease))
         self._complete(lease, then=lambda: self._delete_completed(lease), success=True)
 
     def release(self, lease: Lease, seconds: int = 0) -> None:
@@ -198,8 +199,7 @@ class Settlement:
         lease.settle()
         self._metrics.duplicates_skipped.inc()
         log.info("duplicate_skipped", key=lease.dedupe_key)
-        # Handled before (not fetched now): its object goes like a handled one's, once its delete is confirmed.
-        self._reclaimer.handled(lease.receipt_handle, pointer_or_none(lease.body, lease.attributes))
+        self._reclaimer.handled(lease.receipt_handle, _reclaimable(lease))  # (handled before: not fetched now)
         self._acker.delete(lease)
 
     def defer(self, lease: Lease, seconds: int) -> None:
@@ -292,3 +292,9 @@ class Settlement:
             then()
 
         self._claims.completed(lease, then=recorded, duplicate=on_duplicate)
+
+
+def _reclaimable(lease: Lease) -> Pointer | None:
+    """The object a handled (or duplicate) message gives back; none for a mirror's copy: it is the live one's."""
+    mirrored = metadata.MIRRORED in lease.attributes
+    return None if mirrored else lease.pointer or pointer_or_none(lease.body, lease.attributes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -45,7 +45,9 @@ class Sender:
         *,
         direct: bool = False,
         offloader: Offloader | None = None,
+        on_accepted: Callable[[Outgoing, str], None] | None = None,
     ) -> None:
+        self._on_accepted = on_accepted  # the mirror's offer: told of each message SQS took, after it did
         self._client = client
         self._offloader = offloader  # with a payload bucket: messages over the threshold go through S3
         # With a real aiobotocore client: SendMessageBatch without its per-call preparation (sqs/send_batch.py).
@@ -159,6 +161,8 @@ class Sender:
             self._metrics.batch_wait.observe(time.monotonic() - started)
         self._accepted.inc()
         self._metrics.message_bytes.observe(outgoing.size)
+        if self._on_accepted is not None:
+            self._on_accepted(outgoing, message_id)
         return message_id
 
     async def _send_each(self, messages: Sequence[Outgoing], settle: Settle[str]) -> None:
