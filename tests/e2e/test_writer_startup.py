@@ -14,7 +14,7 @@ import pytest
 
 from conveyor.localstack import LocalStack, free_port
 from tests.e2e.services import STARTED, Proc
-from tests.localstack_fixtures import BIN, REPO, wait_for
+from tests.localstack_fixtures import BIN, REPO, make_queues, wait_for
 
 
 def start_writer(tmp: Path, endpoint: str, **extra: str) -> Proc:
@@ -88,3 +88,20 @@ def test_a_queue_that_does_not_exist_is_one_line_and_exit_1(
         or line.startswith("queue-writer: QueueDoesNotExist")
         for line in lines
     ), output
+
+
+def test_a_mirror_queue_of_the_other_kind_is_one_line_and_exit_1(localstack: LocalStack, tmp_path: Path) -> None:
+    live, mirror = make_queues(localstack.endpoint), make_queues(localstack.endpoint, fifo=True)
+    proc = start_writer(
+        tmp_path, localstack.endpoint, CONVEYOR_QUEUE_NAME=live.name, CONVEYOR_MIRROR_QUEUE_URL=mirror.url
+    )
+    try:
+        code = proc.process.wait(timeout=60)
+    finally:
+        if proc.process.poll() is None:
+            proc.process.send_signal(signal.SIGKILL)
+    output = proc.log.read_text()
+    assert code == 1, output
+    assert output.splitlines() == [
+        "queue-writer: CONVEYOR_MIRROR_QUEUE_URL is a FIFO queue and the live queue a standard one: they must be alike"
+    ]
