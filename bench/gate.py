@@ -13,6 +13,9 @@ the naive baseline measured in the same run:
 - Conveyor not slower than the naive baseline: throughput ratio at least 1 at every processor
   concurrency and at every writer client count from ``WRITER_RATIO_FROM_CLIENTS`` on;
 - peak RSS at most 150 MB with 1,000 handlers in flight (full runs only);
+- the writer's mirror (full runs only): no error answer with it off or on, nor with its queue deleted
+  mid-load; every accepted message's copy sent, dropped or failed, every sent one on the mirror
+  queue; copies failed once its queue is gone (its throughput ratio on/off is INFO);
 - every measurement of the run's profile present.
 
 Only checks that hold on any machine running the product correctly are gated: counts, ratios to a
@@ -171,6 +174,39 @@ def dedupe_checks(run: list[Row]) -> Iterator[Check]:
     yield processor_cost("dedupe: SQS requests per message", figures)
 
 
+def mirror_checks(run: list[Row]) -> Iterator[Check]:
+    """The writer's mirror (full runs): counts only. The throughput ratio on/off is printed (INFO): on
+    two shared cores LocalStack serves the copies' calls too, so it is this machine's figure."""
+    off, on = find(run, "mirror", CONVEYOR, mirror="off"), find(run, "mirror", CONVEYOR, mirror="on")
+    if off is None or on is None:
+        return  # a quick run, or a run from before the mirror
+    figures = on["figures"]
+    for name, row in (("off", off), ("on", on)):
+        yield none_of(f"mirror {name}: error answers", row["figures"]["error_answers"])
+        yield none_of(f"mirror {name}: accepted messages not on the queue", row["figures"]["lost"])
+    yield none_of(
+        "mirror on: accepted messages with no copy outcome (sent, dropped, failed)", figures["copies_unaccounted"]
+    )
+    yield none_of(
+        "mirror on: copies sent but not on the mirror queue", figures["copies_sent"] - figures["mirror_queue_messages"]
+    )
+    p99 = f"p99 {off['figures']['p99_ms']} -> {figures['p99_ms']} ms"
+    detail = f"{figures.get('throughput_ratio')} (on/off accepted/s; not gated: this machine's figure); {p99}"
+    yield Check("INFO", "mirror: throughput on/off", detail)
+    fault = find(run, "mirror-fault", CONVEYOR)
+    if fault is None:
+        yield missing("mirror-fault")
+        return
+    figures = fault["figures"]
+    yield none_of("mirror queue deleted: error answers", figures["error_answers"])
+    yield none_of("mirror queue deleted: accepted messages not on the queue", figures["lost"])
+    failed_after = figures["copies_failed"] - figures["copies_failed_at_delete"]
+    ok = failed_after > 0
+    yield Check(
+        "PASS" if ok else "FAIL", "mirror queue deleted: copies failed after it", f"{failed_after} (must be > 0)"
+    )
+
+
 def check(run: list[Row]) -> list[Check]:
     """Every check of one run's rows (all from the same run)."""
     if not run:
@@ -184,6 +220,7 @@ def check(run: list[Row]) -> list[Check]:
     checks.extend(latency_checks(run))
     checks.extend(fifo_checks(run))
     checks.extend(dedupe_checks(run))
+    checks.extend(mirror_checks(run))
     rss = find(run, "processor-rss", CONVEYOR)
     if profile.rss_run or rss:
         peak = rss["figures"]["peak_rss_mb"] if rss else None

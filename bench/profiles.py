@@ -30,6 +30,11 @@ class Profile:
     # (MiB, messages, clients) of bench/scenarios/payloads.py (none: not run): enough messages for a rate,
     # few enough for a short run; the last one posts one 32 MiB body at a time
     payload_points: tuple[tuple[int, int, int], ...] = ((1, 20, 2), (5, 10, 2), (32, 4, 2), (32, 2, 1))
+    # bench/scenarios/mirror.py (0 rounds: not run): off/on rounds of the A/B, then the mirror queue deleted mid-load
+    mirror_rounds: int = 3
+    mirror_seconds: float = 5.0
+    mirror_clients: int = 64
+    mirror_fault_seconds: float = 10.0
 
 
 FULL = Profile("full")
@@ -38,6 +43,6 @@ FULL = Profile("full")
 # The payloads through S3 (about a minute) too: the unit and LocalStack tests cover their correctness.
 QUICK = Profile(
     "quick", processor_seconds=2.5, rss_run=False, writer_seconds=2.5, latency_seconds=5.0, cost_rates=(),
-    payload_points=(),
+    payload_points=(), mirror_rounds=0,
 )  # fmt: skip
 PROFILES = {profile.name: profile for profile in (FULL, QUICK)}

@@ -4,8 +4,8 @@
                                   [--results bench/results.jsonl] [--gateway-server twisted]
 
 Every scenario under bench/scenarios/ is reachable from here. The comparative ones (processor,
-writer, latency, fifo, dedupe, cost, payloads: the default; the quick profile leaves the cost curve
-and the large payloads out) share one LocalStack and append rows to the results.
+writer, latency, fifo, dedupe, cost, payloads, mirror: the default; the quick profile leaves the cost
+curve, the large payloads and the mirror out) share one LocalStack and append rows to the results.
 The others (processes, idempotency_store, writer_idempotency, writer_cpu) each start what they need
 and print their own table; ``--only NAME`` runs one with its defaults, and ``python -m
 bench.scenarios.NAME --help`` shows its options.
@@ -35,6 +35,7 @@ from bench.scenarios import (
     flow,
     idempotency_store,
     latency,
+    mirror,
     payloads,
     processes,
     processor,
@@ -52,6 +53,7 @@ BENCHES = {
     "dedupe": dedupe.measure,
     "cost": cost.measure,
     "payloads": payloads.measure,
+    "mirror": mirror.measure,
 }
 # Scenarios with their own set-up and table (their defaults; each module's --help gives the options).
 STANDALONE: dict[str, Callable[[list[str]], object]] = {

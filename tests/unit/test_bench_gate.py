@@ -205,3 +205,55 @@ def test_compare_prints_both_runs_and_the_ratios(tmp_path: Path, capsys: pytest.
     assert any(line.split() == ["processor", "c=50", "conveyor/naive", "1.4", "0.7", "0.50"] for line in lines), lines
     assert compare.main(["3333333", "2222222", "--results", str(results)]) == 2
     assert "no benchmark run recorded for 3333333" in capsys.readouterr().err
+
+
+def with_mirror(rows: list[Row]) -> list[Row]:
+    """A run with the mirror's rows (full runs only) that pass every check."""
+    run = Run(sqs_server="s", profile="quick", commit="a" * 40, dirty=False, date="2026-11-29T00:00:00Z", cores=2,
+              cpu="t")  # fmt: skip
+    params = {"clients": 64, "rounds": 3, "seconds": 5.0, "ratio": 1.0}
+    common = {"accepted_per_s": 800.0, "error_answers": 0, "lost": 0, "p99_ms": 200.0}
+    copies = {"copies_sent": 900, "copies_dropped": 90, "copies_failed": 10, "copies_unaccounted": 0}
+    on = {**common, **copies, "accepted_per_s": 560.0, "mirror_queue_messages": 900, "throughput_ratio": 0.7}
+    fault = {"error_answers": 0, "lost": 0, "copies_failed_at_delete": 0, "copies_failed": 40}
+    return [
+        *rows,
+        run.row("mirror", CONVEYOR, {"mirror": "off", **params}, common),
+        run.row("mirror", CONVEYOR, {"mirror": "on", **params}, on),
+        run.row("mirror-fault", CONVEYOR, {"clients": 64, "seconds": 10.0, "ratio": 1.0}, fault),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mirror", "figure", "value", "expected"),
+    [
+        ("on", "error_answers", 1, "mirror on: error answers: 1"),
+        ("off", "lost", 2, "mirror off: accepted messages not on the queue: 2"),
+        ("on", "copies_unaccounted", 3, "with no copy outcome (sent, dropped, failed): 3"),
+        ("on", "mirror_queue_messages", 899, "copies sent but not on the mirror queue: 1"),
+    ],
+)
+def test_each_mirror_failure_fails_the_gate(mirror: str, figure: str, value: Any, expected: str) -> None:
+    rows = with_mirror(good_run())
+    assert failures(rows) == []
+    assert [c.what for c in gate.check(rows) if c.status == "INFO" and "mirror" in c.what] == [
+        "mirror: throughput on/off"
+    ]  # a slower mirror is this machine's figure: printed, not gated
+
+    found = failures(set_figure(rows, "mirror", CONVEYOR, figure, value, mirror=mirror))
+
+    assert len(found) == 1, found
+    assert expected in found[0]
+
+
+def test_the_mirror_queue_deleted_must_change_nothing_for_the_clients_and_fail_the_copies() -> None:
+    rows = with_mirror(good_run())
+    assert failures(set_figure(rows, "mirror-fault", CONVEYOR, "error_answers", 5)) == [
+        "mirror queue deleted: error answers: 5 (must be 0)"
+    ]
+    rows = with_mirror(good_run())
+    assert failures(set_figure(rows, "mirror-fault", CONVEYOR, "copies_failed", 0)) == [
+        "mirror queue deleted: copies failed after it: 0 (must be > 0)"
+    ]
+    rows = [r for r in with_mirror(good_run()) if r["bench"] != "mirror-fault"]
+    assert failures(rows) == ["mirror-fault: no measurement in this run"]
