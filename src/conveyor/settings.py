@@ -19,7 +19,7 @@ from conveyor.sqs.limits import MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 MIN_SECRET_CHARS = 16
-MAX_BATCH_WINDOW_MS = 1000
+MAX_BATCH_WINDOW_MS = 1000  # a heartbeat extends at half the visibility (5 s at least) left: a late extension makes it
 COMMON = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore", frozen=True, use_attribute_docstrings=True)
 
 

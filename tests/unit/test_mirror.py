@@ -19,7 +19,7 @@ from conveyor.settings import WriterSettings
 from conveyor.testing.sqs import BASE, InMemorySqs, as_client
 from conveyor.writer.app import create_app
 from conveyor.writer.metrics import WriterMetrics
-from conveyor.writer.mirror import BUFFER_MESSAGES, Mirror, chosen
+from conveyor.writer.mirror import BUFFER_MESSAGES, SENDERS, Mirror, chosen
 from conveyor.writer.sending.outgoing import Outgoing
 from tests.polling import until
 from tests.unit.conftest import QUEUE
@@ -124,6 +124,8 @@ async def test_a_mirror_queue_that_fails_changes_nothing_for_the_clients(fake: I
     assert [a.status_code for a in answers] == [202] * 20
     assert ready.status_code == 200  # readiness never depends on the mirror
     assert len(messages(fake, QUEUE)) == 21
+    to_mirror = [k for name, k in fake.calls if name == "SendMessageBatch" and k["QueueUrl"] == BASE + MIRROR]
+    assert len(to_mirror) < 12  # the senders back off: not a call per copy at full pace
 
 
 async def test_a_mirror_queue_of_the_other_kind_stops_the_start(fake: InMemorySqs) -> None:
@@ -160,9 +162,39 @@ async def test_a_full_buffer_drops_copies_and_never_waits() -> None:
         sending = group.create_task(mirror.run())
         for n in range(BUFFER_MESSAGES + 10):
             mirror.offer(outgoing, f"id-{n}")  # (returns at once, whatever the mirror does)
-        await until(lambda: Hanging.calls == 1)
-        mirror.offer(outgoing, "one-more")  # the ten in flight left room for ten: this one fits
+        await until(lambda: Hanging.calls == SENDERS)
+        mirror.offer(outgoing, "one-more")  # the calls in flight left room: this one fits
         sending.cancel()
     dropped = metrics.registry.get_sample_value("conveyor_writer_mirror_total", {"outcome": "dropped"})
-    assert dropped == 10  # buffered 1,000 of 1,010; the call took 10, and one more fitted
+    failed = metrics.registry.get_sample_value("conveyor_writer_mirror_total", {"outcome": "failed"})
+    assert dropped == 10  # buffered 1,000 of 1,010; the calls took ten each, and one more fitted
+    assert failed == SENDERS * 10  # the calls the cancel cut short: their copies counted, not forgotten
     assert json.loads(outgoing.body) == {"n": 1}
+
+
+async def test_an_error_of_ours_in_a_send_ends_no_sender() -> None:
+    class Flaky:
+        calls = 0
+
+        async def send_message_batch(self, **kwargs: Any) -> dict[str, Any]:
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise RuntimeError("a bug")
+            return {"Successful": [{"Id": e["Id"]} for e in kwargs["Entries"]], "Failed": []}
+
+    metrics = WriterMetrics()
+    mirror = Mirror(Flaky(), "http://mirror", 1.0, metrics, fifo=False, max_bytes=1_048_576)  # type: ignore[arg-type]
+    outgoing = Outgoing('{"n":1}', {}, 7)
+
+    def sample(outcome: str) -> float:
+        return metrics.registry.get_sample_value("conveyor_writer_mirror_total", {"outcome": outcome}) or 0.0
+
+    async with asyncio.TaskGroup() as group:
+        sending = group.create_task(mirror.run())
+        mirror.offer(outgoing, "a")
+        await until(lambda: sample("failed") == 1)
+        mirror.offer(outgoing, "b")
+        await until(lambda: sample("sent") == 1)
+        await mirror.stop()
+        sending.cancel()
+    assert (sample("sent"), sample("failed"), sample("dropped")) == (1, 1, 0)

@@ -67,7 +67,9 @@ def writer_lifespan(
             )
             first = await first_read(sqs, settings)  # QueueUnusableError: start-up fails, one line
             offloader = await _offloader(stack, settings, metrics, s3)
-            mirror = await _mirror(stack, settings, sqs, metrics, first)  # stopped after the sender's last flush
+            mirror = await _mirror(
+                stack, settings, sqs, metrics, first, direct=client is None
+            )  # stopped after the sender's last flush
             state = WriterState(
                 settings, sqs, metrics, tracer, direct_batches=client is None, contracts=contracts,
                 offloader=offloader, mirror=mirror,
@@ -104,6 +106,8 @@ async def _mirror(
     sqs: SQSClient,
     metrics: WriterMetrics,
     live: QueueConfig | SqsFailure,
+    *,
+    direct: bool,
 ) -> Mirror | None:
     """With CONVEYOR_MIRROR_QUEUE_URL: the mirror, running in a task group of its own. A mirror queue
     of the other kind (FIFO or standard) is a start-up error; one that cannot be read now changes
@@ -124,7 +128,7 @@ async def _mirror(
         raise ConfigurationError(
             f"CONVEYOR_MIRROR_QUEUE_URL is {kinds[0]} and the live queue {kinds[1]}: they must be alike"
         )
-    mirror = Mirror(sqs, url, settings.mirror_ratio, metrics, fifo=fifo, max_bytes=max_bytes)
+    mirror = Mirror(sqs, url, settings.mirror_ratio, metrics, fifo=fifo, max_bytes=max_bytes, direct=direct)
     group = await stack.enter_async_context(asyncio.TaskGroup())
     sending = group.create_task(mirror.run())
 

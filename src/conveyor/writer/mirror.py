@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ import structlog
 from conveyor import metadata
 from conveyor.sqs import limits
 from conveyor.sqs.errors import SQS_ERRORS, classify
+from conveyor.sqs.send_batch import BatchSender
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.sending.outgoing import Outgoing
 
@@ -39,6 +41,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("conveyor.writer")
 BUFFER_MESSAGES = 1000  # copies waiting at most; beyond, they are dropped (the live path never waits)
 STOP_FLUSH_SECONDS = 2.0  # on a stop, the time the copies still buffered get to go
+SENDERS = 4  # calls in flight at most: enough to follow a busy writer, bounded whatever the load
+BACKOFF_BASE_SECONDS = 0.1  # after a failed call, before the next (copies arriving meanwhile fill the buffer)
+BACKOFF_MAX_SECONDS = 10.0
 MAX_KEY_CHARS = 255
 OUTCOMES = ("sent", "dropped", "failed")
 
@@ -86,12 +91,22 @@ def copy_of(outgoing: Outgoing, message_id: str, fifo: bool) -> Copy | None:
 
 
 class Mirror:
-    """The copies' buffer and their sender (``run`` in the lifespan's task group)."""
+    """The copies' buffer and their senders (``run`` in the lifespan's task group)."""
 
     def __init__(
-        self, client: SQSClient, url: str, ratio: float, metrics: WriterMetrics, *, fifo: bool, max_bytes: int
+        self,
+        client: SQSClient,
+        url: str,
+        ratio: float,
+        metrics: WriterMetrics,
+        *,
+        fifo: bool,
+        max_bytes: int,
+        direct: bool = False,
     ) -> None:
         self._client = client
+        # With a real aiobotocore client, as the live path does: SendMessageBatch without its per-call preparation.
+        self._batch_sender = BatchSender(client) if direct else None
         self.url = url
         self._ratio = ratio
         self._fifo = fifo
@@ -99,6 +114,9 @@ class Mirror:
         self._buffer: deque[Copy] = deque()
         self._ready = asyncio.Event()
         self._stopping = False
+        self._failures = 0  # calls failed in a row: the senders back off
+        self._calls = 0  # calls in flight
+        self._call_ended = asyncio.Event()  # (a stop waits for the buffer to drain)
         self._counts = {outcome: metrics.mirror.labels(outcome) for outcome in OUTCOMES}  # all shown from 0
 
     def offer(self, outgoing: Outgoing, message_id: str) -> None:
@@ -116,20 +134,29 @@ class Mirror:
             log.exception("mirror_offer_failed")
 
     async def run(self) -> None:
-        """Send the buffer until cancelled, one call at a time."""
+        """Send the buffer until cancelled: a few calls in flight at most (a few of the pool's connections)."""
+        async with asyncio.TaskGroup() as group:
+            for _ in range(SENDERS):
+                group.create_task(self._sender())
+
+    async def _sender(self) -> None:
         while True:
             await self._ready.wait()
-            self._ready.clear()
             while self._buffer:
                 await self._send(self._take())
+                if self._failures:  # a mirror queue that fails is not called at full pace
+                    await asyncio.sleep(_backoff(self._failures))
+            self._ready.clear()
 
     async def stop(self) -> None:
-        """Offer no more; give what is buffered a moment to go, then drop the rest (counted)."""
+        """Offer no more; give what is buffered a moment to go (the senders go on meanwhile), then
+        drop the rest (counted). Called before the senders are cancelled."""
         self._stopping = True
         try:
             async with asyncio.timeout(STOP_FLUSH_SECONDS):
-                while self._buffer:
-                    await self._send(self._take())
+                while self._buffer or self._calls:
+                    self._call_ended.clear()
+                    await self._call_ended.wait()
         except TimeoutError:
             pass
         self._counts["dropped"].inc(len(self._buffer))
@@ -148,15 +175,42 @@ class Mirror:
 
     async def _send(self, copies: Sequence[Copy]) -> None:
         entries: list[Any] = [{"Id": str(i), **copy.entry} for i, copy in enumerate(copies)]
+        self._calls += 1
         try:
-            response = await self._client.send_message_batch(QueueUrl=self.url, Entries=entries)
+            response = await self._call(entries)
+        except asyncio.CancelledError:
+            self._counts["failed"].inc(len(copies))  # (a stop cut the call short: its copies are lost)
+            raise
         except SQS_ERRORS as exc:
-            failure = classify(exc)
-            log.warning("mirror_send_failed", code=failure.code, copies=len(copies))
-            self._counts["failed"].inc(len(copies))
+            self._failed(classify(exc).code, len(copies))
             return
+        except Exception:  # an error of ours must not end the senders (nor the writer's lifespan with them)
+            log.exception("mirror_send_error")
+            self._failed("error", len(copies))
+            return
+        finally:
+            self._calls -= 1
+            self._call_ended.set()
+        if self._failures:
+            log.info("mirror_recovered", after_failures=self._failures)
+        self._failures = 0
         failed = response.get("Failed", [])
         if failed:
             log.warning("mirror_entries_failed", codes=sorted({f.get("Code", "") for f in failed}), copies=len(failed))
             self._counts["failed"].inc(len(failed))
         self._counts["sent"].inc(len(response.get("Successful", [])))
+
+    async def _call(self, entries: list[Any]) -> Mapping[str, Any]:
+        if self._batch_sender is not None:
+            return await self._batch_sender(self.url, entries)
+        return await self._client.send_message_batch(QueueUrl=self.url, Entries=entries)
+
+    def _failed(self, code: str, copies: int) -> None:
+        self._failures += 1
+        if self._failures == 1:  # once per outage, not once per call
+            log.warning("mirror_send_failed", code=code, copies=copies, detail="copies are dropped until it heals")
+        self._counts["failed"].inc(copies)
+
+
+def _backoff(failures: int) -> float:
+    return min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** min(failures - 1, 16)) * (0.5 + random.random() / 2)
