@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ STOP_FLUSH_SECONDS = 2.0  # on a stop, the time the copies still buffered get to
 SENDERS = 4  # calls in flight at most: enough to follow a busy writer, bounded whatever the load
 BACKOFF_BASE_SECONDS = 0.1  # after a failed call, before the next (copies arriving meanwhile fill the buffer)
 BACKOFF_MAX_SECONDS = 10.0
+BUSY_LAG_SECONDS = 0.02  # a loop pass this long: the writer is saturated, copies are dropped (never the live path)
 MAX_KEY_CHARS = 255
 OUTCOMES = ("sent", "dropped", "failed")
 
@@ -116,6 +118,7 @@ class Mirror:
         self._stopping = False
         self._failures = 0  # calls failed in a row: the senders back off
         self._calls = 0  # calls in flight
+        self._shedding = False  # dropping copies while the event loop is busy (logged once per spell)
         self._call_ended = asyncio.Event()  # (a stop waits for the buffer to drain)
         self._counts = {outcome: metrics.mirror.labels(outcome) for outcome in OUTCOMES}  # all shown from 0
 
@@ -143,6 +146,9 @@ class Mirror:
         while True:
             await self._ready.wait()
             while self._buffer:
+                if await _loop_lag() > BUSY_LAG_SECONDS and not self._stopping:
+                    self._shed(self._take())  # the writer is CPU-bound: the live path comes first
+                    continue
                 await self._send(self._take())
                 if self._failures:  # a mirror queue that fails is not called at full pace
                     await asyncio.sleep(_backoff(self._failures))
@@ -194,6 +200,7 @@ class Mirror:
         if self._failures:
             log.info("mirror_recovered", after_failures=self._failures)
         self._failures = 0
+        self._shedding = False
         failed = response.get("Failed", [])
         if failed:
             log.warning("mirror_entries_failed", codes=sorted({f.get("Code", "") for f in failed}), copies=len(failed))
@@ -205,11 +212,25 @@ class Mirror:
             return await self._batch_sender(self.url, entries)
         return await self._client.send_message_batch(QueueUrl=self.url, Entries=entries)
 
+    def _shed(self, copies: Sequence[Copy]) -> None:
+        if not self._shedding:
+            log.info("mirror_shedding", detail="the writer is busy: copies are dropped while it is")
+        self._shedding = True
+        self._counts["dropped"].inc(len(copies))
+
     def _failed(self, code: str, copies: int) -> None:
         self._failures += 1
         if self._failures == 1:  # once per outage, not once per call
             log.warning("mirror_send_failed", code=code, copies=copies, detail="copies are dropped until it heals")
         self._counts["failed"].inc(copies)
+
+
+async def _loop_lag() -> float:
+    """How long one pass of the event loop takes now: the callbacks ready ahead of this one. A writer
+    whose loop is saturated is CPU-bound, and a copy sent then is live throughput lost."""
+    started = time.perf_counter()
+    await asyncio.sleep(0)
+    return time.perf_counter() - started
 
 
 def _backoff(failures: int) -> float:
