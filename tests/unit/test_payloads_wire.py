@@ -139,3 +139,9 @@ def test_an_idempotency_keys_in_flight_marker_outlasts_the_s3_put_too() -> None:
     without = in_flight_lease_seconds(WriterSettings())
     assert without == 83
     assert in_flight_lease_seconds(WriterSettings(payload_bucket="bucket")) == without + 3 * (3 + 60)
+
+
+def test_a_settings_copy_with_the_endpoint_as_text_gives_s3_the_same() -> None:
+    # `conveyor dev` copies its settings with the LocalStack endpoint it started, as a string
+    copy = WriterSettings().model_copy(update={"sqs_endpoint_url": "http://127.0.0.1:4566"})
+    assert copy.s3_endpoint == "http://127.0.0.1:4566"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,10 +56,10 @@ class PayloadSettings(BaseSettings):
         AWS endpoint of SQS, a FIPS or VPC one say, is SQS's alone), else real AWS (None)."""
         if self.s3_endpoint_url:
             return str(self.s3_endpoint_url).rstrip("/")
-        sqs = self.sqs_endpoint_url
-        if sqs is None or (sqs.host or "").endswith(AWS_DOMAINS):
+        if self.sqs_endpoint_url is None:
             return None
-        return str(sqs).rstrip("/")
+        sqs = str(self.sqs_endpoint_url)  # (a URL, or the text `conveyor dev` puts in a copy of the settings)
+        return None if (urlsplit(sqs).hostname or "").endswith(AWS_DOMAINS) else sqs.rstrip("/")
 
     @field_validator("payload_bucket", mode="before")
     @classmethod

@@ -146,10 +146,14 @@ class Mirror:
         while True:
             await self._ready.wait()
             while self._buffer:
-                if await _loop_lag() > BUSY_LAG_SECONDS and not self._stopping:
-                    self._shed(self._take())  # the writer is CPU-bound: the live path comes first
+                busy = await _loop_lag() > BUSY_LAG_SECONDS and not self._stopping
+                copies = self._take()  # (after the await: another sender may have taken them all)
+                if not copies:
+                    break
+                if busy:
+                    self._shed(copies)  # the writer is CPU-bound: the live path comes first
                     continue
-                await self._send(self._take())
+                await self._send(copies)
                 if self._failures:  # a mirror queue that fails is not called at full pace
                     await asyncio.sleep(_backoff(self._failures))
             self._ready.clear()
