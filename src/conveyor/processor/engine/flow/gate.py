@@ -175,7 +175,8 @@ class Flow:
             return False
         if self._bucket is not None:
             now = self._clock()
-            start, self._next_start = max(now, self._next_start), max(now, self._next_start) + self.spacing
+            start = max(now, self._next_start)
+            self._next_start = start + self.spacing
             if start > now:
                 await self._wait(start - now, changes=False)
         return not self._stopping.is_set()
