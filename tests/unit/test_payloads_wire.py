@@ -25,7 +25,9 @@ from conveyor.payloads.pointer import (
     size_attribute,
     sqs_receipt_handle,
 )
+from conveyor.processor.config import EngineConfig
 from conveyor.settings import ProcessorSettings, WriterSettings
+from conveyor.sqs.queues import QueueConfig
 from conveyor.writer.replay.replay import in_flight_lease_seconds
 
 
@@ -145,3 +147,11 @@ def test_a_settings_copy_with_the_endpoint_as_text_gives_s3_the_same() -> None:
     # `conveyor dev` copies its settings with the LocalStack endpoint it started, as a string
     copy = WriterSettings().model_copy(update={"sqs_endpoint_url": "http://127.0.0.1:4566"})
     assert copy.s3_endpoint == "http://127.0.0.1:4566"
+
+
+def test_a_processor_deletes_only_under_its_own_bucket_and_prefix() -> None:
+    queue = QueueConfig("http://sqs/q", "arn:aws:sqs:us-east-1:1:q", 1_048_576, 30, False, False, None, None)
+    own = EngineConfig.build(ProcessorSettings(payload_bucket="mine", payload_prefix="in/"), queue, None)
+    assert (own.payload_delete, own.payload_own, own.payload_buckets) == (True, ("mine", "in/"), frozenset({"mine"}))
+    theirs = EngineConfig.build(ProcessorSettings(payload_read_buckets="theirs"), queue, None)
+    assert (theirs.payload_delete, theirs.payload_own, theirs.payload_buckets) == (False, None, frozenset({"theirs"}))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor import metadata
-from conveyor.payloads.pointer import Pointer, PointerError, pointer_of
+from conveyor.payloads.pointer import Pointer, pointer_or_none
 from conveyor.sqs import limits
 
 MAX_HISTORY = 5
@@ -55,10 +55,7 @@ class DeadLettered:
     @property
     def pointer(self) -> Pointer | None:
         """Where its payload is, when the body is an S3 pointer (the object stays while it is here)."""
-        try:
-            return pointer_of(self.body, self.attributes)
-        except PointerError:
-            return None
+        return pointer_or_none(self.body, self.attributes)
 
     @property
     def error_type(self) -> str | None:

@@ -118,8 +118,8 @@ class EngineConfig:
             dlq_max_message_bytes=dlq.max_message_bytes if dlq else MAX_MESSAGE_BYTES,
             flow=FlowConfig.build(settings, queue.name),
             batch_window=settings.batch_window_ms / 1000,
-            payload_delete=settings.payload_delete,
+            # without a bucket of its own it deletes nothing: the objects are other producers'
+            payload_delete=settings.payload_delete and settings.payload_bucket is not None,
             payload_buckets=settings.readable_buckets,
-            # without a bucket of its own it deletes nothing: no key starts with "/" in ""
-            payload_own=(settings.payload_bucket, settings.payload_prefix) if settings.payload_bucket else ("", "/"),
+            payload_own=(settings.payload_bucket, settings.payload_prefix) if settings.payload_bucket else None,
         )

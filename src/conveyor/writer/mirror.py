@@ -3,10 +3,12 @@ live path's expense.
 
 A copy is offered only after SQS took the live message and is chosen by the live message id (the
 same id is always in or out, at ``CONVEYOR_MIRROR_RATIO``). Offering never waits and never raises:
-the copy goes into a bounded buffer, and one task of its own sends the buffer ten at a time, with
-one call in flight at most (one connection of the pool, whatever the load). When the buffer is full
-the copy is dropped; when the mirror queue fails, the copies of that call are lost. Both are
-counted, never retried: ``conveyor_writer_mirror_total{outcome}`` (sent, dropped, failed).
+the copy goes into a bounded buffer, and senders of their own send the buffer ten at a time, with
+:data:`SENDERS` calls in flight at most (that many connections of the pool, whatever the load).
+Copies are dropped when the buffer is full, and while the writer's event loop is saturated (the
+live path comes first); when the mirror queue fails, the copies of that call are lost and the
+senders back off. All of it is counted, never retried: ``conveyor_writer_mirror_total{outcome}``
+(sent, dropped, failed).
 
 A copy carries the live message's body and attributes, and ``conveyor.mirrored`` (the live message
 id). Its FIFO group id is kept; its deduplication id and idempotency key are derived
@@ -32,6 +34,7 @@ from conveyor import metadata
 from conveyor.sqs import limits
 from conveyor.sqs.errors import SQS_ERRORS, classify
 from conveyor.sqs.send_batch import BatchSender
+from conveyor.writer.api.schemas import MAX_IDEMPOTENCY_KEY_CHARS
 from conveyor.writer.metrics import WriterMetrics
 from conveyor.writer.sending.outgoing import Outgoing
 
@@ -46,7 +49,6 @@ SENDERS = 4  # calls in flight at most: enough to follow a busy writer, bounded 
 BACKOFF_BASE_SECONDS = 0.1  # after a failed call, before the next (copies arriving meanwhile fill the buffer)
 BACKOFF_MAX_SECONDS = 10.0
 BUSY_LAG_SECONDS = 0.02  # a loop pass this long: the writer is saturated, copies are dropped (never the live path)
-MAX_KEY_CHARS = 255
 OUTCOMES = ("sent", "dropped", "failed")
 
 
@@ -65,7 +67,7 @@ def derived(value: str) -> str:
 
 def mirrored_key(key: str) -> str:
     text = f"mirror.{key}"
-    return text if len(text) <= MAX_KEY_CHARS else derived(key)
+    return text if len(text) <= MAX_IDEMPOTENCY_KEY_CHARS else derived(key)
 
 
 @dataclass(frozen=True, slots=True)
