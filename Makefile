@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 BENCH_NOTE ?=
 STATE := .conveyor
 
-.PHONY: run install nginx redis asyncapi test lint types deploy-check docs unit integration bench bench-quick report lock clean openapi
+.PHONY: run install nginx redis asyncapi chromium prometheus test lint types deploy-check docs unit integration bench bench-quick report lock clean openapi
 
 run: install  ## install what is missing, then run LocalStack + queues + writer + processor
 	CONVEYOR_LOCALSTACK_PYTHON=$(LS_VENV)/bin/python $(VENV)/bin/conveyor dev
@@ -21,6 +21,12 @@ nginx:  ## Debian's nginx, for the gateway tests (installed if missing, never st
 
 redis:  ## Debian's redis-server, for the idempotency store tests (installed if missing, never left running as a service)
 	bash deploy/redis/install.sh
+
+chromium:  ## Debian's chromium and chromium-driver, for the console's browser tests (installed if missing)
+	bash deploy/chromium/install.sh
+
+prometheus:  ## Debian's prometheus package, for promtool (the alert rules' checks and unit tests; never started as a service)
+	bash deploy/prometheus/install.sh
 
 asyncapi:  ## the AsyncAPI project's parser (npm, pinned in deploy/asyncapi), for the AsyncAPI document's test (installed if missing)
 	bash deploy/asyncapi/install.sh
@@ -44,7 +50,7 @@ $(LS_VENV)/.installed: src/conveyor/localstack.lock src/conveyor/localstack_inst
 # redis-server and nginx on free ports) and spend most of their time waiting on timeouts and
 # processes, so three workers run them side by side on two cores; a module stays on one worker.
 E2E_WORKERS ?= 3
-test: install nginx redis asyncapi lint types deploy-check docs  ## everything CI checks: lint, types, configs, unit, bench gate, integration, e2e
+test: install nginx redis asyncapi chromium lint types deploy-check docs  ## everything CI checks: lint, types, configs, unit, bench gate, integration, e2e
 	$(PY) -m pytest -m "not integration and not e2e" -q -n 2 --junitxml=$(STATE)/junit-unit.xml tests
 	$(PY) -m bench.run --quick --results $(STATE)/bench-ci.jsonl
 	$(PY) -m bench.gate --results $(STATE)/bench-ci.jsonl
@@ -59,23 +65,26 @@ types: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 # The kustomize base's manifests (the CRDs' objects and the overlay are checked by the unit tests).
-K8S_CORE := $(filter-out %/kustomization.yaml %/keda.yaml %/monitoring.yaml,$(wildcard deploy/kubernetes/base/*.yaml))
+K8S_CORE := $(filter-out %/kustomization.yaml %/keda.yaml %/monitoring.yaml %/prometheusrule.yaml,$(wildcard deploy/kubernetes/base/*.yaml))
 
-deploy-check: $(VENV)/.installed  ## the deployable references: CloudFormation, Kubernetes, Dockerfile, API keys
+deploy-check: $(VENV)/.installed prometheus  ## the deployable references: CloudFormation, Kubernetes, Dockerfile, API keys, alert rules
 	$(VENV)/bin/cfn-lint deploy/aws/conveyor.yaml
 	$(VENV)/bin/kubernetes-validate --strict --quiet -k 1.30.0 $(K8S_CORE)
 	$(VENV)/bin/kubernetes-validate --strict --quiet $(K8S_CORE)
 	if command -v kubectl >/dev/null; then kubectl kustomize deploy/kubernetes/base >/dev/null; fi
 	$(VENV)/bin/hadolint --config deploy/hadolint.yaml deploy/Dockerfile deploy/Dockerfile.handler
 	sh deploy/nginx/check-api-keys.sh deploy/nginx/api-keys.example
+	promtool check rules deploy/prometheus/conveyor.rules.yaml
+	promtool test rules deploy/prometheus/conveyor.rules.test.yaml
 
 docs: $(VENV)/.installed  ## the docs site into .conveyor/site (strict: a broken link or a page left out of the nav fails)
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@# not --quiet: it hides the warnings, and --strict then has none to fail on
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict 2>&1 | { grep -v '^INFO' || true; }; test $${PIPESTATUS[0]} -eq 0
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -m "not integration and not e2e" -q tests
 
-integration: install nginx redis asyncapi
+integration: install nginx redis asyncapi chromium
 	$(PY) -m pytest -m "integration or e2e" -q -n $(E2E_WORKERS) --dist loadfile tests
 
 bench: install redis  ## Conveyor and the naive baselines side by side (about 7 min); appends to bench/results.jsonl

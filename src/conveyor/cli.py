@@ -19,6 +19,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from conveyor import asyncapi_command
 from conveyor.canary import command as canary_command
+from conveyor.console import command as console_command
 from conveyor.dlq import command as dlq_command
 from conveyor.errors import ConveyorError
 from conveyor.loading import import_app
@@ -144,6 +145,7 @@ def _conveyor_parser() -> OneLineParser:
         help="with --fifo: SQS derives the deduplication id from the body when a message has none",
     )  # fmt: skip
     canary_command.register(commands)
+    console_command.register(commands)
     dlq_command.register(commands)
     register_status(commands)
     asyncapi_command.register(commands)

@@ -11,6 +11,7 @@ from pydantic import AnyUrl, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
+from conveyor.console.settings import ConsoleSettings
 from conveyor.settings import CanarySettings, DevSettings, ProcessorSettings, SqsSettings, WriterSettings
 
 MARKER = "<!-- the settings table, made from conveyor/settings.py -->"
@@ -19,6 +20,7 @@ READERS: dict[str, type[BaseSettings]] = {
     "processor": ProcessorSettings,
     "`conveyor dev`": DevSettings,
     "`conveyor canary`": CanarySettings,
+    "`conveyor console`": ConsoleSettings,
 }
 SHARED = set(SqsSettings.model_fields)  # every command reads these
 

@@ -66,20 +66,25 @@ def run(args: argparse.Namespace) -> int:
 async def collect(settings: SqsSettings) -> list[QueueStatus]:
     """The three queues; raises a one-line CommandError when the queue itself is missing or unreachable."""
     async with sqs_client(settings) as client:
-        queue = await read_queue(client, settings)
-        name = queue_name_of(settings)
-        try:
-            main = await _status(client, "queue", name, queue.url)
-        except SQS_ERRORS as exc:
-            raise sqs_trouble(f"queue {name}", exc) from exc
-        statuses = [main]
-        if queue.dlq_arn is None:
-            statuses.append(QueueStatus("dlq", "-", None, problem="none: the queue has no RedrivePolicy"))
-        else:
-            statuses.append(await _other(client, "dlq", queue_name_from_arn(queue.dlq_arn), dlq_url_of(client, queue)))
-        canary_url = canary_queue_url(client, settings)
-        statuses.append(await _other(client, "canary", canary_name(name), canary_url))
-        return statuses
+        return await collect_with(client, settings)
+
+
+async def collect_with(client: SQSClient, settings: SqsSettings) -> list[QueueStatus]:
+    """:func:`collect` with a client of the caller's (the console's)."""
+    queue = await read_queue(client, settings)
+    name = queue_name_of(settings)
+    try:
+        main = await _status(client, "queue", name, queue.url)
+    except SQS_ERRORS as exc:
+        raise sqs_trouble(f"queue {name}", exc) from exc
+    statuses = [main]
+    if queue.dlq_arn is None:
+        statuses.append(QueueStatus("dlq", "-", None, problem="none: the queue has no RedrivePolicy"))
+    else:
+        statuses.append(await _other(client, "dlq", queue_name_from_arn(queue.dlq_arn), dlq_url_of(client, queue)))
+    canary_url = canary_queue_url(client, settings)
+    statuses.append(await _other(client, "canary", canary_name(name), canary_url))
+    return statuses
 
 
 async def _other(client: SQSClient, role: str, name: str, url: Awaitable[str | None]) -> QueueStatus:

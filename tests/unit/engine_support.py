@@ -71,8 +71,14 @@ async def running(
 
 
 def sample(engine: Engine, name: str, **labels: str) -> float:
-    """A metric of the engine as Prometheus would scrape it (0 when absent)."""
-    return engine.metrics.registry.get_sample_value(name, labels) or 0.0
+    """A metric of the engine as Prometheus would scrape it, summed over the series whose labels
+    include ``labels`` (0 when absent)."""
+    return sum(
+        s.value
+        for family in engine.metrics.registry.collect()
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )
 
 
 def left(fake: InMemorySqs, name: str = QUEUE) -> int:

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings
 
+from conveyor.console.settings import ConsoleSettings
 from conveyor.settings import CanarySettings, DevSettings, ProcessorSettings, SqsSettings, WriterSettings
 from conveyor.settings_table import MARKER, READERS, markdown_table, rows, with_table
 
 PAGE = Path(__file__).parents[2] / "docs" / "configuration.md"
-CLASSES: list[type[BaseSettings]] = [WriterSettings, ProcessorSettings, DevSettings, CanarySettings]
+CLASSES: list[type[BaseSettings]] = [WriterSettings, ProcessorSettings, DevSettings, CanarySettings, ConsoleSettings]
 
 
 def test_the_page_has_the_table_made_at_build_time() -> None:
@@ -45,6 +46,8 @@ def test_the_defaults_are_the_real_ones() -> None:
     assert shown["CONVEYOR_WRITER_FAST_PATH"][0] == "`true`"
     assert shown["CONVEYOR_DEMO_WORK_SECONDS"][0] == "0.1"
     assert shown["CONVEYOR_CANARY_SECRET"][0] == "unset"  # a secret's default is never shown
+    assert shown["CONVEYOR_CONSOLE_PORT"] == ("8002", "`conveyor console`")
+    assert shown["CONVEYOR_CONSOLE_TOKEN"][0] == "unset"
     # a default that differs by command is given for each
     assert shown["CONVEYOR_SQS_READ_TIMEOUT_SECONDS"][0].startswith("writer 5, processor unset")
     assert shown["CONVEYOR_WRITER_PORT"] == ("8000", "writer, `conveyor dev`")

@@ -138,6 +138,9 @@ async def test_reject_goes_to_the_dlq_at_once_with_metadata(fake: InMemorySqs) -
     assert record["receive_count"] == 1
     assert record["original_message_id"] in {m.message_id for m in fake.queues[QUEUE].deleted}
     assert sample(engine, "conveyor_processor_dead_lettered_total", reason="rejected") == 1
+    kind = "conveyor.message.Reject"
+    assert sample(engine, "conveyor_processor_dead_lettered_total", reason="rejected", error_type=kind) == 1
+    assert sample(engine, "conveyor_processor_failed_total", error_type=kind) == 1
 
 
 async def test_body_that_is_not_json_is_dead_lettered_not_looped(fake: InMemorySqs) -> None:

@@ -47,8 +47,11 @@ FORBIDDEN = {
     "conveyor.settings_mirror": ("conveyor.",),
     "conveyor.command_error": SERVICES,
     "conveyor.status": SERVICES,
+    # the operators' web console: over the operator commands' parts (dlq, status), beside the services
+    "conveyor.console": ("conveyor.writer", "conveyor.processor", "conveyor.cli", "conveyor.dev", "conveyor.testing"),
     "conveyor.metrics_dir": SERVICES,
     "conveyor.logs": SERVICES,
+    "conveyor.serving": (*SERVICES, "conveyor.console"),
     "conveyor.handlers": SERVICES,
     "conveyor.localstack": SERVICES,
     "conveyor.localstack_install": SERVICES,  # run from src/ by the system Python: the standard library only
@@ -108,6 +111,15 @@ def layered(package: str, layers: tuple[tuple[str, ...], ...]) -> dict[str, tupl
         for part in row
     }
 
+
+# The console's parts, bottom up: its settings, the guard, the forms and the scrape of the metrics;
+# the DLQ's one reader and the overview's; the actions (in turn with the reader); what the pages
+# share; the pages; the app; the command.
+FORBIDDEN |= layered(
+    "conveyor.console",
+    (("settings", "auth", "forms", "scrape"), ("desk", "overview"), ("actions",), ("render",), ("pages",), ("app",),
+     ("command",)),
+)  # fmt: skip
 
 # The processor's parts, bottom up: what the engine and the process share (its configuration, its
 # metrics, the user's handler); the engine (receive to settle, in one task group); an app routed as

@@ -148,12 +148,15 @@ def error_type_matches(recorded: str | None, wanted: str) -> bool:
 class Filter:
     error_types: tuple[str, ...] = ()
     older_than: float | None = None  # seconds since it reached the DLQ (DeadLettered.arrived_at_ms)
+    message_ids: frozenset[str] = frozenset()  # only these (the console's selection); empty: any
 
     @property
     def empty(self) -> bool:
-        return not self.error_types and self.older_than is None
+        return not self.error_types and self.older_than is None and not self.message_ids
 
     def matches(self, message: DeadLettered, now_ms: int) -> bool:
+        if self.message_ids and message.message_id not in self.message_ids:
+            return False
         if not self._type_matches(message):
             return False
         if self.older_than is not None:

@@ -18,6 +18,32 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
 
 
+MAX_ERROR_TYPES = 20
+OTHER_ERROR_TYPE = "other"
+MAX_ERROR_TYPE_CHARS = 200
+
+
+class ErrorTypes:
+    """The ``error_type`` label: an error's qualified class name, as the dead-letter record has it.
+    Each name is a series of its own: a handler that makes classes on the fly (or a long tail of
+    them) must not grow the exposition without bound, so a process labels the first
+    :data:`MAX_ERROR_TYPES` it meets and counts the rest as ``other``."""
+
+    def __init__(self, cap: int = MAX_ERROR_TYPES) -> None:
+        self._cap = cap
+        self._known: set[str] = set()
+
+    def label(self, error: BaseException) -> str:
+        kind = type(error)
+        name = f"{kind.__module__}.{kind.__qualname__}"[:MAX_ERROR_TYPE_CHARS]
+        if name in self._known:
+            return name
+        if len(self._known) >= self._cap:
+            return OTHER_ERROR_TYPE
+        self._known.add(name)
+        return name
+
+
 class ProcessorMetrics(SqsCallMetrics):
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
@@ -29,10 +55,19 @@ class ProcessorMetrics(SqsCallMetrics):
         )
         self.dead_lettered = Counter(
             "conveyor_processor_dead_lettered",
-            "Messages sent to the dead-letter queue by the processor, by reason.",
-            ["reason"],
+            "Messages sent to the dead-letter queue by the processor, by reason (exhausted, rejected) and"
+            f" error_type (the qualified class name; the first {MAX_ERROR_TYPES} a process meets, then other).",
+            ["reason", "error_type"],
             registry=r,
         )
+        self.failed = Counter(
+            "conveyor_processor_failed",
+            "Handler calls that ended in an error (retried or dead-lettered), by error_type (the qualified"
+            f" class name; the first {MAX_ERROR_TYPES} a process meets, then other).",
+            ["error_type"],
+            registry=r,
+        )
+        self._error_types = ErrorTypes()
         self.released = Counter(
             "conveyor_processor_released",
             "Messages given back unhandled: never started (at visibility 0), or behind a failed message of"
@@ -128,3 +163,14 @@ class ProcessorMetrics(SqsCallMetrics):
         self.running = Gauge(
             "conveyor_processor_running", "Handlers running now.", registry=r, multiprocess_mode="livesum"
         )
+
+    def count_retry(self, error: BaseException) -> None:
+        """A handler call that ended in an error and is tried again later."""
+        self.retried.inc()
+        self.failed.labels(self._error_types.label(error)).inc()
+
+    def count_dead_letter(self, reason: str, error: BaseException) -> None:
+        """A message the processor dead-lettered (its handler's last call failed)."""
+        kind = self._error_types.label(error)
+        self.dead_lettered.labels(reason, kind).inc()
+        self.failed.labels(kind).inc()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,6 +13,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from conveyor import metrics_dir
+from conveyor.serving import GracefulServer
 from conveyor.settings import WriterSettings
 
 # The writer must have drained (stopped accepting, answered what is in flight) well inside the usual
@@ -25,21 +24,8 @@ APP = "conveyor.writer.asgi:app"
 EXIT_STARTUP_FAILED = 1  # the queue cannot be used (the app said why in one line), or the port is taken
 
 
-class WriterServer(uvicorn.Server):
-    """uvicorn's server, minus one step: after a graceful stop on SIGTERM/SIGINT uvicorn raises the
-    signal again, so the process dies of it (exit -15). The writer has handled it: it exits 0."""
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in originals.items():
-                signal.signal(sig, handler)
+class WriterServer(GracefulServer):
+    """The writer exits 0 after a graceful stop (see :class:`~conveyor.serving.GracefulServer`)."""
 
 
 def serve(settings: WriterSettings) -> int:

@@ -283,7 +283,7 @@ class Dispatcher:
             code = "TooLarge" if too_large else classify(exc).code
             log.error("dead_letter_failed", code=code, error=describe(exc, str)[:300])
             return self._settlement.retry(lease, self._policy.after_failed_copy(outcome.error, too_large=too_large))
-        self._settlement.dead_lettered(lease, reason)
+        self._settlement.dead_lettered(lease, reason, outcome.error)
         log.warning(
             "dead_lettered",
             reason=reason,

@@ -185,7 +185,7 @@ class Settlement:
     def retry(self, lease: Lease, outcome: RetryAfter) -> int:
         """Visible again in ``outcome.seconds``; returns them."""
         lease.settle()
-        self._metrics.retried.inc()
+        self._metrics.count_retry(outcome.error)
         if outcome.parked:  # a permanent error with no DLQ to take it, or a copy that can never fit
             log.error("message_parked", error=describe(outcome.error), retry_in=outcome.seconds)
         else:
@@ -209,11 +209,11 @@ class Settlement:
         log.info("duplicate_deferred", key=lease.dedupe_key, retry_in=seconds)
         self._back_to_queue(lease, seconds)  # (a claim it holds, if any, is released first)
 
-    def dead_lettered(self, lease: Lease, reason: str) -> None:
+    def dead_lettered(self, lease: Lease, reason: str, error: BaseException) -> None:
         """Its copy is in the dead-letter queue: deleted. Dead-lettered is not completed: its claim is
         released first, so that a copy redriven later may run."""
         lease.settle()
-        self._metrics.dead_lettered.labels(reason).inc()
+        self._metrics.count_dead_letter(reason, error)
         self._claims.failed(lease, then=lambda: self._acker.delete(lease))
 
     def canary_answered(self, lease: Lease) -> None:

@@ -1,0 +1,250 @@
+"""`conveyor console` on the in-memory SQS: what its pages and API show of a seeded queue, what its
+actions move or delete (exactly what was chosen), and every way a request may be refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from conveyor import metadata
+from conveyor.console.app import create_console_app
+from conveyor.console.settings import ConsoleSettings
+from conveyor.testing.sqs import InMemorySqs, as_client
+
+TOKEN = "console-token-for-tests"  # noqa: S105 - a test token
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin", "Origin": "http://console"}
+HTML = {"Accept": "text/html"}
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class ConsoleSqs(InMemorySqs):
+    """The fake plus ListDeadLetterSourceQueues (the redrive checks where a message may go)."""
+
+    async def list_dead_letter_source_queues(self, QueueUrl: str, **_: Any) -> dict[str, Any]:  # noqa: N803
+        dlq = self.queue(QueueUrl)
+        return {"queueUrls": [q.url for q in self.queues.values() if dlq.arn in q.attributes.get("RedrivePolicy", "")]}
+
+    async def get_queue_attributes(self, QueueUrl: str, **kwargs: Any) -> dict[str, Any]:  # noqa: N803
+        answer = await super().get_queue_attributes(QueueUrl, **kwargs)
+        now, messages = self._now(), self.queue(QueueUrl).messages.values()
+        hidden = sum(1 for m in messages if m.visible_at > now)
+        answer["Attributes"] |= {"ApproximateNumberOfMessages": str(len(messages) - hidden),
+                                 "ApproximateNumberOfMessagesNotVisible": str(hidden)}  # fmt: skip
+        return answer
+
+
+def seeded() -> ConsoleSqs:
+    """``orders`` with two messages waiting; its DLQ with two ValueErrors and one KeyError."""
+    fake = ConsoleSqs()
+    queue = fake.create("orders", max_receive_count=3)
+    fake.put("orders", '{"n": 1}')
+    fake.put("orders", '{"n": 2}')
+    for n, kind in enumerate(("builtins.ValueError", "builtins.ValueError", "builtins.KeyError")):
+        record = {"error_type": kind, "error_message": f"bad {n}", "source_queue": queue.url, "receive_count": 3,
+                  "dead_lettered_at": int(time.time() * 1000) - 60_000}  # fmt: skip
+        attributes = {metadata.DEAD_LETTER: {"DataType": "String", "StringValue": json.dumps(record)}}
+        fake.put("orders-dlq", json.dumps({"dead": n, "kind": kind}), attributes)
+    return fake
+
+
+@asynccontextmanager
+async def console(fake: InMemorySqs, token: str | None = TOKEN) -> AsyncIterator[httpx.AsyncClient]:
+    settings = ConsoleSettings(queue_name="orders", console_token=SecretStr(token) if token else None)
+    app = create_console_app(settings, as_client(fake))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://console") as http:
+            yield http
+
+
+def bodies(fake: InMemorySqs, name: str) -> list[dict[str, Any]]:
+    return sorted((json.loads(m.body) for m in fake.queues[name].messages.values()), key=json.dumps)
+
+
+async def finished(http: httpx.AsyncClient, action_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        action: dict[str, Any] = (await http.get(f"/api/actions/{action_id}")).json()
+        if action["state"] != "running":
+            return action
+        await asyncio.sleep(0.01)  # the action runs in the app's task group, on this loop
+    raise AssertionError(f"action {action_id} still running")
+
+
+async def signed_in(http: httpx.AsyncClient) -> str:
+    """Sign in through the form; returns the CSRF token a page of the session carries."""
+    answer = await http.post("/sign-in", data={"token": TOKEN, "next": "/dead-letters"}, headers=SAME_ORIGIN)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/dead-letters"
+    page = await http.get("/dead-letters", headers=HTML)
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert found is not None
+    return found.group(1)
+
+
+async def test_the_overview_shows_the_queues_counts() -> None:
+    async with console(seeded()) as http:
+        data = (await http.get("/api/overview")).json()
+        page = await http.get("/", headers=HTML)
+    roles = {q["role"]: q for q in data["queues"]}
+    assert (roles["queue"]["name"], roles["queue"]["visible"]) == ("orders", 2)
+    assert (roles["dlq"]["name"], roles["dlq"]["visible"]) == ("orders-dlq", 3)
+    assert data["processors"] is None  # no metrics URL configured
+    assert page.status_code == 200
+    assert re.search(
+        r'data-role="queue">\s*<td>queue</td><td>orders</td>\s*<td data-figure="visible">2</td>', page.text
+    )
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+
+
+async def test_the_dead_letter_list_filters_by_error_type() -> None:
+    async with console(seeded()) as http:
+        every = await http.get("/dead-letters", headers=HTML)
+        values = await http.get("/dead-letters", params={"error_type": "ValueError"}, headers=HTML)
+        bad = await http.get("/dead-letters", params={"older_than_minutes": "-3"})
+    assert every.text.count('data-error-type="builtins.') == 3
+    assert values.text.count('data-error-type="builtins.ValueError"') == 2
+    assert 'data-error-type="builtins.KeyError"' not in values.text
+    assert bad.status_code == 400
+    assert bad.headers["content-type"] == "application/problem+json"
+    assert "older_than_minutes" in bad.json()["detail"]
+
+
+async def test_one_message_shows_its_record_and_body() -> None:
+    fake = seeded()
+    async with console(fake) as http:
+        listing = await http.get("/dead-letters", headers=HTML)
+        first = re.search(r'data-message-id="([^"]+)" data-error-type="builtins.KeyError"', listing.text)
+        assert first is not None
+        page = await http.get(f"/dead-letters/{first.group(1)}", headers=HTML)
+        missing = await http.get("/dead-letters/nope")
+    assert page.status_code == 200
+    assert "bad 2" in page.text
+    assert "&#34;kind&#34;: &#34;builtins.KeyError&#34;" in page.text or '"kind": "builtins.KeyError"' in page.text
+    assert missing.status_code == 404
+
+
+async def test_a_filtered_redrive_with_the_bearer_token_moves_exactly_the_matching_messages() -> None:
+    fake = seeded()
+    async with console(fake) as http:
+        form = {"action": "redrive", "scope": "matching", "error_type": "ValueError", "confirm": "yes"}
+        answer = await http.post("/dead-letters/actions", data=form, headers=BEARER)
+        assert answer.status_code == 202
+        action = await finished(http, answer.json()["id"])
+    assert action["state"] == "done"
+    assert (action["counts"]["moved"], action["counts"]["failed"]) == (2, 0)
+    assert [b for b in bodies(fake, "orders") if "dead" in b] == [
+        {"dead": 0, "kind": "builtins.ValueError"}, {"dead": 1, "kind": "builtins.ValueError"}
+    ]  # fmt: skip
+    assert bodies(fake, "orders-dlq") == [{"dead": 2, "kind": "builtins.KeyError"}]
+
+
+async def test_a_signed_in_delete_of_selected_messages_deletes_them_and_nothing_else() -> None:
+    fake = seeded()
+    doomed = next(m.message_id for m in fake.queues["orders-dlq"].messages.values() if "KeyError" in m.body)
+    async with console(fake) as http:
+        csrf = await signed_in(http)
+        form = {"do": "delete-selected", "id": doomed, "csrf": csrf}
+        confirm = await http.post("/dead-letters/actions", data=form, headers=HTML | SAME_ORIGIN)
+        assert confirm.status_code == 200
+        assert 'data-count="matching">1<' in confirm.text
+        assert bodies(fake, "orders-dlq")[2]["kind"] == "builtins.KeyError"  # asking changed nothing
+        done = await http.post("/dead-letters/actions", data=form | {"confirm": "yes"}, headers=HTML | SAME_ORIGIN)
+        assert done.status_code == 303
+        action = await finished(http, done.headers["location"].rsplit("/", 1)[-1])
+    assert (action["state"], action["counts"]["deleted"]) == ("done", 1)
+    assert [b["kind"] for b in bodies(fake, "orders-dlq")] == ["builtins.ValueError", "builtins.ValueError"]
+
+
+async def refused(http: httpx.AsyncClient, fake: InMemorySqs, headers: dict[str, str], **form: str) -> httpx.Response:
+    before = bodies(fake, "orders-dlq")
+    every = {"action": "redrive", "scope": "matching", "confirm": "yes", **form}
+    answer = await http.post("/dead-letters/actions", data=every, headers=headers)
+    assert bodies(fake, "orders-dlq") == before  # nothing changed
+    assert http.cookies is not None
+    return answer
+
+
+async def test_without_a_token_configured_the_console_is_read_only() -> None:
+    fake = seeded()
+    async with console(fake, token=None) as http:
+        answer = await refused(http, fake, BEARER)
+        page = await http.get("/dead-letters", headers=HTML)
+        sign_in = await http.post("/sign-in", data={"token": TOKEN}, headers=SAME_ORIGIN)
+    assert (answer.status_code, answer.json()["title"]) == (403, "console-read-only")
+    assert "read-only" in page.text
+    assert re.search(r'value="redrive-selected" disabled', page.text)
+    assert sign_in.status_code == 403
+
+
+async def test_requests_without_the_token_or_from_another_site_are_refused() -> None:
+    fake = seeded()
+    async with console(fake) as http:
+        anonymous = await refused(http, fake, {})
+        wrong = await refused(http, fake, {"Authorization": "Bearer not-the-token-at-all"})
+        csrf = await signed_in(http)
+        no_csrf = await refused(http, fake, SAME_ORIGIN)
+        forged = await refused(http, fake, SAME_ORIGIN, csrf="0" * 64)
+        cross = await refused(http, fake, {"Sec-Fetch-Site": "cross-site"}, csrf=csrf)
+        other_origin = await refused(http, fake, {"Origin": "https://evil.example"}, csrf=csrf)
+        unconfirmed = await http.post("/dead-letters/actions", data={"action": "redrive", "scope": "matching"},
+                                      headers=BEARER)  # fmt: skip
+    assert (anonymous.status_code, anonymous.json()["title"]) == (401, "sign-in-required")
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+    assert (wrong.status_code, wrong.json()["title"]) == (401, "wrong-token")
+    assert (no_csrf.status_code, no_csrf.json()["title"]) == (403, "csrf-token-mismatch")
+    assert forged.json()["title"] == "csrf-token-mismatch"
+    assert (cross.status_code, cross.json()["title"]) == (403, "cross-site-request")
+    assert other_origin.json()["title"] == "cross-site-request"
+    assert unconfirmed.status_code == 400
+    assert "confirm=yes" in unconfirmed.json()["detail"]
+
+
+async def test_the_sign_in_cookie_is_http_only_and_same_site_strict() -> None:
+    async with console(seeded()) as http:
+        wrong = await http.post("/sign-in", data={"token": "guess-guess-guess"}, headers=SAME_ORIGIN | HTML)
+        answer = await http.post("/sign-in", data={"token": TOKEN, "next": "//evil.example/x"}, headers=SAME_ORIGIN)
+        cross = await http.post("/sign-in", data={"token": TOKEN}, headers={"Sec-Fetch-Site": "cross-site"})
+    assert wrong.status_code == 401
+    assert "wrong-token" in wrong.text
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/"  # never to another site
+    cookie = answer.headers["set-cookie"].lower()
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    assert cross.status_code == 403
+
+
+async def test_bad_forms_are_one_readable_line() -> None:
+    async with console(seeded()) as http:
+        nothing = await http.post("/dead-letters/actions", data={"do": "redrive-selected"}, headers=BEARER)
+        unknown = await http.post("/dead-letters/actions", data={"action": "explode"}, headers=BEARER)
+        purge = await http.post("/dead-letters/actions", data={"do": "delete-matching"}, headers=BEARER)
+        html = await http.post("/dead-letters/actions", data={"action": "explode"}, headers=BEARER | HTML)
+    assert nothing.json()["detail"] == "no message selected: tick the messages first"
+    assert unknown.json()["detail"] == "action: redrive or delete"
+    assert "conveyor dlq purge" in purge.json()["detail"]
+    assert html.status_code == 400
+    assert "action: redrive or delete" in html.text
+
+
+async def test_a_second_action_while_one_runs_is_refused() -> None:
+    fake = seeded()
+    async with console(fake) as http:
+        form = {"action": "redrive", "scope": "matching", "error_type": "KeyError", "confirm": "yes"}
+        first = await http.post("/dead-letters/actions", data=form, headers=BEARER)
+        second = await http.post("/dead-letters/actions", data=form, headers=BEARER)
+        await finished(http, first.json()["id"])
+    assert first.status_code == 202
+    assert (second.status_code, second.json()["title"]) == (409, "action-running")
+    assert bodies(fake, "orders-dlq") == [{"dead": 0, "kind": "builtins.ValueError"},
+                                          {"dead": 1, "kind": "builtins.ValueError"}]  # fmt: skip
