@@ -24,7 +24,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from conveyor import metadata
 from conveyor.localstack import free_port
-from tests.e2e.services import STARTED, Proc, stopped_at_the_end
+from tests.e2e.services import STARTED, Proc, start_processor, stopped_at_the_end
 from tests.localstack_fixtures import BIN, Queues, count, drain, wait_for
 
 if TYPE_CHECKING:
@@ -100,7 +100,10 @@ def cell(driver: WebDriver, role: str, figure: str) -> str:
 def shot(driver: WebDriver, name: str) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1280, max(600, min(int(height) + 160, 1800)))  # the whole page, as the docs show it
         driver.save_screenshot(str(Path(SCREENSHOTS) / name))
+        driver.set_window_size(1280, 900)
 
 
 def test_the_overview_shows_the_seeded_queues_numbers(
@@ -117,13 +120,31 @@ def test_the_overview_shows_the_seeded_queues_numbers(
         sqs.send_message(QueueUrl=queues.url, MessageBody="{}")
         until(browser, lambda d: cell(d, "queue", "visible") == "4", "the refreshed count", timeout=40)
         assert browser.find_elements(By.CSS_SELECTOR, "#chart polyline")  # the live chart drew its depth line
-        shot(browser, "console-overview.png")
         browser.get(proc.url + "/dead-letters")
         rows = browser.find_elements(By.CSS_SELECTOR, "#dead-letters tbody tr[data-message-id]")
         assert sorted(r.get_attribute("data-error-type") or "" for r in rows) == [
             "billing.CardDeclined", *["builtins.ValueError"] * 4
         ]  # fmt: skip
         shot(browser, "console-dead-letters.png")
+
+
+def test_the_overview_shows_the_processors_figures_from_their_metrics(
+    browser: WebDriver, queues: Queues, sqs: SQSClient, tmp_path: Path
+) -> None:
+    with stopped_at_the_end(start_processor(queues, tmp_path, tmp_path / "record.db")) as processor:
+        metrics = f"{processor.url}/metrics,http://127.0.0.1:{free_port()}/metrics"  # the second answers nothing
+        with stopped_at_the_end(console(queues, tmp_path, CONVEYOR_CONSOLE_METRICS_URLS=metrics)) as proc:
+            for n in range(6):
+                sqs.send_message(QueueUrl=queues.url, MessageBody=json.dumps({"key": f"k{n}"}))
+            browser.get(proc.url + "/")
+            until(browser, lambda d: d.find_element(By.CSS_SELECTOR, '#processors [data-figure="handled"]').text == "6",
+                  "the processor's 6 handled messages, refreshed by the page", timeout=60)  # fmt: skip
+            concurrency = browser.find_element(By.CSS_SELECTOR, '#processors [data-figure="concurrency"]').text
+            assert int(concurrency) >= 1
+            assert (
+                "unreachable" in browser.find_element(By.ID, "processors-title").find_element(By.XPATH, "..").text
+            )  # the endpoint that does not answer is named, the other's figures still show
+            shot(browser, "console-overview.png")
 
 
 def sign_in(driver: WebDriver, base: str) -> None:

@@ -11,12 +11,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import httpx
-from pydantic import SecretStr
+import pytest
+from aiohttp import web
+from prometheus_client import generate_latest
+from pydantic import SecretStr, ValidationError
 
 from conveyor import metadata
 from conveyor.console.app import create_console_app
+from conveyor.console.auth import SESSION_SECONDS, Guard
+from conveyor.console.scrape import figures_of, scrape
 from conveyor.console.settings import ConsoleSettings
+from conveyor.processor.metrics import ProcessorMetrics
 from conveyor.testing.sqs import InMemorySqs, as_client
 
 TOKEN = "console-token-for-tests"  # noqa: S105 - a test token
@@ -248,3 +255,69 @@ async def test_a_second_action_while_one_runs_is_refused() -> None:
     assert (second.status_code, second.json()["title"]) == (409, "action-running")
     assert bodies(fake, "orders-dlq") == [{"dead": 0, "kind": "builtins.ValueError"},
                                           {"dead": 1, "kind": "builtins.ValueError"}]  # fmt: skip
+
+
+def test_the_figures_are_read_from_a_real_processor_exposition() -> None:
+    metrics = ProcessorMetrics()
+    metrics.succeeded.inc(7)
+    metrics.count_retry(ValueError("x"))
+    metrics.count_dead_letter("rejected", KeyError("y"))
+    metrics.in_flight.set(3)
+    metrics.concurrency_limit.set(16)
+    figures = figures_of(generate_latest(metrics.registry).decode())
+    assert figures["handled"] == 7
+    assert figures["failed"] == 2  # summed over the error types
+    assert figures["dead_lettered"] == 1
+    assert (figures["in_flight"], figures["concurrency"]) == (3, 16)
+
+
+async def test_endpoints_are_added_up_and_one_that_fails_is_named() -> None:
+    served = "conveyor_processor_succeeded_total 5\nconveyor_processor_in_flight 2\n"
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(text=served if request.path == "/metrics" else "not { an exposition")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/broken", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            urls = (f"{base}/metrics", f"{base}/metrics", f"{base}/broken", f"{base}/missing")
+            seen = await scrape(session, urls)
+    finally:
+        await runner.cleanup()
+    assert seen.figures == {"handled": 10, "in_flight": 4}
+    problems = [e.problem for e in seen.endpoints]
+    assert problems[:2] == [None, None]
+    assert problems[2] is not None
+    assert problems[2].startswith("not a Prometheus exposition")
+    assert problems[3] == "HTTP 404"
+
+
+def test_bad_console_settings_are_refused_naming_the_variable() -> None:
+    with pytest.raises(ValidationError, match="console_metrics_urls"):
+        ConsoleSettings(console_metrics_urls="ftp://x/metrics")
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        ConsoleSettings(console_token=SecretStr("short"))
+    assert ConsoleSettings(console_metrics_urls=" http://a:1/metrics, ,http://b:2/metrics").metrics_urls == (
+        "http://a:1/metrics", "http://b:2/metrics"
+    )  # fmt: skip
+
+
+def test_a_session_expires_and_a_tampered_one_is_refused() -> None:
+    now = [1_000_000.0]
+    guard = Guard(SecretStr(TOKEN), clock=lambda: now[0])
+    cookie = guard.new_session()
+    assert guard.session_ok(cookie)
+    issued, nonce, mac = cookie.split(".")
+    assert not guard.session_ok(f"{int(issued) + 1}.{nonce}.{mac}")
+    assert not guard.session_ok(cookie + "0")
+    assert not Guard(SecretStr(TOKEN + "-rotated"), clock=lambda: now[0]).session_ok(cookie)  # a new token ends it
+    now[0] += SESSION_SECONDS
+    assert not guard.session_ok(cookie)
