@@ -62,9 +62,13 @@ def test_conveyor_dev_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         dev.send_signal(signal.SIGTERM)
         assert dev.wait(60) == 0
     finally:
-        if dev.poll() is None:
-            dev.kill()
-            dev.wait()
+        if dev.poll() is None:  # a failed step: stop it as a user would, so that it stops LocalStack too
+            dev.send_signal(signal.SIGTERM)
+            try:
+                dev.wait(60)
+            except subprocess.TimeoutExpired:
+                dev.kill()
+                dev.wait()
     # nothing left: no LocalStack, no writer, no processor
     assert not any(listening(port) for port in ports.values())
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False)
