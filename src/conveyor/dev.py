@@ -186,6 +186,12 @@ def _show_how_to_use(settings: DevSettings, endpoint: str, secret: str) -> None:
         f" {_conveyor_command()} canary --once --url http://{settings.writer_host}:{settings.writer_port}",
         flush=True,
     )
+    print(
+        f"conveyor dev: the web console: CONVEYOR_SQS_ENDPOINT_URL={endpoint} CONVEYOR_QUEUE_NAME={settings.queue_name}"
+        f" CONVEYOR_CONSOLE_METRICS_URLS=http://127.0.0.1:{settings.processor_port}/metrics"
+        f" {_conveyor_command()} console  (http://127.0.0.1:8002, read-only without CONVEYOR_CONSOLE_TOKEN)",
+        flush=True,
+    )
 
 
 def _conveyor_command() -> str:

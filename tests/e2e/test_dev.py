@@ -59,6 +59,7 @@ def test_conveyor_dev_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
                                capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
         assert probe.returncode == 0, probe.stderr
         assert probe.stdout.startswith("conveyor canary: ok: handled by ")
+        _the_console_as_printed(log.read_text(), env)
         dev.send_signal(signal.SIGTERM)
         assert dev.wait(60) == 0
     finally:
@@ -75,6 +76,26 @@ def test_conveyor_dev_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
     assert leftovers.stdout == ""
     text = log.read_text()
     assert "conveyor dev: queue-writer on" in text
+
+
+def _the_console_as_printed(text: str, env: dict[str, str]) -> None:
+    """The console command `conveyor dev` prints works as printed: it sees the queue and the processor."""
+    [hint] = [line for line in text.splitlines() if line.startswith("conveyor dev: the web console: ")]
+    words = hint.removeprefix("conveyor dev: the web console: ").split("  (")[0].split()
+    variables = dict(word.split("=", 1) for word in words if word.startswith("CONVEYOR_"))
+    assert words[len(variables) :][1:] == ["console"]
+    port = free_port()
+    environment = env | variables | {"CONVEYOR_CONSOLE_PORT": str(port)}
+    console = subprocess.Popen([str(BIN / "conveyor"), "console"], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for(lambda: _ok(f"http://127.0.0.1:{port}/readyz"), 30, "the console")
+        seen = httpx.get(f"http://127.0.0.1:{port}/api/overview", timeout=10).json()
+        assert seen["queues"][0]["name"] == "conveyor-messages"
+        assert seen["processors"]["handled"] >= 2  # the two messages above, from the processor's metrics
+    finally:
+        console.send_signal(signal.SIGTERM)
+        assert console.wait(30) == 0
 
 
 def _ok(url: str) -> bool:
