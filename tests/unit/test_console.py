@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import generate_latest
 from pydantic import SecretStr, ValidationError
+from structlog.testing import capture_logs
 
 from conveyor import metadata
 from conveyor.console.app import create_console_app
@@ -64,7 +65,9 @@ def seeded() -> ConsoleSqs:
 
 @asynccontextmanager
 async def console(fake: InMemorySqs, token: str | None = TOKEN) -> AsyncIterator[httpx.AsyncClient]:
-    settings = ConsoleSettings(queue_name="orders", console_token=SecretStr(token) if token else None)
+    settings = ConsoleSettings(
+        queue_name="orders", console_token=SecretStr(token) if token else None, console_allowed_hosts="console"
+    )
     app = create_console_app(settings, as_client(fake))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -321,3 +324,134 @@ def test_a_session_expires_and_a_tampered_one_is_refused() -> None:
     assert not Guard(SecretStr(TOKEN + "-rotated"), clock=lambda: now[0]).session_ok(cookie)  # a new token ends it
     now[0] += SESSION_SECONDS
     assert not guard.session_ok(cookie)
+
+
+async def test_a_dead_letter_with_a_binary_attribute_shows_it_in_base64() -> None:
+    fake = seeded()
+    message_id = fake.put("orders-dlq", "{}", {"blob": {"DataType": "Binary", "BinaryValue": b"\x00\xff"}})
+    async with console(fake) as http:
+        page = await http.get(f"/dead-letters/{message_id}", headers=HTML)
+    assert page.status_code == 200
+    assert "AP8=" in page.text  # b"\x00\xff", as `conveyor dlq export` writes it
+
+
+async def test_an_error_of_ours_in_an_action_fails_that_action_and_not_the_console(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("conveyor.console.actions.delete_matching", broken)
+    fake = seeded()
+    doomed = next(iter(fake.queues["orders-dlq"].messages.values())).message_id
+    async with console(fake) as http:
+        form = {"do": "delete-selected", "id": doomed, "confirm": "yes"}
+        with capture_logs() as logs:
+            first = await finished(
+                http, (await http.post("/dead-letters/actions", data=form, headers=BEARER)).json()["id"]
+            )
+        again = await http.post("/dead-letters/actions", data=form, headers=BEARER)
+        overview = await http.get("/api/overview")
+    assert (first["state"], first["problem"]) == ("failed", "an error of the console's own (RuntimeError): see its log")
+    assert any(entry["event"] == "console_action_error" for entry in logs)
+    assert again.status_code == 202  # the next action may start
+    assert overview.status_code == 200
+    assert len(fake.queues["orders-dlq"].messages) == 3
+
+
+async def test_every_action_is_logged_with_the_messages_it_changed_and_who_asked() -> None:
+    fake = seeded()
+    chosen = sorted(m.message_id for m in fake.queues["orders-dlq"].messages.values() if "KeyError" in m.body)
+    async with console(fake) as http:
+        with capture_logs() as logs:
+            form = {"do": "redrive-selected", "id": chosen[0], "confirm": "yes"}
+            await finished(http, (await http.post("/dead-letters/actions", data=form, headers=BEARER)).json()["id"])
+    [started] = [e for e in logs if e["event"] == "console_action_started"]
+    assert (started["message_ids"], started["who"]) == (chosen, "bearer token from 127.0.0.1")
+    steps = [e["step"] for e in logs if e["event"] == "console_action_step"]
+    [moved] = [step for step in steps if step.startswith("moved")]
+    assert moved.startswith(f"moved    {chosen[0]}  builtins.KeyError -> orders")
+    assert sum(step.startswith("skipped") for step in steps) == 2  # the others, left where they were
+    [ended] = [e for e in logs if e["event"] == "console_action_ended"]
+    assert (ended["state"], ended["moved"]) == ("done", 1)
+    assert [b["kind"] for b in bodies(fake, "orders") if "dead" in b] == ["builtins.KeyError"]
+
+
+async def test_a_selected_message_no_longer_there_is_said_not_hidden() -> None:
+    fake = seeded()
+    real = next(iter(fake.queues["orders-dlq"].messages.values())).message_id
+    async with console(fake) as http:
+        form = {"action": "delete", "scope": "selected", "id": [real, "gone-already"], "confirm": "yes"}
+        action = await finished(
+            http, (await http.post("/dead-letters/actions", data=form, headers=BEARER)).json()["id"]
+        )
+    assert (action["counts"]["deleted"], action["counts"]["skipped"]) == (1, 2)
+    assert any(note.startswith("1 selected message(s) were not found in the DLQ") for note in action["notes"])
+
+
+async def test_readers_at_once_share_one_read_of_the_dlq() -> None:
+    fake = seeded()
+    async with console(fake) as http:
+        pages = await asyncio.gather(*(http.get("/dead-letters", headers=HTML) for _ in range(3)))
+    for page in pages:
+        assert page.text.count('data-error-type="builtins.') == 3
+        assert "an action is running" not in page.text
+    assert fake.count("ReceiveMessage") <= 2  # one read (ten at a time, then an empty receive)
+
+
+async def test_another_host_or_a_request_another_site_makes_is_refused() -> None:
+    fake = seeded()
+    async with console(fake) as http:
+        rebound = await http.get("/api/overview", headers={"Host": "attacker.example:8002"})
+        image = await http.get("/dead-letters", headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"})
+        link = await http.get("/", headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"} | HTML)
+    assert rebound.status_code == 400
+    assert (image.status_code, image.json()["title"]) == (403, "cross-site-request")
+    assert fake.count("ReceiveMessage") == 0  # another site's image made the console read nothing
+    assert link.status_code == 200  # following a link to the console (from an alert, say) works
+
+
+async def test_an_oversized_form_is_refused_before_it_is_read() -> None:
+    async with console(seeded()) as http:
+        declared = await http.post("/dead-letters/actions", content=b"x" * 300_000, headers=BEARER)
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: read until past the limit
+            for _ in range(6):
+                yield b"x" * 65_536
+
+        streamed = await http.post("/sign-in", content=chunks(), headers=SAME_ORIGIN)
+    assert (declared.status_code, declared.json()["title"]) == (413, "form-too-large")
+    assert streamed.status_code == 413
+
+
+async def test_unknown_routes_and_methods_are_problems_or_pages() -> None:
+    async with console(seeded()) as http:
+        missing = await http.get("/nope")
+        page = await http.get("/nope", headers=HTML)
+        method = await http.put("/sign-in")
+    assert (missing.status_code, missing.headers["content-type"]) == (404, "application/problem+json")
+    assert page.status_code == 404
+    assert "<h1>404" in page.text
+    assert (method.status_code, method.json()["title"]) == (405, "method-not-allowed")
+
+
+async def test_the_filter_offers_only_recorded_error_types_and_the_confirmation_says_when_the_list_is_cut() -> None:
+    fake = seeded()
+    fake.put("orders-dlq", '{"by": "sqs"}')  # moved by SQS's redrive policy: no record
+    for n in range(12):
+        fake.put("orders-dlq", json.dumps({"more": n}))
+    settings = ConsoleSettings(queue_name="orders", console_token=SecretStr(TOKEN), console_allowed_hosts="console",
+                               console_list_limit=10)  # fmt: skip
+    app = create_console_app(settings, as_client(fake))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://console") as http,
+    ):
+        listing = await http.get("/dead-letters", headers=HTML)
+        csrf = await signed_in(http)
+        confirm = await http.post("/dead-letters/actions", data={"do": "redrive-matching", "csrf": csrf},
+                                  headers=HTML | SAME_ORIGIN)  # fmt: skip
+    assert '<option value="(no record)"' not in listing.text
+    assert "The list stopped at its limit" in confirm.text
+    assert "about 16 in the DLQ" in confirm.text

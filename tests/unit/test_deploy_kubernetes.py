@@ -38,7 +38,7 @@ OVERLAY = Path("overlays") / "example"
 KUBECTL = shutil.which("kubectl")
 if KUBECTL is None:
     pytest.skip("kubectl (kustomize) is not installed", allow_module_level=True)
-CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PodMonitor"}
+CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PodMonitor", "PrometheusRule"}
 SCHEMA_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())  # oldest supported (preStop sleep), newest
 
 Doc = dict[str, Any]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
+from conveyor import Retry, Throttle
 from conveyor.processor.metrics import MAX_ERROR_TYPES, OTHER_ERROR_TYPE, ErrorTypes, ProcessorMetrics
 
 
@@ -23,6 +24,14 @@ def test_a_retry_and_a_dead_letter_are_counted_by_the_qualified_class_name() -> 
     assert value(metrics, "conveyor_processor_failed_total", error_type=kind) == 2
     assert value(metrics, "conveyor_processor_retried_total") == 1
     assert value(metrics, "conveyor_processor_dead_lettered_total", reason="exhausted", error_type=kind) == 1
+
+
+def test_a_retry_the_handler_asked_for_is_retried_not_failed() -> None:
+    metrics = ProcessorMetrics()
+    metrics.count_retry(Retry(after=5))
+    metrics.count_retry(Throttle(after=1))
+    assert value(metrics, "conveyor_processor_retried_total") == 2
+    assert "conveyor_processor_failed_total{" not in generate_latest(metrics.registry).decode()
 
 
 def test_error_types_past_the_cap_are_counted_as_other_so_the_series_stay_bounded() -> None:

@@ -52,10 +52,13 @@ class Action:
     ended_at: float | None = None
 
     def emit(self, line: str) -> None:
+        """One message's fate (``moved <id> ...``, ``deleted <id> ...``): shown, counted, and logged,
+        so that the log says which messages each action changed."""
         self.lines.append(line)
         first = line.split(" ", 1)[0]
         if first in self.counts:
             self.counts[first] += 1
+        log.warning("console_action_step", id=self.id, action=self.kind, step=line)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -87,7 +90,8 @@ class Actions:
         for action in self._kept.values():
             if action.state == "running":
                 action.notes.append(
-                    "the console stopped during the action: what it had not reached is still in the DLQ"
+                    "the console stopped during the action: a client-side move or a delete leaves what it had not "
+                    "reached in the DLQ; SQS's move task, if it was the one moving, goes on in SQS"
                 )
         for task in self._tasks:  # the stop cuts a running action short (nothing is lost)
             task.cancel()
@@ -100,13 +104,16 @@ class Actions:
         return sorted(self._kept.values(), key=lambda a: a.started_at, reverse=True)
 
     def start(self, kind: Kind, chosen: Filter, selection: str, who: str) -> Action:
+        """Start an action (one at a time: BusyError while one runs); ``who`` says how the request
+        was allowed and from where, for the log."""
         if any(a.state == "running" for a in self._kept.values()):
             raise BusyError("another action is running: try again when it ends (its page shows its progress)")
         action = Action(f"{int(time.time())}-{next(self._ids)}", kind, selection, who, time.time())
         self._kept[action.id] = action
         while len(self._kept) > MAX_KEPT:
             del self._kept[next(iter(self._kept))]
-        log.warning("console_action_started", action=kind, id=action.id, selection=selection, who=who)
+        log.warning("console_action_started", action=kind, id=action.id, selection=selection, who=who,
+                    message_ids=sorted(chosen.message_ids) or None)  # fmt: skip
         task = self._group.create_task(self._run(action, chosen))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -114,6 +121,7 @@ class Actions:
 
     async def _run(self, action: Action, chosen: Filter) -> None:
         async with self._desk.turn:
+            self._desk.acting = True
             try:
                 await self._work(action, chosen)
                 action.state = "done"
@@ -121,8 +129,13 @@ class Actions:
                 action.state, action.problem = "failed", str(exc)
             except SQS_ERRORS as exc:
                 action.state, action.problem = "failed", str(sqs_trouble("dead-letter queue", exc))
+            except Exception as exc:
+                log.exception("console_action_error", id=action.id)
+                action.state = "failed"
+                action.problem = f"an error of the console's own ({type(exc).__name__}): see its log"
             finally:
                 action.ended_at = time.time()
+                self._desk.acting = False
                 self._desk.forget()
                 log.warning(
                     "console_action_ended", action=action.kind, id=action.id, state=action.state, who=action.who,
@@ -132,9 +145,21 @@ class Actions:
     async def _work(self, action: Action, chosen: Filter) -> None:
         located = await self._desk.located()
         if action.kind == "delete":
-            await delete_matching(self._desk.client, located, chosen, action.emit)
+            deleted = await delete_matching(self._desk.client, located, chosen, action.emit)
+            action.counts.update(deleted=deleted.deleted, skipped=deleted.skipped, failed=deleted.failed)
+            _note_not_found(action, chosen, deleted.deleted + deleted.failed)
             return
         report = await redrive(self._desk.client, located, Request(chosen, None, dry_run=False), action.emit)
         action.counts.update(moved=report.moved, skipped=report.skipped, failed=report.failed)
         action.notes.extend(report.notes)
+        _note_not_found(action, chosen, report.moved + report.failed)
         action.notes.append(f"{report.method}: from {located.dlq_name} to {located.name} (or each message's source)")
+
+
+def _note_not_found(action: Action, chosen: Filter, reached: int) -> None:
+    missing = len(chosen.message_ids) - reached
+    if chosen.message_ids and missing > 0:
+        action.notes.append(
+            f"{missing} selected message(s) were not found in the DLQ (redriven or deleted since the list was read, "
+            "or not handed out: SQS gives at most ten of a FIFO message group at a time)"
+        )

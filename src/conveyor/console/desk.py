@@ -55,7 +55,8 @@ class Desk:
     settings: SqsSettings
     limit: int
     clock: Callable[[], float] = time.monotonic
-    turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)  # reads and actions, one at a time
+    acting: bool = False  # an action holds the turn (set by the actions)
     _listing: Listing | None = None
     _where: _Located = field(default_factory=_Located)
 
@@ -75,16 +76,19 @@ class Desk:
         self._listing = None
 
     async def listing(self) -> Listing:
+        """The list: the one kept if it is young, else read now (readers at once share one read);
+        while an action runs, the one read before it, marked stale."""
         kept = self._listing
-        if self.turn.locked():
+        if self.acting:
             if kept is None:
                 return Listing(problem="an action is running: the list is read again once it is done")
             return replace(kept, stale=True)
-        if kept is not None and self.clock() - kept.read_at < FRESH_SECONDS:
-            return kept
         async with self.turn:
+            kept = self._listing  # another reader may have read it while this one waited
+            if kept is not None and self.clock() - kept.read_at < FRESH_SECONDS:
+                return kept
             self._listing = await self._read()
-        return self._listing
+            return self._listing
 
     async def _read(self) -> Listing:
         try:

@@ -19,12 +19,16 @@ class FormError(ValueError):
     """One readable line: what in the request is wrong."""
 
 
+class FormTooLargeError(FormError):
+    """The body is over :data:`MAX_FORM_BYTES` (answered 413, before it is all read)."""
+
+
 type Fields = Mapping[str, Sequence[str]]
 
 
 def parse_form(body: bytes) -> dict[str, list[str]]:
     if len(body) > MAX_FORM_BYTES:
-        raise FormError(f"the form is over {MAX_FORM_BYTES // 1024} KiB")
+        raise FormTooLargeError(f"the form is over {MAX_FORM_BYTES // 1024} KiB")
     try:
         return parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=2000)
     except (UnicodeDecodeError, ValueError) as exc:

@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from conveyor.console.actions import BusyError, Kind
 from conveyor.console.auth import BAD_TOKEN, READ_ONLY, SESSION_COOKIE, SESSION_SECONDS, Refusal, same_origin
-from conveyor.console.forms import Asked, FormError, Wanted, one, parse_form
+from conveyor.console.forms import MAX_FORM_BYTES, Asked, FormError, FormTooLargeError, Wanted, one, parse_form
 from conveyor.console.render import console_of, page, refused, wants_html
+from conveyor.dlq.record import CONVEYOR_OWN, exported
 
 log = structlog.get_logger("conveyor.console")
 routes = APIRouter()
@@ -25,6 +26,8 @@ def _query(request: Request) -> dict[str, list[str]]:
 
 
 def _bad(request: Request, exc: FormError) -> Response:
+    if isinstance(exc, FormTooLargeError):
+        return refused(request, Refusal(413, "form-too-large", str(exc)))
     return refused(request, Refusal(400, "bad-request", str(exc)))
 
 
@@ -56,7 +59,7 @@ async def dead_letters(request: Request) -> Response:
     now_ms = int(time.time() * 1000)
     chosen = wanted.filter()
     shown = [m for m in listing.messages if chosen.matches(m, now_ms)]
-    kinds = Counter(m.error_type or "(no record)" for m in listing.messages)
+    kinds = Counter(m.error_type for m in listing.messages if m.error_type)  # what the filter can choose
     return page(request, "dead_letters.html", listing=listing, shown=shown, kinds=sorted(kinds.items()),
                 wanted=wanted, now_ms=now_ms)  # fmt: skip
 
@@ -68,13 +71,32 @@ async def dead_letter(request: Request, message_id: str) -> Response:
     if found is None:
         detail = f"{message_id} is not among the dead letters read (redriven, deleted, or beyond the list's limit)"
         return refused(request, Refusal(404, "not-in-the-list", detail))
-    return page(request, "dead_letter.html", message=found, now_ms=int(time.time() * 1000))
+    attributes = {name: value for name, value in exported(found)["attributes"].items() if name not in CONVEYOR_OWN}
+    return page(request, "dead_letter.html", message=found, attributes=attributes, now_ms=int(time.time() * 1000))
+
+
+async def _form(request: Request) -> bytes:
+    """The request's body, refused past :data:`MAX_FORM_BYTES` before it is all in memory."""
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit() or int(declared) > MAX_FORM_BYTES:
+        raise FormTooLargeError(f"the form is over {MAX_FORM_BYTES // 1024} KiB")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise FormTooLargeError(f"the form is over {MAX_FORM_BYTES // 1024} KiB")
+    return bytes(body)
+
+
+def _who(request: Request) -> str:
+    how = "bearer token" if request.headers.get("authorization", "").lower().startswith("bearer ") else "session"
+    return f"{how} from {request.client.host if request.client else 'unknown'}"
 
 
 async def _allowed(request: Request) -> tuple[dict[str, list[str]] | None, Response | None]:
     """The form, once the request may change something; else the refusal to answer."""
     try:
-        fields = parse_form(await request.body())
+        fields = parse_form(await _form(request))
     except FormError as exc:
         return None, _bad(request, exc)
     console = console_of(request)
@@ -99,7 +121,7 @@ async def act(request: Request) -> Response:
     console = console_of(request)
     if not asked.confirmed:
         return await _confirm(request, asked)
-    who = "bearer token" if request.headers.get("authorization") else "signed-in session"
+    who = _who(request)
     kind: Kind = "redrive" if asked.kind == "redrive" else "delete"
     try:
         action = console.actions.start(kind, asked.chosen, asked.describe(), who)
@@ -142,7 +164,7 @@ async def sign_in_page(request: Request) -> Response:
 async def sign_in(request: Request) -> Response:
     console = console_of(request)
     try:
-        fields = parse_form(await request.body())
+        fields = parse_form(await _form(request))
     except FormError as exc:
         return _bad(request, exc)
     headers = {k.lower(): v for k, v in request.headers.items()}

@@ -25,6 +25,10 @@ class ConsoleSettings(SqsSettings):
     console_metrics_urls: str = ""
     """the processors' (and the canary's) metrics endpoints, comma-separated (for example
     `http://10.0.0.7:8001/metrics`): the console shows their handled and failed rates, in flight and concurrency"""
+    console_allowed_hosts: str = ""
+    """the host names the console answers to besides `127.0.0.1`, `localhost`, `::1` and `CONVEYOR_CONSOLE_HOST`
+    (comma-separated; behind a gateway, the name it is reached by): any other `Host` is refused, so that a web page
+    cannot read the console through DNS rebinding"""
     console_list_limit: Annotated[int, Field(ge=10, le=1000)] = 200
     """dead letters the console reads for its list at most (reading a DLQ means receiving from it)"""
 
@@ -43,6 +47,11 @@ class ConsoleSettings(SqsSettings):
     @property
     def metrics_urls(self) -> tuple[str, ...]:
         return tuple(url for url in self.console_metrics_urls.split(",") if url)
+
+    @property
+    def allowed_hosts(self) -> list[str]:
+        named = {self.console_host, *(h.strip() for h in self.console_allowed_hosts.split(",") if h.strip())}
+        return sorted(named | {"127.0.0.1", "localhost", "[::1]", "::1"})
 
     @property
     def token(self) -> SecretStr | None:

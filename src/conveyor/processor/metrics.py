@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from conveyor.message import Retry
 from conveyor.sqs.metrics import SqsCallMetrics
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no _created series: noise for counters
@@ -62,8 +63,9 @@ class ProcessorMetrics(SqsCallMetrics):
         )
         self.failed = Counter(
             "conveyor_processor_failed",
-            "Handler calls that ended in an error (retried or dead-lettered), by error_type (the qualified"
-            f" class name; the first {MAX_ERROR_TYPES} a process meets, then other).",
+            "Handler calls that ended in an error (retried or dead-lettered; a Retry or Throttle the handler"
+            " raised to ask for a later try is not one), by error_type (the qualified class name; the first"
+            f" {MAX_ERROR_TYPES} a process meets, then other).",
             ["error_type"],
             registry=r,
         )
@@ -165,9 +167,11 @@ class ProcessorMetrics(SqsCallMetrics):
         )
 
     def count_retry(self, error: BaseException) -> None:
-        """A handler call that ended in an error and is tried again later."""
+        """A message tried again later: after an error (counted as failed), or because its handler
+        asked for it (``Retry``, ``Throttle``: not a failure)."""
         self.retried.inc()
-        self.failed.labels(self._error_types.label(error)).inc()
+        if not isinstance(error, Retry):
+            self.failed.labels(self._error_types.label(error)).inc()
 
     def count_dead_letter(self, reason: str, error: BaseException) -> None:
         """A message the processor dead-lettered (its handler's last call failed)."""
