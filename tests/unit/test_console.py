@@ -455,3 +455,19 @@ async def test_the_filter_offers_only_recorded_error_types_and_the_confirmation_
     assert '<option value="(no record)"' not in listing.text
     assert "The list stopped at its limit" in confirm.text
     assert "about 16 in the DLQ" in confirm.text
+
+
+async def test_signing_out_ends_the_session_and_another_site_cannot_do_it() -> None:
+    async with console(seeded()) as http:
+        await signed_in(http)
+        forced = await http.post("/sign-out", headers={"Sec-Fetch-Site": "cross-site"})
+        still = await http.get("/dead-letters", headers=HTML)
+        out = await http.post("/sign-out", headers=SAME_ORIGIN)
+        http.cookies.clear()  # as the browser does with the expired cookie
+        after = await http.get("/dead-letters", headers=HTML)
+    assert forced.status_code == 403
+    assert "Sign out" in still.text
+    assert out.status_code == 303
+    assert "session=" in out.headers["set-cookie"]
+    assert "Max-Age=0" in out.headers["set-cookie"] or "expires=" in out.headers["set-cookie"].lower()
+    assert "Sign in" in after.text

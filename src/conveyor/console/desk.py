@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 FRESH_SECONDS = 5.0  # a list this young is shown again instead of read again (a reload, the detail page)
 LOCATE_SECONDS = 60.0
+LIST_HOLD_SECONDS = 60  # a read takes seconds; a console stopped mid-read hides what it held this long at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ class Desk:
             return Listing(read_at=self.clock(), problem=str(exc))
         read: list[DeadLettered] = []
         try:
-            async with Scan(self.client, located.dlq_url) as scan:
+            async with Scan(self.client, located.dlq_url, hold=LIST_HOLD_SECONDS) as scan:
                 async for batch in scan.batches(self.limit):
                     read.extend(batch)
             attrs = await self.client.get_queue_attributes(

@@ -185,6 +185,8 @@ async def sign_in(request: Request) -> Response:
 
 @routes.post("/sign-out")
 async def sign_out(request: Request) -> Response:
+    if not same_origin({k.lower(): v for k, v in request.headers.items()}):  # no signing people out from elsewhere
+        return refused(request, Refusal(403, "cross-site-request", "sign out from the console's own page"))
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response
