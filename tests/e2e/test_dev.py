@@ -63,13 +63,7 @@ def test_conveyor_dev_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         dev.send_signal(signal.SIGTERM)
         assert dev.wait(60) == 0
     finally:
-        if dev.poll() is None:  # a failed step: stop it as a user would, so that it stops LocalStack too
-            dev.send_signal(signal.SIGTERM)
-            try:
-                dev.wait(60)
-            except subprocess.TimeoutExpired:
-                dev.kill()
-                dev.wait()
+        _stopped(dev)
     # nothing left: no LocalStack, no writer, no processor
     assert not any(listening(port) for port in ports.values())
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False)
@@ -96,6 +90,18 @@ def _the_console_as_printed(text: str, env: dict[str, str]) -> None:
     finally:
         console.send_signal(signal.SIGTERM)
         assert console.wait(30) == 0
+
+
+def _stopped(dev: subprocess.Popen[bytes]) -> None:
+    """After a failed step: stop it as a user would (SIGTERM), so that it stops its children, LocalStack
+    included; killed only if that does not end it."""
+    if dev.poll() is None:
+        dev.send_signal(signal.SIGTERM)
+        try:
+            dev.wait(60)
+        except subprocess.TimeoutExpired:
+            dev.kill()
+            dev.wait()
 
 
 def _ok(url: str) -> bool:
@@ -146,11 +152,5 @@ def test_your_handler_from_the_folder_you_are_in_with_options_and_reload(tmp_pat
         dev.send_signal(signal.SIGTERM)
         assert dev.wait(60) == 0
     finally:
-        if dev.poll() is None:  # a failed step: stop it as a user would, so that it stops its children
-            dev.send_signal(signal.SIGTERM)
-            try:
-                dev.wait(60)
-            except subprocess.TimeoutExpired:
-                dev.kill()
-                dev.wait()
+        _stopped(dev)
     assert not any(listening(port) for port in ports.values())

@@ -72,7 +72,7 @@ class Guard:
         return self._mac(f"csrf:{cookie}") if self.session_ok(cookie) else ""
 
     def refusal(self, headers: Mapping[str, str], cookie: str | None, csrf: str | None) -> Refusal | None:
-        """None when the request may change something; else why not. ``headers`` lower-cased."""
+        """None when the request may change something; else why not. ``headers``: by lower-case names."""
         if self._key is None:
             return READ_ONLY
         authorization = headers.get("authorization", "")

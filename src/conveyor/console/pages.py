@@ -100,8 +100,7 @@ async def _allowed(request: Request) -> tuple[dict[str, list[str]] | None, Respo
     except FormError as exc:
         return None, _bad(request, exc)
     console = console_of(request)
-    headers = {k.lower(): v for k, v in request.headers.items()}
-    refusal = console.guard.refusal(headers, request.cookies.get(SESSION_COOKIE), one(fields, "csrf") or None)
+    refusal = console.guard.refusal(request.headers, request.cookies.get(SESSION_COOKIE), one(fields, "csrf") or None)
     if refusal is not None:
         log.warning("console_request_refused", path=request.url.path, reason=refusal.title,
                     client=request.client.host if request.client else None)  # fmt: skip
@@ -167,7 +166,7 @@ async def sign_in(request: Request) -> Response:
         fields = parse_form(await _form(request))
     except FormError as exc:
         return _bad(request, exc)
-    headers = {k.lower(): v for k, v in request.headers.items()}
+    headers = request.headers
     if not console.guard.writable:
         return refused(request, READ_ONLY)
     if not same_origin(headers):
@@ -185,7 +184,7 @@ async def sign_in(request: Request) -> Response:
 
 @routes.post("/sign-out")
 async def sign_out(request: Request) -> Response:
-    if not same_origin({k.lower(): v for k, v in request.headers.items()}):  # no signing people out from elsewhere
+    if not same_origin(request.headers):  # no signing people out from elsewhere
         return refused(request, Refusal(403, "cross-site-request", "sign out from the console's own page"))
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")

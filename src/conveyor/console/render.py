@@ -15,22 +15,14 @@ from conveyor.console.auth import SESSION_COOKIE, Guard, Refusal
 from conveyor.console.desk import Desk
 from conveyor.console.overview import Looker
 from conveyor.console.settings import ConsoleSettings
+from conveyor.dlq.command import ago
 
 PROBLEM_JSON = "application/problem+json"
 HERE = files("conveyor.console")
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
 
 
-def ago(ms: int) -> str:
-    """``3 min ago``: how long ago, from milliseconds."""
-    total = max(0, int(ms) // 1000)
-    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
-        if total >= size:
-            return f"{total // size} {unit} ago"
-    return f"{total} s ago"
-
-
-TEMPLATES.env.filters["ago"] = ago
+TEMPLATES.env.filters["ago"] = lambda ms: f"{ago(ms)} ago"
 
 
 class Console:
@@ -38,7 +30,7 @@ class Console:
 
     def __init__(self, settings: ConsoleSettings, desk: Desk, actions: Actions, looker: Looker) -> None:
         self.settings = settings
-        self.guard = Guard(settings.token)
+        self.guard = Guard(settings.console_token)
         self.desk = desk
         self.actions = actions
         self.looker = looker

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
 from conveyor.settings import CanarySecret, Port, SqsSettings
 
@@ -52,7 +52,3 @@ class ConsoleSettings(SqsSettings):
     def allowed_hosts(self) -> list[str]:
         named = {self.console_host, *(h.strip() for h in self.console_allowed_hosts.split(",") if h.strip())}
         return sorted(named | {"127.0.0.1", "localhost", "[::1]", "::1"})
-
-    @property
-    def token(self) -> SecretStr | None:
-        return self.console_token

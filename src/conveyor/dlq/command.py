@@ -117,7 +117,7 @@ async def _peek(client: SQSClient, located: Located, args: argparse.Namespace) -
 def _describe(message: DeadLettered, now_ms: int) -> str:
     lines = [f"{message.message_id}  {message.summary()}"]
     at = message.dead_lettered_at_ms
-    when = f"{_iso(at)} ({_ago(now_ms - at)} ago)" if at is not None else "unknown"
+    when = f"{_iso(at)} ({ago(now_ms - at)} ago)" if at is not None else "unknown"
     record = message.record
     if record is not None:
         why = "retries exhausted" if record.get("retries_exhausted") else "rejected"
@@ -194,7 +194,8 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _ago(ms: int) -> str:
+def ago(ms: int) -> str:
+    """``3 min``: how long, from milliseconds (peek's lines, the console's pages)."""
     total = max(0, ms // 1000)
     for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
         if total >= size:
